@@ -1,0 +1,271 @@
+"""Generation of (input, solution) pairs into a pdeinv HDF5 file, batched, resumable and atomic.
+
+PDEs (``GenerationConfig.pde``):
+
+- ``helmholtz``: source ``a`` ~ :func:`~pdeinv.datasets.grf.helmholtz_source_grf`, solution
+  ``u = Helmholtz(S, k).A(a)`` of ``lap_h u + k^2 u = a`` (``k = 1``), vertex grid, ``u = 0`` on
+  the boundary. The solve runs in float64 on the stored float32 source; ``u`` is then rounded.
+- ``poisson``: the same with ``k = 0``.
+- ``navier-stokes``: initial vorticity ``w0`` ~ :func:`~pdeinv.datasets.grf.ns_vorticity_grf`,
+  ``w(T) = NavierStokes2D(S, viscosity, T, dt).A(w0)`` in float32 (the FNO generator's precision);
+  the field ``vorticity`` holds ``time = [0, T]``.
+
+Sample ``i`` is a pure function of ``(seed, i)``: its GRF noise comes from
+:func:`~pdeinv.datasets.seeding.sample_generator` on the CPU and the solvers act on each sample
+independently, so the data do not depend on the batch size or on interruptions.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import h5py
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from pdeinv import __version__
+from pdeinv.datasets.grf import GaussianRandomField, helmholtz_source_grf, ns_vorticity_grf
+from pdeinv.datasets.schema import FieldInfo, FileLayout, create_layout, generation_config
+from pdeinv.datasets.seeding import sample_generator
+from pdeinv.datasets.statistics import Moments, write_statistics
+from pdeinv.datasets.store import ShardStore, describe_differences
+
+GENERATOR_VERSION = 1
+PDES = ("helmholtz", "poisson", "navier-stokes")
+NS_DEFAULTS = {"viscosity": 1e-3, "time": 1.0, "dt": 1e-4}
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """The settings that define a generated data set (batch size and device do not).
+
+    Parameters
+    ----------
+    pde : {"helmholtz", "poisson", "navier-stokes"}
+        Which pairs to generate.
+    resolution : int
+        Grid points per side ``S`` (Helmholtz/Poisson ``S >= 3``, Navier-Stokes ``S >= 4``).
+    n : int
+        Number of samples.
+    seed : int
+        Data-set seed; sample ``i`` uses ``sample_generator(seed, i)``.
+    k : float, optional
+        Helmholtz wavenumber (1 for ``helmholtz``, 0 for ``poisson``; ``None`` for Navier-Stokes).
+    viscosity, time, dt : float, optional
+        Navier-Stokes viscosity, final time ``T`` and time step (``None`` for Helmholtz/Poisson).
+    generator_version : int
+        Version of this generator; files from another version are never mixed.
+    """
+
+    pde: str
+    resolution: int
+    n: int
+    seed: int
+    k: float | None = None
+    viscosity: float | None = None
+    time: float | None = None
+    dt: float | None = None
+    generator_version: int = GENERATOR_VERSION
+
+
+def make_config(
+    pde: str,
+    resolution: int,
+    n: int,
+    seed: int,
+    *,
+    viscosity: float | None = None,
+    time: float | None = None,
+    dt: float | None = None,
+) -> GenerationConfig:
+    """Validate the settings and fill the defaults of ``pde`` (``k``, or viscosity 1e-3, T = 1, dt = 1e-4).
+
+    Raises
+    ------
+    ValueError
+        Unknown ``pde``, non-positive ``resolution``/``n``, negative ``seed``, non-positive
+        Navier-Stokes settings, or Navier-Stokes settings given for Helmholtz/Poisson.
+    """
+    if pde not in PDES:
+        raise ValueError(f"unknown PDE {pde!r}; choose one of {', '.join(PDES)}")
+    minimum = 4 if pde == "navier-stokes" else 3
+    for name, value, low in (("resolution", resolution, minimum), ("n", n, 1), ("seed", seed, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    ns_settings = {"viscosity": viscosity, "time": time, "dt": dt}
+    if pde != "navier-stokes":
+        given = [f"--{name}" for name, value in ns_settings.items() if value is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)} only apply to navier-stokes, not {pde}; drop them")
+        return GenerationConfig(pde, resolution, n, seed, k=1.0 if pde == "helmholtz" else 0.0)
+    settings = {name: NS_DEFAULTS[name] if value is None else float(value) for name, value in ns_settings.items()}
+    for name, value in settings.items():
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"{name} must be a positive number, got {value!r}")
+    return GenerationConfig(pde, resolution, n, seed, **settings)
+
+
+def source_field(config: GenerationConfig) -> GaussianRandomField:
+    """The GRF that draws the input of each pair."""
+    if config.pde == "navier-stokes":
+        return ns_vorticity_grf(config.resolution)
+    return helmholtz_source_grf(config.resolution)
+
+
+def file_layout(config: GenerationConfig) -> FileLayout:
+    """The HDF5 layout (fields, times, roles, attributes) of a data set generated with ``config``."""
+    grf = source_field(config)
+    attributes = {
+        "generator_version": np.int64(config.generator_version),
+        "source": f"pdeinv {__version__} data generator v{config.generator_version}",
+        "seed": np.int64(config.seed),
+        "grf_basis": grf.basis,
+        "grf_alpha": grf.alpha,
+        "grf_tau": grf.tau,
+        "grf_sigma": grf.amplitude,
+        "grf_zero_boundary": np.int64(grf.zero_boundary),
+        "generation_config": json.dumps(asdict(config), sort_keys=True),
+    }
+    name = f"pdeinv_{config.pde.replace('-', '_')}_{config.resolution}"
+    if config.pde == "navier-stokes":
+        attributes["dt"] = config.dt
+        return FileLayout(
+            dataset_name=name,
+            pde=config.pde,
+            grid="periodic",
+            resolution=config.resolution,
+            n_samples=config.n,
+            times=(0.0, config.time),
+            fields=(FieldInfo("vorticity", "vorticity w = dv/dx - du/dy"),),
+            input_fields=("vorticity[0]",),
+            output_fields=("vorticity[-1]",),
+            simulation_parameters={"viscosity": config.viscosity, "final_time": config.time},
+            attributes=attributes,
+        )
+    return FileLayout(
+        dataset_name=name,
+        pde=config.pde,
+        grid="vertex",
+        resolution=config.resolution,
+        n_samples=config.n,
+        times=(0.0,),
+        fields=(FieldInfo("source", "source a of lap u + k^2 u = a"), FieldInfo("solution", "solution u (0 on the boundary)")),
+        input_fields=("source",),
+        output_fields=("solution",),
+        simulation_parameters={"k": config.k},
+        attributes=attributes,
+    )
+
+
+def pair_solver(config: GenerationConfig, device: torch.device) -> Callable[[torch.Tensor], dict[str, torch.Tensor]]:
+    """A function mapping a float32 input batch ``(B, 1, S, S)`` to ``{field: (B, n_steps, S, S) float32}``."""
+    if config.pde == "navier-stokes":
+        from pdeinv.operators.navier_stokes import NavierStokes2D
+
+        physics = NavierStokes2D(config.resolution, viscosity=config.viscosity, time=config.time, dt=config.dt).to(device)
+        return lambda w0: {"vorticity": torch.cat([w0, physics.A(w0)], dim=1)}
+    from pdeinv.operators.helmholtz import Helmholtz
+
+    physics = Helmholtz(config.resolution, k=config.k, device=device)
+    return lambda a: {"source": a, "solution": physics.A(a.double()).float()}
+
+
+def draw_inputs(grf: GaussianRandomField, seed: int, start: int, stop: int, device: torch.device) -> torch.Tensor:
+    """Inputs of samples ``start..stop-1``, ``(stop - start, 1, S, S)`` float32, each from its own generator."""
+    xi = torch.cat([grf.draw_coefficients(1, sample_generator(seed, i)) for i in range(start, stop)])
+    return grf.synthesize(xi.to(device))
+
+
+def _existing_output(out: Path, config: dict) -> bool:
+    """True if ``out`` is a complete file of this configuration; raise if it holds another one."""
+    if not out.exists():
+        return False
+    try:
+        with h5py.File(out, "r") as f:
+            existing = generation_config(f)
+    except OSError as error:
+        raise ValueError(f"{out} exists but cannot be read as HDF5 ({error}); delete it or choose another --out") from None
+    if existing != config:
+        raise ValueError(
+            f"{out} already holds a data set with different settings: {describe_differences(existing, config)}; "
+            "delete it or choose another --out"
+        )
+    return True
+
+
+def _assemble(store: ShardStore, layout: FileLayout) -> None:
+    """Write the final HDF5 file from the shards (in the parts directory) and compute the statistics."""
+    with h5py.File(store.temporary_output(), "w") as f:
+        datasets = create_layout(f, layout)
+        moments = {name: Moments.empty(len(layout.times)) for name in datasets}
+        for start, _, arrays in store.shards():
+            for name, ds in datasets.items():
+                block = arrays[name]
+                ds[start : start + len(block)] = block
+                for sample in block:
+                    moments[name].add_sample(sample)
+        for name, ds in datasets.items():
+            write_statistics(ds, moments[name])
+
+
+def generate(
+    config: GenerationConfig,
+    out: str | Path,
+    *,
+    batch_size: int = 32,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> Path:
+    """Generate ``config.n`` pairs into ``out``, resuming from ``out.parts/`` if a run was interrupted.
+
+    Parameters
+    ----------
+    config : GenerationConfig
+        What to generate (see :func:`make_config`).
+    out : path-like
+        Output HDF5 file; written atomically (it appears only when complete).
+    batch_size : int
+        Samples solved together; does not change the data.
+    device : str or torch.device
+        Where the solvers run (the GRF noise is always drawn on the CPU).
+    progress : bool
+        Show a tqdm progress bar on stderr.
+
+    Returns
+    -------
+    pathlib.Path
+        ``out``. If ``out`` already holds this configuration, nothing is generated.
+
+    Raises
+    ------
+    ValueError
+        If ``out`` or its parts directory holds a different configuration, or ``batch_size < 1``.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    out = Path(out)
+    settings = asdict(config)
+    store = ShardStore(out, settings)
+    if _existing_output(out, settings):
+        store.remove()
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    store.open()
+    device = torch.device(device)
+    grf, solve = source_field(config), pair_solver(config, device)
+    todo = store.missing(config.n, batch_size)
+    remaining = sum(stop - start for start, stop in todo)
+    with tqdm(total=config.n, initial=config.n - remaining, unit="pair", disable=not progress, desc=out.name) as bar:
+        for start, stop in todo:
+            with torch.no_grad():
+                fields = solve(draw_inputs(grf, config.seed, start, stop, device))
+            store.write(start, stop, {name: value.cpu().numpy() for name, value in fields.items()})
+            bar.update(stop - start)
+    _assemble(store, file_layout(config))
+    store.commit()
+    return out

@@ -1,0 +1,195 @@
+"""``pdeinv data info`` and ``pdeinv data check``: summarise and validate a pdeinv HDF5 file.
+
+:func:`check_file` enforces The Well's formatting rules (root attributes, ``sample_varying`` /
+``time_varying`` booleans, the expected-shape rule ``(B if sample_varying) + (T if
+time_varying) + (spatial sizes where dim_varying) + (D,) * tensor_order``), pdeinv's own schema
+(:mod:`pdeinv.datasets.schema`) and the contents: every chunk readable, no NaN or infinity, and
+the stored statistics equal to a recomputation.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from pdeinv.datasets.schema import FIELD_GROUPS, as_str_list, coordinates, parse_channel
+from pdeinv.datasets.statistics import Moments
+
+ROOT_ATTRIBUTES = {"dataset_name": str, "grid_type": str, "n_spatial_dims": int, "n_trajectories": int}
+PDEINV_ATTRIBUTES = ("pde", "grid", "resolution", "input_fields", "output_fields", "generation_config", "seed")
+STATISTICS_RTOL = 1e-9
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _root_problems(f: h5py.File) -> list[str]:
+    problems = []
+    for name, kind in ROOT_ATTRIBUTES.items():
+        value = f.attrs.get(name)
+        if value is None:
+            problems.append(f"root attribute {name!r} is missing")
+        elif kind is int and not _is_int(value):
+            problems.append(f"root attribute {name!r} must be a scalar integer, got {value!r}")
+        elif kind is str and not isinstance(value, str):
+            problems.append(f"root attribute {name!r} must be a string, got {value!r}")
+    for name in as_str_list(f.attrs.get("simulation_parameters", [])):
+        if name not in f.attrs:
+            problems.append(f"simulation parameter {name!r} is not a root attribute")
+        if f"scalars/{name}" not in f:
+            problems.append(f"simulation parameter {name!r} has no /scalars/{name} dataset")
+    problems += [f"pdeinv root attribute {name!r} is missing" for name in PDEINV_ATTRIBUTES if name not in f.attrs]
+    return problems
+
+
+def _flag_problems(path: str, obj) -> list[str]:
+    return [
+        f"{path}: attribute {flag!r} must be a bool, got {obj.attrs.get(flag)!r}"
+        for flag in ("sample_varying", "time_varying")
+        if not isinstance(obj.attrs.get(flag), (bool, np.bool_))
+    ]
+
+
+def _well_field_problems(f: h5py.File) -> list[str]:
+    """The Well checker's rules for /dimensions, /scalars, /boundary_conditions and t{0,1,2}_fields."""
+    problems = []
+    n = int(f.attrs.get("n_trajectories", -1))
+    n_time = len(f["dimensions/time"]) if "dimensions/time" in f else -1
+    spatial = [len(f[f"dimensions/{d}"]) for d in ("x", "y") if f"dimensions/{d}" in f]
+    for group in ("dimensions", "scalars", "boundary_conditions") + FIELD_GROUPS:
+        if group not in f:
+            problems.append(f"group /{group} is missing")
+    if problems:
+        return problems
+    for name, ds in f["dimensions"].items():
+        problems += _flag_problems(f"/dimensions/{name}", ds)
+    if not bool(f["dimensions/time"].attrs.get("time_varying", False)):
+        problems.append("/dimensions/time must have time_varying=True")
+    for name, ds in f["scalars"].items():
+        problems += _flag_problems(f"/scalars/{name}", ds)
+    for name, bc in f["boundary_conditions"].items():
+        problems += _flag_problems(f"/boundary_conditions/{name}", bc)
+        if not isinstance(bc.attrs.get("bc_type"), str) or "mask" not in bc:
+            problems.append(f"/boundary_conditions/{name} needs a bc_type string and a mask dataset")
+    for order, group in enumerate(FIELD_GROUPS):
+        names = as_str_list(f[group].attrs.get("field_names", []))
+        if sorted(names) != sorted(f[group].keys()):
+            problems.append(f"/{group}: field_names {names} does not list its datasets {sorted(f[group].keys())}")
+        for name, ds in f[group].items():
+            problems += _flag_problems(f"/{group}/{name}", ds)
+            dim_varying = np.atleast_1d(ds.attrs.get("dim_varying", []))
+            if len(dim_varying) != len(spatial):
+                problems.append(f"/{group}/{name}: dim_varying must have {len(spatial)} entries, got {dim_varying}")
+                continue
+            expected = (
+                ((n,) if ds.attrs.get("sample_varying") else ())
+                + ((n_time,) if ds.attrs.get("time_varying") else ())
+                + tuple(size for size, varying in zip(spatial, dim_varying) if varying)
+                + (len(spatial),) * order
+            )
+            if ds.shape != expected:
+                problems.append(f"/{group}/{name} has shape {ds.shape}, expected {expected}")
+    return problems
+
+
+def _pdeinv_problems(f: h5py.File) -> list[str]:
+    """pdeinv's schema: coordinates, float32 chunked gzip fields, statistics attributes, channel names."""
+    problems = []
+    s, grid = int(f.attrs["resolution"]), str(f.attrs["grid"])
+    for axis in ("x", "y"):
+        if axis not in f or not np.array_equal(f[axis][()], coordinates(grid, s)):
+            problems.append(f"/{axis} must hold the {grid} grid coordinates of {s} points")
+    for name, ds in f["t0_fields"].items():
+        if ds.dtype != np.float32 or ds.chunks != (1, 1, s, s) or ds.compression != "gzip":
+            problems.append(
+                f"/t0_fields/{name} must be float32, chunks (1, 1, {s}, {s}), gzip; got {ds.dtype}, "
+                f"{ds.chunks}, {ds.compression}"
+            )
+        for key in ("mean", "std", "time_mean", "time_std"):
+            if key not in ds.attrs:
+                problems.append(f"/t0_fields/{name} lacks the statistics attribute {key!r}")
+    fields = list(f["t0_fields"].keys())
+    for channel in as_str_list(f.attrs["input_fields"]) + as_str_list(f.attrs["output_fields"]):
+        if parse_channel(channel)[0] not in fields:
+            problems.append(f"channel {channel!r} in input_fields/output_fields names no field of /t0_fields")
+    return problems
+
+
+def _content_problems(f: h5py.File) -> list[str]:
+    """Read every sample: report unreadable chunks, NaN/inf, and statistics that do not match the data."""
+    problems = []
+    for name, ds in f["t0_fields"].items():
+        moments = Moments.empty(ds.shape[1])
+        bad = 0
+        for i in range(ds.shape[0]):
+            try:
+                sample = ds[i]
+            except (OSError, RuntimeError) as error:
+                return problems + [f"/t0_fields/{name} sample {i} cannot be read (truncated or corrupt file): {error}"]
+            bad += int((~np.isfinite(sample)).sum())
+            moments.add_sample(sample)
+        if bad:
+            problems.append(f"/t0_fields/{name} holds {bad} NaN or infinite values")
+            continue
+        mean, std = moments.per_time()
+        for key, value in (("time_mean", mean), ("time_std", std)):
+            stored = np.asarray(ds.attrs.get(key, np.nan))
+            if stored.shape != value.shape or not np.allclose(stored, value, rtol=STATISTICS_RTOL, atol=0):
+                problems.append(f"/t0_fields/{name}: stored {key} {stored} differs from the data's {value}")
+    return problems
+
+
+def check_file(path: str | os.PathLike) -> list[str]:
+    """Validate schema and contents of a pdeinv HDF5 file.
+
+    Returns
+    -------
+    list of str
+        One message per problem; empty when the file is valid.
+    """
+    path = Path(path)
+    if not path.exists():
+        return [f"{path} does not exist"]
+    try:
+        f = h5py.File(path, "r")
+    except OSError as error:
+        return [f"cannot be opened as HDF5, the file is truncated or corrupt ({error}); regenerate it"]
+    with f:
+        problems = _root_problems(f)
+        problems += _well_field_problems(f)
+        if problems:
+            return problems
+        problems += _pdeinv_problems(f)
+        return problems + _content_problems(f)
+
+
+def summary(path: str | os.PathLike) -> str:
+    """A human-readable description of a pdeinv HDF5 file (no data are read beyond metadata)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as error:
+        raise ValueError(f"{path} cannot be opened as HDF5 (truncated or corrupt?): {error}") from None
+    with f:
+        attrs = f.attrs
+        lines = [
+            f"{path} ({path.stat().st_size / 2**20:.1f} MiB)",
+            f"  dataset_name: {attrs.get('dataset_name')}   pde: {attrs.get('pde')}   grid: {attrs.get('grid')}",
+            f"  samples: {attrs.get('n_trajectories')}   resolution: {attrs.get('resolution')}   "
+            f"time: {[round(float(t), 6) for t in f['time'][()]] if 'time' in f else '?'}   seed: {attrs.get('seed')}",
+            "  simulation parameters: "
+            + ", ".join(f"{n}={attrs.get(n)}" for n in as_str_list(attrs.get("simulation_parameters", []))),
+            f"  inputs: {as_str_list(attrs.get('input_fields', []))}   outputs: {as_str_list(attrs.get('output_fields', []))}",
+        ]
+        for name, ds in f.get("t0_fields", {}).items():
+            lines.append(
+                f"  t0_fields/{name}: {ds.shape} {ds.dtype}  mean per time {np.round(ds.attrs.get('time_mean', []), 6)}"
+                f"  std per time {np.round(ds.attrs.get('time_std', []), 6)}"
+            )
+        return "\n".join(lines)
