@@ -182,7 +182,7 @@ def dihedral_group() -> SymmetryGroup:
         Transform("flip_x", (("flip", -2),)),
         Transform("flip_y", (("flip", -1),)),
         Transform("transpose", (("transpose",),)),
-        Transform("anti_transpose", (("rot90", 1), ("flip", -2))),
+        Transform("anti_transpose", (("rot90", 1), ("flip", -1))),
     ]
     return SymmetryGroup("D4", elements, "rotations and reflections of the square")
 
