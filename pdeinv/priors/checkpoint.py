@@ -1,0 +1,212 @@
+"""Prior checkpoints: ``model.safetensors`` (EMA weights) + ``card.json`` in one directory.
+
+The card is the single description of a trained prior::
+
+    {"format": "pdeinv-prior", "format_version": 1,
+     "backbone": {"name": "fno", "config": {...}},
+     "preconditioning": {"type": "edm", "sigma_data": 1.0, "p_mean": -1.2, "p_std": 1.2},
+     "normalization": {"channels": [...], "mean": [...], "std": [...]},
+     "resolution": 64,
+     "data": {"path": ..., "n_samples": ..., "attrs": {"pde": ..., "seed": ..., ...}},
+     "training": {"command": ..., "steps": ..., "wall_time_s": ..., "device": ..., "config": {...}},
+     "quality": {...}}                      # filled in by pdeinv.priors.quality when measured
+
+``load(name_or_path)`` rebuilds the :class:`~pdeinv.priors.edm.EDMDenoiser` from the card and
+checks the weights against it. All writes are atomic (temporary file + rename).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from pdeinv.priors.backbones import BACKBONES, build_backbone
+from pdeinv.priors.edm import EDMConfig, EDMDenoiser
+
+FORMAT = "pdeinv-prior"
+FORMAT_VERSION = 1
+WEIGHTS = "model.safetensors"
+CARD = "card.json"
+SHIPPED = Path(__file__).parent / "checkpoints"
+
+
+def atomic_write_bytes(path: Path, payload: bytes) -> None:
+    """Write ``payload`` to ``path`` via a temporary file in the same directory and an atomic rename."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(payload)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_torch_save(obj, path: Path) -> None:
+    """``torch.save`` made atomic (temporary file + rename)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def write_card(directory: Path, card: dict) -> None:
+    """Write ``card.json`` atomically."""
+    atomic_write_bytes(Path(directory) / CARD, (json.dumps(card, indent=2, sort_keys=True) + "\n").encode())
+
+
+def save_prior(prior: EDMDenoiser, directory: str | Path, card: dict) -> Path:
+    """Save a prior's weights (safetensors) and its card (JSON) into ``directory``.
+
+    Parameters
+    ----------
+    prior : EDMDenoiser
+        The prior, usually the EMA copy of a trained model.
+    directory : str or Path
+        Created if missing.
+    card : dict
+        The card (see the module docstring); stored as ``card.json`` and on ``prior.card``.
+    """
+    from safetensors.torch import save
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in prior.state_dict().items()}
+    atomic_write_bytes(directory / WEIGHTS, save(tensors))
+    write_card(directory, card)
+    prior.card = dict(card)
+    return directory
+
+
+def shipped_priors() -> list[str]:
+    """Names of the priors shipped in ``pdeinv/priors/checkpoints/``."""
+    if not SHIPPED.is_dir():
+        return []
+    return sorted(p.name for p in SHIPPED.iterdir() if (p / CARD).is_file())
+
+
+def resolve(name_or_path: str | Path) -> Path:
+    """The checkpoint directory for a path or a shipped prior name.
+
+    Raises
+    ------
+    FileNotFoundError
+        If it is neither an existing directory nor a shipped name.
+    """
+    path = Path(name_or_path)
+    if path.is_dir():
+        return path
+    if (SHIPPED / str(name_or_path)).is_dir():
+        return SHIPPED / str(name_or_path)
+    raise FileNotFoundError(
+        f"no prior checkpoint at {str(name_or_path)!r}: expected a directory holding {WEIGHTS} and {CARD} "
+        f"(written by `pdeinv train --out DIR`) or a shipped prior name, one of {shipped_priors()}"
+    )
+
+
+def read_card(directory: str | Path) -> dict:
+    """Read and check ``card.json`` of a checkpoint directory.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        If the card is missing, not valid JSON or not a pdeinv prior card.
+    """
+    path = Path(directory) / CARD
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: a prior checkpoint needs {CARD} beside {WEIGHTS}")
+    try:
+        card = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); re-save the checkpoint with `pdeinv train`") from err
+    if not isinstance(card, dict) or card.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a pdeinv prior card: expected \"format\": \"{FORMAT}\"")
+    missing = [k for k in ("backbone", "preconditioning", "normalization", "resolution") if k not in card]
+    if missing:
+        raise ValueError(f"{path} lacks the key(s) {missing} that a pdeinv prior card must have")
+    return card
+
+
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: a prior checkpoint needs {WEIGHTS} beside {CARD}")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ValueError(f"{path} is not a readable safetensors file ({err}); the checkpoint is corrupt") from err
+
+
+def prior_from_card(card: dict) -> EDMDenoiser:
+    """Build an (untrained) :class:`EDMDenoiser` exactly as the card describes it."""
+    backbone = card["backbone"]
+    if backbone.get("name") not in BACKBONES:
+        raise ValueError(f"card names backbone {backbone.get('name')!r}; expected one of {sorted(BACKBONES)}")
+    pre = card["preconditioning"]
+    if pre.get("type") != "edm":
+        raise ValueError(f"card names preconditioning {pre.get('type')!r}; only 'edm' is supported")
+    norm = card["normalization"]
+    return EDMDenoiser(
+        build_backbone(backbone["name"], **backbone.get("config", {})),
+        EDMConfig(sigma_data=pre["sigma_data"], p_mean=pre["p_mean"], p_std=pre["p_std"]),
+        channels=norm["channels"],
+        mean=norm["mean"],
+        std=norm["std"],
+        resolution=card["resolution"],
+        card=card,
+    )
+
+
+def _check_shapes(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor], where: Path) -> None:
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    wrong = [
+        f"{k}: card gives {tuple(expected[k].shape)}, weights have {tuple(found[k].shape)}"
+        for k in sorted(set(expected) & set(found))
+        if expected[k].shape != found[k].shape
+    ]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"missing tensors {missing[:5]}")
+        if unexpected:
+            parts.append(f"unexpected tensors {unexpected[:5]}")
+        if wrong:
+            parts.append("shape mismatches " + "; ".join(wrong[:5]))
+        raise ValueError(
+            f"{where} does not match the model its card describes ({', '.join(parts)}); "
+            "the card and weights come from different runs or backbones"
+        )
+
+
+def load(name_or_path: str | Path, device: str | torch.device = "cpu") -> EDMDenoiser:
+    """Load a trained prior from a checkpoint directory or a shipped name.
+
+    Parameters
+    ----------
+    name_or_path : str or Path
+        Directory with ``model.safetensors`` and ``card.json``, or a name from :func:`shipped_priors`.
+    device : str or torch.device
+        Where to put the prior.
+
+    Returns
+    -------
+    EDMDenoiser
+        In eval mode, implementing the prior contract (``denoise``, ``channels``, ``mean``, ``std``, ...).
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        For a missing, corrupt or mismatched checkpoint, saying what was expected.
+    """
+    directory = resolve(name_or_path)
+    card = read_card(directory)
+    prior = prior_from_card(card)
+    weights = _read_weights(directory / WEIGHTS)
+    _check_shapes(prior.state_dict(), weights, directory / WEIGHTS)
+    prior.load_state_dict(weights)
+    return prior.to(device).eval()

@@ -1,0 +1,152 @@
+r"""EDM preconditioning and training loss (Karras et al. 2022, "Elucidating the design space").
+
+A backbone :math:`F_\theta(x_\text{in}, c_\text{noise})` becomes the denoiser
+
+.. math::
+
+    D(x, \sigma) = c_\text{skip}(\sigma)\, x + c_\text{out}(\sigma)\,
+                   F_\theta\big(c_\text{in}(\sigma)\, x,\; c_\text{noise}(\sigma)\big),
+
+    c_\text{skip} = \frac{\sigma_d^2}{\sigma^2 + \sigma_d^2},\quad
+    c_\text{out} = \frac{\sigma \sigma_d}{\sqrt{\sigma^2 + \sigma_d^2}},\quad
+    c_\text{in} = \frac{1}{\sqrt{\sigma^2 + \sigma_d^2}},\quad
+    c_\text{noise} = \tfrac14 \ln \sigma,
+
+trained with :math:`\ln \sigma \sim N(P_\text{mean}, P_\text{std}^2)` and the weighted loss
+:math:`\lambda(\sigma) \lVert D(x_0 + \sigma n, \sigma) - x_0 \rVert^2`,
+:math:`\lambda(\sigma) = (\sigma^2 + \sigma_d^2) / (\sigma \sigma_d)^2`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from pdeinv.operators.base import check_field
+from pdeinv.priors.base import FieldPrior, sigma_column
+
+
+@dataclass(frozen=True)
+class EDMConfig:
+    """Preconditioning and training-noise parameters.
+
+    Parameters
+    ----------
+    sigma_data : float
+        Standard deviation of the normalised data (1.0 for per-channel standardised fields).
+    p_mean, p_std : float
+        Mean and standard deviation of :math:`\\ln \\sigma` during training.
+    """
+
+    sigma_data: float = 1.0
+    p_mean: float = -1.2
+    p_std: float = 1.2
+
+
+@dataclass(frozen=True)
+class EDMCoefficients:
+    """The four preconditioning coefficients, each shaped like the ``sigma`` they came from."""
+
+    c_skip: torch.Tensor
+    c_out: torch.Tensor
+    c_in: torch.Tensor
+    c_noise: torch.Tensor
+
+
+def edm_coefficients(sigma: torch.Tensor, sigma_data: float) -> EDMCoefficients:
+    r"""Preconditioning coefficients :math:`c_\text{skip}, c_\text{out}, c_\text{in}, c_\text{noise}` at ``sigma``."""
+    total = sigma**2 + sigma_data**2
+    return EDMCoefficients(
+        c_skip=sigma_data**2 / total,
+        c_out=sigma * sigma_data / total.sqrt(),
+        c_in=total.rsqrt(),
+        c_noise=sigma.log() / 4,
+    )
+
+
+def edm_loss_weight(sigma: torch.Tensor, sigma_data: float) -> torch.Tensor:
+    r"""Loss weight :math:`\lambda(\sigma) = (\sigma^2 + \sigma_d^2) / (\sigma \sigma_d)^2`."""
+    return (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
+
+
+def sample_training_sigma(n: int, config: EDMConfig, generator: torch.Generator | None = None) -> torch.Tensor:
+    r"""Draw ``n`` noise levels with :math:`\ln \sigma \sim N(P_\text{mean}, P_\text{std}^2)`, shape ``(n,)``."""
+    return (config.p_mean + config.p_std * torch.randn(n, generator=generator)).exp()
+
+
+def edm_loss(
+    denoiser: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    x0: torch.Tensor,
+    sigma: torch.Tensor,
+    noise: torch.Tensor,
+    sigma_data: float,
+) -> torch.Tensor:
+    r"""Mean weighted denoising loss :math:`\lambda(\sigma) (D(x_0 + \sigma n, \sigma) - x_0)^2` over all entries.
+
+    Parameters
+    ----------
+    denoiser : callable
+        ``D(x, sigma)`` (an :class:`EDMDenoiser`, possibly wrapped in DistributedDataParallel).
+    x0 : torch.Tensor
+        Clean normalised fields ``(B, C, S, S)``.
+    sigma : torch.Tensor
+        Noise levels ``(B,)``.
+    noise : torch.Tensor
+        Standard normal draws shaped like ``x0``.
+    sigma_data : float
+        :math:`\sigma_d` of the loss weight.
+    """
+    s = sigma.reshape(-1, 1, 1, 1)
+    residual = denoiser(x0 + s * noise, sigma) - x0
+    return (edm_loss_weight(s, sigma_data) * residual.float() ** 2).mean()
+
+
+class EDMDenoiser(FieldPrior):
+    r"""A backbone :math:`F(x_\text{in}, c_\text{noise})` preconditioned into the EDM denoiser :math:`D(x, \sigma)`.
+
+    Parameters
+    ----------
+    backbone : nn.Module
+        Called as ``backbone(x_in, c_noise)`` with ``x_in`` of shape ``(B, C, S, S)`` and
+        ``c_noise`` of shape ``(B,)``; returns ``(B, C, S, S)``.
+    config : EDMConfig
+        :math:`\sigma_d` and the training-noise distribution.
+    channels : sequence of str
+        Channel names.
+    mean, std : sequence of float, optional
+        Per-channel normalisation (physical = mean + std * normalised).
+    resolution : int
+        Training resolution ``S``.
+    card : dict, optional
+        Provenance (see :mod:`pdeinv.priors.checkpoint`).
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        config: EDMConfig = EDMConfig(),
+        *,
+        channels: Sequence[str],
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        resolution: int = 64,
+        card: dict | None = None,
+    ):
+        super().__init__(channels, mean, std, config.sigma_data, resolution, card)
+        self.backbone = backbone
+        self.config = config
+
+    def forward(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
+        """``D(x, sigma)`` for a normalised noisy field ``(B, C, S, S)`` and ``sigma`` float or ``(B,)``."""
+        s = sigma_column(sigma, x)
+        c = edm_coefficients(s, self.sigma_data)
+        out = self.backbone(c.c_in * x, c.c_noise.reshape(-1))
+        return c.c_skip * x + c.c_out * out.to(x.dtype)
+
+    def denoise(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
+        r"""Posterior-mean estimate :math:`E[x_0 \mid x]`; validates ``x`` then applies :meth:`forward`."""
+        check_field(x, channels=len(self.channels), name="x")
+        return self(x, sigma)

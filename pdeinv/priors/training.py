@@ -1,0 +1,381 @@
+r"""Training an EDM prior on in-memory fields: AdamW, warm-up, EMA, clipping, checkpoints, resume, DDP.
+
+One step draws a batch of normalised fields :math:`x_0` (optionally transformed by the
+operator's symmetry group), :math:`\ln\sigma \sim N(P_\text{mean}, P_\text{std}^2)` and
+:math:`n \sim N(0, I)`, and minimises :math:`\lambda(\sigma)\lVert D(x_0 + \sigma n, \sigma) - x_0\rVert^2`
+(:func:`pdeinv.priors.edm.edm_loss`). The learning rate ramps linearly from 0 over ``warmup``
+steps; the EMA weights :math:`\bar\theta \leftarrow \beta\bar\theta + (1-\beta)\theta` use
+:math:`\beta = 2^{-1/h_t}` with half-life :math:`h_t = \min(h, r\,t)` steps (``ema_halflife`` h,
+``ema_rampup`` r), and are what the checkpoint ships.
+
+Output directory ``out``: ``model.safetensors`` + ``card.json`` (the EMA prior, see
+:mod:`pdeinv.priors.checkpoint`), ``training_state.pt`` (everything needed to resume: model, EMA,
+optimiser, step, data order position and every rank's generator state) and ``log.csv``.
+Resuming a killed run reproduces the uninterrupted run bit for bit.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data.distributed import DistributedSampler
+
+from pdeinv.priors import distributed
+from pdeinv.priors.augment import augment, symmetry_group
+from pdeinv.priors.backbones import backbone_config, build_backbone, config_dict
+from pdeinv.priors.checkpoint import FORMAT, FORMAT_VERSION, atomic_torch_save, save_prior
+from pdeinv.priors.data import TrainingData
+from pdeinv.priors.edm import EDMConfig, EDMDenoiser, edm_loss, sample_training_sigma
+
+STATE = "training_state.pt"
+LOG = "log.csv"
+LOG_FIELDS = ("step", "epoch", "loss", "grad_norm", "lr", "seconds_per_step", "wall_s")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (stored in the card and the resumable state).
+
+    Parameters
+    ----------
+    out : str
+        Output directory.
+    backbone : str
+        ``"fno"`` or ``"unet"``.
+    backbone_options : dict
+        Overrides of the backbone's configuration dataclass (e.g. ``{"width": 32}``).
+    steps : int
+        Total optimiser steps.
+    batch_size : int
+        Global batch size (split evenly over DDP ranks).
+    lr, weight_decay : float
+        AdamW learning rate (after warm-up) and decoupled weight decay.
+    warmup : int
+        Steps of linear learning-rate warm-up.
+    ema_halflife : float
+        EMA half-life in steps.
+    ema_rampup : float
+        The half-life is capped at ``ema_rampup * step`` early in training.
+    grad_clip : float
+        Maximum global gradient norm (``0`` disables clipping).
+    checkpoint_every, log_every : int
+        Checkpoint and CSV-log periods in steps.
+    seed : int
+        Seeds model initialisation, data order, noise and augmentation.
+    augment_symmetries : bool
+        Transform each sample by a random element of the operator's symmetry group.
+    edm : EDMConfig
+        Preconditioning and training-noise distribution.
+    device : str
+        ``"cpu"`` or ``"cuda"``; bf16 autocast is used on CUDA only.
+    data, command : str
+        Provenance recorded in the card.
+    progress : bool
+        Show a tqdm progress bar on rank 0.
+    """
+
+    out: str
+    backbone: str = "fno"
+    backbone_options: dict = field(default_factory=dict)
+    steps: int = 10000
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup: int = 200
+    ema_halflife: float = 500.0
+    ema_rampup: float = 0.1
+    grad_clip: float = 1.0
+    checkpoint_every: int = 500
+    log_every: int = 50
+    seed: int = 0
+    augment_symmetries: bool = False
+    edm: EDMConfig = field(default_factory=EDMConfig)
+    device: str = "cpu"
+    data: str = ""
+    command: str = ""
+    progress: bool = True
+
+    def __post_init__(self):
+        positive = {k: getattr(self, k) for k in ("steps", "batch_size", "checkpoint_every", "log_every")}
+        bad = {k: v for k, v in positive.items() if int(v) < 1}
+        if bad:
+            raise ValueError(f"these settings must be positive integers: {bad}")
+        if self.lr <= 0 or self.ema_halflife <= 0 or self.warmup < 0 or self.grad_clip < 0:
+            raise ValueError("lr and ema_halflife must be positive, warmup and grad_clip non-negative")
+        if isinstance(self.edm, dict):
+            self.edm = EDMConfig(**self.edm)
+
+
+def default_backbone_options(config: TrainConfig, data: TrainingData) -> dict:
+    """Backbone options completed from the data: channel count and (fno) the grid convention."""
+    options = {"channels": len(data.channels), **config.backbone_options}
+    if config.backbone == "fno" and "grid" not in options and data.grid:
+        options["grid"] = "cell" if data.grid == "periodic" else "vertex"
+    return options
+
+
+def build_model(config: TrainConfig, data: TrainingData) -> tuple[EDMDenoiser, dict]:
+    """Build the EDM prior to train (initialised from ``config.seed``) and its card skeleton."""
+    options = default_backbone_options(config, data)
+    bb_config = backbone_config(config.backbone, **options)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        backbone = build_backbone(config.backbone, **options)
+    card = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "backbone": {"name": config.backbone, "config": config_dict(bb_config)},
+        "preconditioning": {"type": "edm", **asdict(config.edm)},
+        "normalization": {"channels": list(data.channels), "mean": data.mean, "std": data.std},
+        "resolution": data.resolution,
+        "data": data.provenance,
+    }
+    model = EDMDenoiser(
+        backbone,
+        config.edm,
+        channels=data.channels,
+        mean=data.mean,
+        std=data.std,
+        resolution=data.resolution,
+        card=card,
+    )
+    return model, card
+
+
+def ema_beta(step: int, halflife: float, rampup: float) -> float:
+    """EMA decay :math:`2^{-1/h_t}`, :math:`h_t = \\min(h, r\\,t)` after ``step`` (1-based) updates."""
+    h = min(halflife, rampup * step) if rampup > 0 else halflife
+    return 0.5 ** (1.0 / h) if h > 0 else 0.0
+
+
+class Trainer:
+    """Runs (or resumes) one training run.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        The run's settings.
+    data : TrainingData
+        Normalised fields in memory.
+    """
+
+    def __init__(self, config: TrainConfig, data: TrainingData):
+        self.config = config
+        self.data = data
+        self.env = distributed.setup(config.device)
+        if config.batch_size % self.env.world_size:
+            raise ValueError(
+                f"batch size {config.batch_size} must be divisible by the number of processes {self.env.world_size}"
+            )
+        self.local_batch = config.batch_size // self.env.world_size
+        if len(data.fields) // self.env.world_size < self.local_batch:
+            raise ValueError(
+                f"{len(data.fields)} samples cannot fill a batch of {self.local_batch} on each of "
+                f"{self.env.world_size} process(es); use a smaller --batch-size or more data"
+            )
+        self.model, self.card = build_model(config, data)
+        self.model.to(self.env.device)
+        self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
+        self.net = (
+            DistributedDataParallel(self.model, device_ids=[self.env.device] if self.env.device.type == "cuda" else None)
+            if self.env.distributed
+            else self.model
+        )
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.generator = torch.Generator().manual_seed(config.seed * 1_000_003 + self.env.rank)
+        self.group = symmetry_group(data.pde, data.resolution) if config.augment_symmetries else None
+        self.fields = data.fields.to(self.env.device)
+        self.step = 0
+        self.epoch = 0
+        self.position = 0
+        self.wall_s = 0.0
+        self._order = self._epoch_batches(0)
+
+    def _epoch_batches(self, epoch: int) -> torch.Tensor:
+        """This rank's batches of sample indices for ``epoch``, shape ``(n_batches, local_batch)``."""
+        sampler = DistributedSampler(
+            range(len(self.fields)),
+            num_replicas=self.env.world_size,
+            rank=self.env.rank,
+            shuffle=True,
+            seed=self.config.seed,
+            drop_last=True,
+        )
+        sampler.set_epoch(epoch)
+        indices = torch.tensor(list(sampler))
+        n = len(indices) // self.local_batch
+        return indices[: n * self.local_batch].reshape(n, self.local_batch)
+
+    def _next_batch(self) -> torch.Tensor:
+        if self.position == len(self._order):
+            self.epoch += 1
+            self.position = 0
+            self._order = self._epoch_batches(self.epoch)
+        idx = self._order[self.position]
+        self.position += 1
+        x0 = self.fields[idx.to(self.fields.device)]
+        return augment(x0, self.group, self.generator) if self.group is not None else x0
+
+    def train_step(self) -> tuple[float, float, float]:
+        """One optimiser step; returns ``(loss, gradient norm, learning rate)``."""
+        cfg = self.config
+        x0 = self._next_batch()
+        sigma = sample_training_sigma(len(x0), cfg.edm, self.generator).to(x0.device)
+        noise = torch.randn(x0.shape, generator=self.generator).to(x0.device)
+        lr = cfg.lr * min(1.0, (self.step + 1) / cfg.warmup) if cfg.warmup else cfg.lr
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.env.device.type == "cuda"):
+            loss = edm_loss(self.net, x0, sigma, noise, cfg.edm.sigma_data)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        max_norm = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+        self.optimizer.step()
+        self.step += 1
+        self._update_ema()
+        return float(loss.detach()), float(grad_norm), lr
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        beta = ema_beta(self.step, self.config.ema_halflife, self.config.ema_rampup)
+        for e, p in zip(self.ema.parameters(), self.model.parameters()):
+            e.lerp_(p, 1.0 - beta)
+        for e, b in zip(self.ema.buffers(), self.model.buffers()):
+            e.copy_(b)
+
+    def state_dict(self) -> dict:
+        """Everything needed to continue bit for bit (generator states gathered from every rank)."""
+        return {
+            "step": self.step,
+            "epoch": self.epoch,
+            "position": self.position,
+            "wall_s": self.wall_s,
+            "world_size": self.env.world_size,
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "generators": distributed.gather_objects(self.env, self.generator.get_state()),
+            "config": asdict(self.config),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a :meth:`state_dict` written by a run with the same data and world size."""
+        if state["world_size"] != self.env.world_size:
+            raise ValueError(
+                f"the checkpoint was written by {state['world_size']} process(es); resume with the same number "
+                f"(now {self.env.world_size})"
+            )
+        self.model.load_state_dict(state["model"])
+        self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generators"][self.env.rank])
+        self.step, self.epoch, self.position = state["step"], state["epoch"], state["position"]
+        self.wall_s = state["wall_s"]
+        self._order = self._epoch_batches(self.epoch)
+
+    def card_for_checkpoint(self) -> dict:
+        """The card of the current EMA prior (provenance, training command, steps, wall time, device)."""
+        device = self.env.device
+        name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+        training = {
+            "command": self.config.command,
+            "steps": self.step,
+            "wall_time_s": round(self.wall_s, 1),
+            "device": f"{device.type} ({name}) x {self.env.world_size} process(es)",
+            "torch_threads": torch.get_num_threads(),
+            "config": asdict(self.config),
+        }
+        return {**self.card, "training": training}
+
+    def save_checkpoint(self) -> None:
+        """Write the EMA prior and the resumable state (rank 0), atomically; all ranks take part."""
+        state = self.state_dict()
+        if self.env.is_main:
+            out = Path(self.config.out)
+            save_prior(self.ema, out, self.card_for_checkpoint())
+            atomic_torch_save(state, out / STATE)
+        distributed.barrier(self.env)
+
+
+def _open_log(out: Path, resume_step: int | None):
+    """Open ``log.csv`` for appending; on resume drop rows past the checkpoint's step."""
+    path = out / LOG
+    rows = []
+    if resume_step is not None and path.is_file():
+        with open(path, newline="") as f:
+            rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
+    handle = open(path, "w", newline="")
+    writer = csv.DictWriter(handle, fieldnames=LOG_FIELDS)
+    writer.writeheader()
+    writer.writerows(rows)
+    handle.flush()
+    return handle, writer
+
+
+def train(config: TrainConfig, data: TrainingData, resume: bool = False) -> EDMDenoiser:
+    """Train (or resume) a prior and return its EMA model.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        Settings; ``config.out`` receives checkpoints and the log.
+    data : TrainingData
+        Normalised training fields.
+    resume : bool
+        Continue from ``config.out/training_state.pt``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``resume`` is set but there is no training state in ``config.out``.
+    """
+    from tqdm.auto import tqdm
+
+    trainer = Trainer(config, data)
+    out = Path(config.out)
+    if resume:
+        if not (out / STATE).is_file():
+            raise FileNotFoundError(f"nothing to resume: {out / STATE} does not exist; drop --resume to start afresh")
+        trainer.load_state_dict(torch.load(out / STATE, map_location=trainer.env.device, weights_only=False))
+    is_main = trainer.env.is_main
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        log_handle, writer = _open_log(out, trainer.step if resume else None)
+    bar = tqdm(total=config.steps, initial=trainer.step, disable=not (config.progress and is_main), unit="step")
+    losses, t_last, step_last = [], time.perf_counter(), trainer.step
+    try:
+        while trainer.step < config.steps:
+            loss, grad_norm, lr = trainer.train_step()
+            losses.append(loss)
+            bar.update(1)
+            done = trainer.step == config.steps
+            if trainer.step % config.log_every == 0 or trainer.step % config.checkpoint_every == 0 or done:
+                now = time.perf_counter()
+                trainer.wall_s += now - t_last
+                per_step = (now - t_last) / max(trainer.step - step_last, 1)
+                t_last, step_last = now, trainer.step
+                mean_loss = sum(losses) / len(losses)
+                losses = []
+                bar.set_postfix(loss=f"{mean_loss:.4f}", s_per_step=f"{per_step:.3f}")
+                if is_main:
+                    writer.writerow(
+                        dict(zip(LOG_FIELDS, (trainer.step, trainer.epoch, f"{mean_loss:.6g}", f"{grad_norm:.4g}",
+                                              f"{lr:.4g}", f"{per_step:.4f}", f"{trainer.wall_s:.1f}")))
+                    )
+                    log_handle.flush()
+            if trainer.step % config.checkpoint_every == 0 or done:
+                trainer.save_checkpoint()
+    finally:
+        bar.close()
+        if is_main:
+            log_handle.close()
+        distributed.teardown(trainer.env)
+    return trainer.ema
