@@ -1,6 +1,7 @@
 """Gaussian random fields, (input, solution) pair generation, the HDF5 store and its torch/xarray views.
 
-Public names::
+Public names (all importable from ``pdeinv.datasets`` except ``open_xarray``, which lives in
+``pdeinv.datasets.xarray_view`` so that importing the package does not import xarray)::
 
     GaussianRandomField, ns_vorticity_grf, helmholtz_source_grf      pdeinv.datasets.grf
     sample_generator                                                   pdeinv.datasets.seeding
@@ -14,6 +15,7 @@ Public names::
 from pdeinv.datasets.field_dataset import FieldDataset
 from pdeinv.datasets.generate import GenerationConfig, generate, make_config
 from pdeinv.datasets.grf import GaussianRandomField, helmholtz_source_grf, ns_vorticity_grf
+from pdeinv.datasets.inspection import check_file, summary
 from pdeinv.datasets.seeding import sample_generator
 from pdeinv.datasets.splits import SPLIT_SEEDS, benchmark_set_configs
 
@@ -23,9 +25,11 @@ __all__ = [
     "GenerationConfig",
     "SPLIT_SEEDS",
     "benchmark_set_configs",
+    "check_file",
     "generate",
     "helmholtz_source_grf",
     "make_config",
     "ns_vorticity_grf",
     "sample_generator",
+    "summary",
 ]

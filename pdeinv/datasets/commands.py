@@ -3,7 +3,8 @@
 Sub-commands::
 
     pdeinv data generate {helmholtz,poisson,navier-stokes} --resolution S --n N --seed SEED --out FILE.h5
-                         [--batch-size B] [--viscosity NU] [--time T] [--dt DT] [--device cpu]
+                         [--batch-size B] [--solver-batch G] [--viscosity NU] [--time T] [--dt DT]
+                         [--device cpu] [--no-progress]
     pdeinv data benchmark-sets --out DIR [--resolution 128] [--n 64] [--device cpu]
     pdeinv data info FILE.h5
     pdeinv data check FILE.h5
@@ -14,6 +15,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from pathlib import Path
+
+from pdeinv.datasets.generate import SOLVER_BATCH, generate, make_config
+from pdeinv.datasets.inspection import check_file, summary
 from pdeinv.datasets.splits import SPLIT_SEEDS, benchmark_set_configs
 
 
@@ -29,7 +34,15 @@ def _add_generate(sub) -> None:
         help=f"data-set seed; the fixed splits use {', '.join(f'{k}={v}' for k, v in SPLIT_SEEDS.items())}",
     )
     parser.add_argument("--out", required=True, help="output file FILE.h5 (parts are kept in FILE.h5.parts/ until done)")
-    parser.add_argument("--batch-size", type=int, default=32, help="samples solved together (does not change the data)")
+    parser.add_argument(
+        "--batch-size", type=int, default=32, help="samples per resumable shard (does not change the data)"
+    )
+    parser.add_argument(
+        "--solver-batch",
+        type=int,
+        default=SOLVER_BATCH,
+        help=f"samples per solver call (default {SOLVER_BATCH}); part of the data's definition, keep the default",
+    )
     parser.add_argument("--viscosity", type=float, default=None, help="navier-stokes viscosity (default 1e-3)")
     parser.add_argument("--time", type=float, default=None, help="navier-stokes final time T (default 1)")
     parser.add_argument("--dt", type=float, default=None, help="navier-stokes time step (default 1e-4)")
@@ -54,10 +67,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _generate(args) -> int:
-    from pdeinv.datasets.generate import generate, make_config
-
     config = make_config(
-        args.pde, args.resolution, args.n, args.seed, viscosity=args.viscosity, time=args.time, dt=args.dt
+        args.pde,
+        args.resolution,
+        args.n,
+        args.seed,
+        viscosity=args.viscosity,
+        time=args.time,
+        dt=args.dt,
+        solver_batch=args.solver_batch,
     )
     path = generate(config, args.out, batch_size=args.batch_size, device=args.device, progress=not args.no_progress)
     print(f"wrote {path}")
@@ -65,10 +83,6 @@ def _generate(args) -> int:
 
 
 def _benchmark_sets(args) -> int:
-    from pathlib import Path
-
-    from pdeinv.datasets.generate import generate
-
     for name, config in benchmark_set_configs(args.resolution, args.n).items():
         path = generate(config, Path(args.out) / f"{name}.h5", batch_size=args.batch_size, device=args.device)
         print(f"wrote {path}")
@@ -76,15 +90,11 @@ def _benchmark_sets(args) -> int:
 
 
 def _info(args) -> int:
-    from pdeinv.datasets.inspection import summary
-
     print(summary(args.file))
     return 0
 
 
 def _check(args) -> int:
-    from pdeinv.datasets.inspection import check_file
-
     problems = check_file(args.file)
     for problem in problems:
         print(f"{args.file}: {problem}", file=sys.stderr)

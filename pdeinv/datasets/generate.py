@@ -10,13 +10,20 @@ PDEs (``GenerationConfig.pde``):
   ``w(T) = NavierStokes2D(S, viscosity, T, dt).A(w0)`` in float32 (the FNO generator's precision);
   the field ``vorticity`` holds ``time = [0, T]``.
 
-Sample ``i`` is a pure function of ``(seed, i)``: its GRF noise comes from
-:func:`~pdeinv.datasets.seeding.sample_generator` on the CPU and the solvers act on each sample
-independently, so the data do not depend on the batch size or on interruptions.
+Sample ``i`` is a pure function of ``(seed, i)`` and of the settings: its GRF noise comes from
+:func:`~pdeinv.datasets.seeding.sample_generator` on the CPU. Batched FFTs and matrix products
+round differently for different batch sizes (in the last bit), so the transforms and solvers
+always run on fixed *solver groups*: samples ``[g G, (g+1) G)`` with ``G = solver_batch``, the last
+group padded with zero inputs to ``G``. Sample ``i`` is therefore always computed in the same
+slot of an identically shaped call. On the CPU the results of MKL's FFTs also depend on the
+number of threads, so generation runs with one intra-op thread (restored afterwards). The
+bytes then depend only on the settings and the device, not on ``batch_size`` (samples per
+shard), the thread setting or interruptions.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from dataclasses import asdict, dataclass
@@ -38,6 +45,7 @@ from pdeinv.datasets.store import ShardStore, describe_differences
 GENERATOR_VERSION = 1
 PDES = ("helmholtz", "poisson", "navier-stokes")
 NS_DEFAULTS = {"viscosity": 1e-3, "time": 1.0, "dt": 1e-4}
+SOLVER_BATCH = 16
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,8 @@ class GenerationConfig:
         Helmholtz wavenumber (1 for ``helmholtz``, 0 for ``poisson``; ``None`` for Navier-Stokes).
     viscosity, time, dt : float, optional
         Navier-Stokes viscosity, final time ``T`` and time step (``None`` for Helmholtz/Poisson).
+    solver_batch : int
+        Size ``G`` of the fixed solver groups (module doc); part of the data's definition.
     generator_version : int
         Version of this generator; files from another version are never mixed.
     """
@@ -70,6 +80,7 @@ class GenerationConfig:
     viscosity: float | None = None
     time: float | None = None
     dt: float | None = None
+    solver_batch: int = SOLVER_BATCH
     generator_version: int = GENERATOR_VERSION
 
 
@@ -82,6 +93,7 @@ def make_config(
     viscosity: float | None = None,
     time: float | None = None,
     dt: float | None = None,
+    solver_batch: int = SOLVER_BATCH,
 ) -> GenerationConfig:
     """Validate the settings and fill the defaults of ``pde`` (``k``, or viscosity 1e-3, T = 1, dt = 1e-4).
 
@@ -94,7 +106,8 @@ def make_config(
     if pde not in PDES:
         raise ValueError(f"unknown PDE {pde!r}; choose one of {', '.join(PDES)}")
     minimum = 4 if pde == "navier-stokes" else 3
-    for name, value, low in (("resolution", resolution, minimum), ("n", n, 1), ("seed", seed, 0)):
+    checks = (("resolution", resolution, minimum), ("n", n, 1), ("seed", seed, 0), ("solver_batch", solver_batch, 1))
+    for name, value, low in checks:
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     ns_settings = {"viscosity": viscosity, "time": time, "dt": dt}
@@ -102,12 +115,12 @@ def make_config(
         given = [f"--{name}" for name, value in ns_settings.items() if value is not None]
         if given:
             raise ValueError(f"{', '.join(given)} only apply to navier-stokes, not {pde}; drop them")
-        return GenerationConfig(pde, resolution, n, seed, k=1.0 if pde == "helmholtz" else 0.0)
+        return GenerationConfig(pde, resolution, n, seed, k=1.0 if pde == "helmholtz" else 0.0, solver_batch=solver_batch)
     settings = {name: NS_DEFAULTS[name] if value is None else float(value) for name, value in ns_settings.items()}
     for name, value in settings.items():
         if not (math.isfinite(value) and value > 0):
             raise ValueError(f"{name} must be a positive number, got {value!r}")
-    return GenerationConfig(pde, resolution, n, seed, **settings)
+    return GenerationConfig(pde, resolution, n, seed, **settings, solver_batch=solver_batch)
 
 
 def source_field(config: GenerationConfig) -> GaussianRandomField:
@@ -175,10 +188,37 @@ def pair_solver(config: GenerationConfig, device: torch.device) -> Callable[[tor
     return lambda a: {"source": a, "solution": physics.A(a.double()).float()}
 
 
-def draw_inputs(grf: GaussianRandomField, seed: int, start: int, stop: int, device: torch.device) -> torch.Tensor:
-    """Inputs of samples ``start..stop-1``, ``(stop - start, 1, S, S)`` float32, each from its own generator."""
-    xi = torch.cat([grf.draw_coefficients(1, sample_generator(seed, i)) for i in range(start, stop)])
-    return grf.synthesize(xi.to(device))
+def solve_group(config: GenerationConfig, grf: GaussianRandomField, solve, start: int, stop: int, device) -> dict:
+    """Fields of samples ``[start, stop)`` (within one solver group) as float32 numpy arrays.
+
+    The coefficients of each sample come from its own generator; the group is padded with zero
+    coefficients to ``config.solver_batch`` samples so that every call has the same shape.
+    """
+    xi = torch.cat([grf.draw_coefficients(1, sample_generator(config.seed, i)) for i in range(start, stop)])
+    padded = torch.zeros((config.solver_batch,) + xi.shape[1:], dtype=xi.dtype)
+    padded[: stop - start] = xi
+    with torch.no_grad():
+        fields = solve(grf.synthesize(padded.to(device)))
+    return {name: value[: stop - start].cpu().numpy() for name, value in fields.items()}
+
+
+def solve_range(config: GenerationConfig, grf: GaussianRandomField, solve, start: int, stop: int, device) -> dict:
+    """Fields of samples ``[start, stop)`` (``start`` a multiple of ``solver_batch``), group by group."""
+    group = config.solver_batch
+    parts = [solve_group(config, grf, solve, a, min(a + group, stop), device) for a in range(start, stop, group)]
+    return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+
+
+@contextlib.contextmanager
+def _deterministic_threads(device: torch.device):
+    """One intra-op thread on the CPU (see the module doc); nothing on other devices."""
+    previous = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _existing_output(out: Path, config: dict) -> bool:
@@ -203,7 +243,7 @@ def _assemble(store: ShardStore, layout: FileLayout) -> None:
     with h5py.File(store.temporary_output(), "w") as f:
         datasets = create_layout(f, layout)
         moments = {name: Moments.empty(len(layout.times)) for name in datasets}
-        for start, _, arrays in store.shards():
+        for start, _, arrays in store.shards(layout.n_samples):
             for name, ds in datasets.items():
                 block = arrays[name]
                 ds[start : start + len(block)] = block
@@ -230,7 +270,8 @@ def generate(
     out : path-like
         Output HDF5 file; written atomically (it appears only when complete).
     batch_size : int
-        Samples solved together; does not change the data.
+        Samples per shard (rounded up to a multiple of ``config.solver_batch``); the unit of
+        progress and of work lost to an interruption. Does not change the data.
     device : str or torch.device
         Where the solvers run (the GRF noise is always drawn on the CPU).
     progress : bool
@@ -258,13 +299,13 @@ def generate(
     store.open()
     device = torch.device(device)
     grf, solve = source_field(config), pair_solver(config, device)
-    todo = store.missing(config.n, batch_size)
+    todo = store.missing(config.n, batch_size, align=config.solver_batch)
     remaining = sum(stop - start for start, stop in todo)
     with tqdm(total=config.n, initial=config.n - remaining, unit="pair", disable=not progress, desc=out.name) as bar:
         for start, stop in todo:
-            with torch.no_grad():
-                fields = solve(draw_inputs(grf, config.seed, start, stop, device))
-            store.write(start, stop, {name: value.cpu().numpy() for name, value in fields.items()})
+            with _deterministic_threads(device):
+                fields = solve_range(config, grf, solve, start, stop, device)
+            store.write(start, stop, fields)
             bar.update(stop - start)
     _assemble(store, file_layout(config))
     store.commit()

@@ -100,22 +100,25 @@ class ShardStore:
         found = (_SHARD.match(p.name) for p in self.directory.iterdir()) if self.directory.exists() else ()
         return sorted((int(m.group(1)), int(m.group(2))) for m in found if m)
 
-    def missing(self, n: int, batch_size: int) -> list[tuple[int, int]]:
-        """The ranges of samples ``0..n-1`` still to generate, each at most ``batch_size`` long."""
+    def missing(self, n: int, batch_size: int, align: int = 1) -> list[tuple[int, int]]:
+        """The ranges of samples ``0..n-1`` still to generate.
+
+        Each range starts at a multiple of ``align`` and holds whole blocks of ``align`` samples
+        (the last one may end at ``n``), at most ``batch_size`` rounded up to a multiple of
+        ``align``. A block counts as done only if every one of its samples is in a shard.
+        """
         done = np.zeros(n, dtype=bool)
         for start, stop in self.ranges():
             done[start:stop] = True
-        todo = []
-        index = 0
-        while index < n:
-            if done[index]:
-                index += 1
-                continue
-            stop = index
-            while stop < n and not done[stop] and stop - index < batch_size:
-                stop += 1
-            todo.append((index, stop))
-            index = stop
+        blocks_per_range = -(-batch_size // align)
+        todo_blocks = [b for b in range(-(-n // align)) if not done[b * align : (b + 1) * align].all()]
+        todo: list[tuple[int, int]] = []
+        for block in todo_blocks:
+            start, stop = block * align, min((block + 1) * align, n)
+            if todo and todo[-1][1] == start and (start - todo[-1][0]) < blocks_per_range * align:
+                todo[-1] = (todo[-1][0], stop)
+            else:
+                todo.append((start, stop))
         return todo
 
     def write(self, start: int, stop: int, arrays: dict[str, np.ndarray]) -> None:
@@ -126,9 +129,22 @@ class ShardStore:
         path = self.directory / f"shard-{start:09d}-{stop:09d}.npz"
         _write_atomic(path, lambda handle: np.savez(handle, **arrays))
 
-    def shards(self) -> Iterator[tuple[int, int, dict[str, np.ndarray]]]:
-        """Yield ``(start, stop, arrays)`` for every shard in sample order."""
-        for start, stop in self.ranges():
+    def shards(self, n: int) -> Iterator[tuple[int, int, dict[str, np.ndarray]]]:
+        """Yield ``(start, stop, arrays)`` for every shard in sample order; they must tile ``[0, n)`` exactly.
+
+        Raises
+        ------
+        ValueError
+            If samples are missing or held twice (a parts directory that was tampered with).
+        """
+        ranges = self.ranges()
+        edges = [0] + [stop for _, stop in ranges]
+        if [start for start, _ in ranges] != edges[:-1] or edges[-1] != n:
+            raise ValueError(
+                f"the shards in {self.directory} do not cover samples 0..{n - 1} exactly once ({ranges}); "
+                f"delete {self.directory} and generate again"
+            )
+        for start, stop in ranges:
             with np.load(self.directory / f"shard-{start:09d}-{stop:09d}.npz") as data:
                 yield start, stop, {name: data[name] for name in data.files}
 
