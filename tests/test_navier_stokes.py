@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from pdeinv.operators.navier_stokes import NavierStokes2D
+from pdeinv.operators.symmetry import Transform
 
 
 @pytest.fixture(autouse=True)
@@ -142,6 +143,7 @@ def test_gradient_path_and_fast_path_agree():
 _MEMORY_SCRIPT = """
 import resource, sys, torch
 from pdeinv.operators.navier_stokes import NavierStokes2D
+from pdeinv.operators.symmetry import Transform
 torch.set_num_threads(1)
 s, batch = int(sys.argv[1]), int(sys.argv[2])
 for steps in map(int, sys.argv[3:]):
@@ -233,3 +235,97 @@ def test_bad_configuration_raises(kwargs, match):
 def test_bad_field_raises(w0, match):
     with pytest.raises(ValueError, match=match):
         NavierStokes2D(16, time=1e-3, dt=1e-3).A(w0)
+
+
+# ---------------------------------------------------------------- symmetries
+
+
+def element_keys(group, s: int) -> list[tuple]:
+    """Each element's action on a probe with distinct positive values: a permutation plus a sign."""
+    probe = (torch.arange(s * s, dtype=torch.float64) + 1).reshape(1, 1, s, s)
+    return [tuple(g(probe).flatten().tolist()) for g in group]
+
+
+@pytest.mark.parametrize("s", [8, 12])
+def test_fno_group_is_closed_has_inverses_and_4s_distinct_elements(s):
+    group = NavierStokes2D(s).symmetries
+    keys = element_keys(group, s)
+    assert len(group) == 4 * s and len(set(keys)) == 4 * s
+    probe = (torch.arange(s * s, dtype=torch.float64) + 1).reshape(1, 1, s, s)
+    known = set(keys)
+    for g in group:
+        assert tuple(g.inverse()(probe).flatten().tolist()) in known
+        for h in group:
+            assert tuple(h(g(probe)).flatten().tolist()) in known
+
+
+def test_fno_group_fixes_the_forcing_and_equals_the_brute_force_search():
+    s = 16
+    op = NavierStokes2D(s)
+    x, y = grid(s)
+    f = (torch.sin(2 * math.pi * (x + y)) + torch.cos(2 * math.pi * (x + y)))[None, None]
+    for g in op.symmetries:
+        assert float((g(f) - f).abs().max()) < 1e-12, g.name
+    # Brute force over all 8 S^2 candidate maps, applied one by one (no correlation trick).
+    unforced = NavierStokes2D(s, forcing=None).symmetries
+    fixing = [g for g in unforced if float((g(f) - f).abs().max()) < 1e-12]
+    assert set(element_keys(fixing, s)) == set(element_keys(op.symmetries, s))
+
+
+def commutation_errors(op, group, w0: torch.Tensor) -> dict[str, float]:
+    """Relative ||A(g w0) - g A(w0)|| / ||A(w0)|| for every element, solved as one batch."""
+    moved = op.A(torch.cat([g(w0) for g in group]))
+    reference = op.A(w0)
+    scale = torch.linalg.vector_norm(reference)
+    return {g.name: float(torch.linalg.vector_norm(moved[k : k + 1] - g.on_output(reference)) / scale) for k, g in enumerate(group)}
+
+
+def test_every_declared_symmetry_commutes_in_float32():
+    op = NavierStokes2D(32, time=0.1, dt=1e-3)
+    errors = commutation_errors(op, op.symmetries, fno_grf(1, 32, seed=5, dtype=torch.float32))
+    assert len(errors) == 128
+    assert max(errors.values()) < 1e-5, max(errors, key=errors.get)
+
+
+def test_plain_rotations_and_flips_are_not_symmetries_of_the_forced_problem():
+    op = NavierStokes2D(32, time=0.1, dt=1e-3)
+    w0 = fno_grf(1, 32, seed=6, dtype=torch.float32)
+    impostors = [
+        Transform("rot90", (("rot90", 1),)),
+        Transform("flip_x", (("flip", -2),)),
+        Transform("-flip_x", (("flip", -2), ("negate",))),
+        Transform("rot180", (("rot90", 2),)),
+    ]
+    errors = commutation_errors(op, impostors, w0)
+    assert min(errors.values()) > 1e-3, errors
+
+
+def test_unforced_group_has_8s2_elements_that_all_commute():
+    s = 8
+    op = NavierStokes2D(s, time=0.05, dt=1e-3, forcing=None)
+    group = op.symmetries
+    assert len(group) == 8 * s * s and len(set(element_keys(group, s))) == 8 * s * s
+    errors = commutation_errors(op, group, fno_grf(1, s, seed=7))
+    assert max(errors.values()) < 1e-12
+
+
+def test_forcing_tensor_group_is_found_by_search():
+    s = 16
+    x, y = grid(s)
+    # f = cos(2 pi x) is fixed, for each of the S shifts along y, by: the identity; the 180-degree
+    # rotation about x = 0; and the two axis reflections combined with the sign flip and a
+    # half-period shift in x (-cos(2 pi (1/2 - x)) = cos 2 pi x). Quarter turns and transposes
+    # exchange x and y. Hence 4 S elements.
+    f = torch.cos(2 * math.pi * x)
+    op = NavierStokes2D(s, time=0.05, dt=1e-3, forcing=f)
+    group = op.symmetries
+    assert len(group) == 4 * s
+    errors = commutation_errors(op, group, fno_grf(1, s, seed=8))
+    assert max(errors.values()) < 1e-12
+    noisy = torch.randn(s, s, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert len(NavierStokes2D(s, forcing=noisy).symmetries) == 1
+
+
+def test_group_needs_resolution_divisible_by_four():
+    with pytest.raises(ValueError, match="divisible by 4"):
+        NavierStokes2D(18).symmetries

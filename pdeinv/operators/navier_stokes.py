@@ -74,6 +74,7 @@ from pdeinv.operators.spectral import (
     neg_laplacian_symbol,
     periodic_grid,
 )
+from pdeinv.operators.symmetry import IDENTITY, SymmetryGroup, Transform, dihedral_group
 
 _SUPPORTED_DTYPES = (torch.float32, torch.float64)
 _STEP_TOLERANCE = 1e-6
@@ -212,6 +213,7 @@ class NavierStokes2D(dinv.physics.Physics):
         self.snapshot_steps = self._snapshot_steps(self.dt)
         self.checkpoint_every = checkpoint_every
         self.forcing_kind = forcing if isinstance(forcing, str) or forcing is None else "tensor"
+        self._symmetries: SymmetryGroup | None = None
         dx, dy = derivative_symbols(resolution)
         neg_lap = neg_laplacian_symbol(resolution)
         safe = torch.where(neg_lap == 0, 1.0, neg_lap)
@@ -246,6 +248,21 @@ class NavierStokes2D(dinv.physics.Physics):
     def n_outputs(self) -> int:
         """Number of output channels of ``A``: ``len(times)`` or 1."""
         return len(self.snapshot_steps)
+
+    @property
+    def symmetries(self) -> SymmetryGroup:
+        """The exact symmetry group of ``A`` on the grid (built on first use, then cached).
+
+        ``"fno"`` forcing: the ``4 S`` elements derived in the module docstring (``S`` must be
+        divisible by 4). Unforced: all ``8 S^2`` shifted rotations and sign-flipping
+        reflections. Forcing tensor: the elements of the unforced group that fix it.
+        """
+        if self._symmetries is None:
+            if self.forcing_kind == "fno":
+                self._symmetries = fno_forcing_symmetry_group(self.resolution)
+            else:
+                self._symmetries = forcing_symmetry_group(self.resolution, self.forcing)
+        return self._symmetries
 
     def coefficients(self, dtype: torch.dtype, device: torch.device, dt: float | None = None) -> StepCoefficients:
         """Step coefficients for time step ``dt`` (default ``self.dt``) in ``dtype`` on ``device``."""
@@ -417,3 +434,96 @@ class _CheckpointedSegment(torch.autograd.Function):
                 end = step(end, ctx.coef)
             (grad,) = torch.autograd.grad(end, start, grad_output)
         return grad, None, None
+
+
+def _orientation(ops: tuple) -> int:
+    """+1 for a proper (rotation-like) grid map, -1 for an improper (reflection-like) one."""
+    sign = 1
+    for op in ops:
+        if op[0] == "transpose" or (op[0] == "flip" and len(op) == 2):
+            sign = -sign
+    return sign
+
+
+def _vorticity_map(name: str, ops: tuple, shift: tuple[int, int], resolution: int) -> Transform:
+    """The grid map ``ops`` then the circular shift ``shift``, negating vorticity if improper."""
+    shift = (shift[0] % resolution, shift[1] % resolution)
+    if shift != (0, 0):
+        ops = ops + (("roll",) + shift,)
+    if not ops:
+        return IDENTITY
+    label = f"{name}+shift{shift}" if name else f"shift{shift}"
+    if _orientation(ops) < 0:
+        return Transform(f"-{label}", ops + (("negate",),))
+    return Transform(label, ops)
+
+
+def fno_forcing_symmetry_group(resolution: int) -> SymmetryGroup:
+    r"""The ``4 S`` symmetries of Navier-Stokes with the FNO forcing (module docstring).
+
+    Element ``m`` (``0 <= m < S``) of each family, as a map of grid indices modulo ``S``:
+    ``w[i + m, j - m]`` (translations), ``w[a - i, b - j]`` with ``a = m``, ``b = S/4 - m``
+    (point reflections), ``-w[j - d, i - c]`` with ``c = m``, ``d = S/2 - m`` (transposes) and
+    ``-w[a - j, b - i]`` with ``a = m``, ``b = 3S/4 - m`` (anti-transposes).
+
+    Raises
+    ------
+    ValueError
+        If ``S`` is not divisible by 4 (the point reflections need :math:`a + b \equiv S/4`).
+    """
+    s = resolution
+    if s % 4:
+        raise ValueError(
+            f"the symmetry group of the FNO-forced problem needs a resolution divisible by 4, got {s}; "
+            f"use a multiple of 4 such as resolution={4 * max(1, round(s / 4))}"
+        )
+    elements = []
+    for m in range(s):
+        elements.append(_vorticity_map("", (), (m, -m), s))
+    for a in range(s):
+        b = s // 4 - a
+        elements.append(_vorticity_map("rot180", (("flip", -2, -1),), (a + 1, b + 1), s))
+    for c in range(s):
+        d = s // 2 - c
+        elements.append(_vorticity_map("transpose", (("transpose",),), (c, d), s))
+    for a in range(s):
+        b = 3 * s // 4 - a
+        elements.append(_vorticity_map("anti_transpose", (("transpose",), ("flip", -2, -1)), (b + 1, a + 1), s))
+    return SymmetryGroup(
+        "ns-fno-forcing",
+        elements,
+        "shifts along (1,-1), point reflections with a+b = S/4, sign-flipping transposes with "
+        "c+d = S/2 and anti-transposes with a+b = 3S/4 (mod S)",
+    )
+
+
+def forcing_symmetry_group(resolution: int, forcing: torch.Tensor | None, rtol: float = 1e-6) -> SymmetryGroup:
+    r"""Elements of the unforced group (``8 S^2`` maps) that leave ``forcing`` unchanged.
+
+    For each of the 8 linear parts :math:`P` of D4 (sign :math:`\epsilon = \pm1` for proper /
+    improper) all shifts are tested at once: with :math:`h = \epsilon P f`,
+    :math:`\|\mathrm{roll}_{a,b} h - f\|^2 = \|h\|^2 + \|f\|^2 - 2 (h \star f)[a, b]`, the
+    cross-correlation computed by FFT. A map is kept when this is at most
+    :math:`(\text{rtol}\,\|f\|)^2`.
+
+    Parameters
+    ----------
+    resolution : int
+        Grid size ``S``.
+    forcing : torch.Tensor or None
+        Forcing grid values ``(S, S)``; ``None`` (or all zeros) gives the whole unforced group.
+    rtol : float
+        Relative tolerance for "unchanged".
+    """
+    s = resolution
+    f = torch.zeros(s, s, dtype=torch.float64) if forcing is None else forcing.to(torch.float64).cpu()
+    f_norm2 = float(f.square().sum())
+    elements = []
+    for part in dihedral_group():
+        h = part(f[None, None])[0, 0] * _orientation(part.ops)
+        corr = torch.fft.ifft2(torch.fft.fft2(h).conj() * torch.fft.fft2(f)).real
+        mismatch = float(h.square().sum()) + f_norm2 - 2 * corr
+        for a, b in (mismatch <= rtol**2 * f_norm2).nonzero().tolist():
+            elements.append(_vorticity_map(part.name, part.ops, (a, b), s))
+    name = "ns-unforced" if f_norm2 == 0 else "ns-forcing-invariant"
+    return SymmetryGroup(name, elements, "shifted rotations and sign-flipping reflections that fix the forcing")
