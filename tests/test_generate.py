@@ -14,7 +14,9 @@ import torch
 from pdeinv.cli import main
 from pdeinv.datasets.generate import generate, make_config
 from pdeinv.datasets.grf import helmholtz_source_grf, ns_vorticity_grf
+from pdeinv.datasets.inspection import check_file
 from pdeinv.datasets.seeding import sample_generator
+from pdeinv.datasets.splits import SPLIT_SEEDS
 from pdeinv.operators.helmholtz import Helmholtz
 from pdeinv.operators.navier_stokes import NavierStokes2D
 
@@ -142,3 +144,16 @@ def test_bad_input_is_rejected_clearly(tmp_path, capsys):
     code = main(["data", "generate", "helmholtz", "--resolution", "0", "--n", "2", "--seed", "0", "--out", str(tmp_path / "y.h5")])
     assert code == 2 and "resolution must be an integer" in capsys.readouterr().err
     assert not (tmp_path / "y.h5").exists()
+
+
+def test_benchmark_sets_are_the_documented_generate_commands(tmp_path):
+    assert main(["data", "benchmark-sets", "--out", str(tmp_path), "--resolution", "8", "--n", "2", "--no-progress"]) == 0
+    for name in ("helmholtz_8_test.h5", "navier-stokes_8_test.h5"):
+        assert check_file(tmp_path / name) == []
+        with h5py.File(tmp_path / name, "r") as f:
+            assert f.attrs["seed"] == SPLIT_SEEDS["test"] == 2 and f.attrs["n_trajectories"] == 2
+    with h5py.File(tmp_path / "navier-stokes_8_test.h5", "r") as f:
+        assert (f.attrs["viscosity"], f.attrs["final_time"], f.attrs["dt"]) == (1e-3, 1.0, 1e-4)
+    explicit = tmp_path / "explicit.h5"
+    assert main(["data", "generate", "helmholtz", "--resolution", "8", "--n", "2", "--seed", "2", "--out", str(explicit), "--no-progress"]) == 0
+    assert read_fields(explicit)["source"].tobytes() == read_fields(tmp_path / "helmholtz_8_test.h5")["source"].tobytes()

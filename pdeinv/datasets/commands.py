@@ -5,7 +5,7 @@ Sub-commands::
     pdeinv data generate {helmholtz,poisson,navier-stokes} --resolution S --n N --seed SEED --out FILE.h5
                          [--batch-size B] [--solver-batch G] [--viscosity NU] [--time T] [--dt DT]
                          [--device cpu] [--no-progress]
-    pdeinv data benchmark-sets --out DIR [--resolution 128] [--n 64] [--device cpu]
+    pdeinv data benchmark-sets --out DIR [--resolution 128] [--n 64] [--batch-size B] [--device cpu] [--no-progress]
     pdeinv data info FILE.h5
     pdeinv data check FILE.h5
 """
@@ -60,6 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     bench.add_argument("--n", type=int, default=64, help="samples per set (default 64)")
     bench.add_argument("--batch-size", type=int, default=32)
     bench.add_argument("--device", default="cpu")
+    bench.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     info = sub.add_parser("info", help="summarise an HDF5 data file")
     info.add_argument("file")
     check = sub.add_parser("check", help="validate schema and contents of an HDF5 data file (exit 1 on problems)")
@@ -84,7 +85,8 @@ def _generate(args) -> int:
 
 def _benchmark_sets(args) -> int:
     for name, config in benchmark_set_configs(args.resolution, args.n).items():
-        path = generate(config, Path(args.out) / f"{name}.h5", batch_size=args.batch_size, device=args.device)
+        out = Path(args.out) / f"{name}.h5"
+        path = generate(config, out, batch_size=args.batch_size, device=args.device, progress=not args.no_progress)
         print(f"wrote {path}")
     return 0
 

@@ -92,6 +92,8 @@ class FieldDataset(Dataset):
             stats = [self._channel_stats(f, c) for c in self._channels]
         self.mean = torch.tensor([m for m, _ in stats], dtype=torch.float32)
         self.std = torch.tensor([s for _, s in stats], dtype=torch.float32)
+        self._mean_np = self.mean.numpy()[:, None, None]
+        self._std_np = self.std.numpy()[:, None, None]
         self.normalize = normalize
         self.resolution = self.source_resolution if resolution is None else resolution
         self._matrix = None
@@ -100,6 +102,7 @@ class FieldDataset(Dataset):
             self._matrix = torch.from_numpy(matrix).float()
         self._file = None
         self._pid = None
+        self._handles = None
 
     @staticmethod
     def _channel_stats(f: h5py.File, channel: Channel) -> tuple[float, float]:
@@ -114,43 +117,45 @@ class FieldDataset(Dataset):
     def __len__(self) -> int:
         return self._length
 
-    def _handle(self) -> h5py.File:
+    def _datasets(self) -> list[h5py.Dataset]:
+        """The h5py dataset of each channel, opened once per process."""
         if self._file is None or self._pid != os.getpid():
             self._file = h5py.File(self.path, "r")
             self._pid = os.getpid()
-        return self._file
+            self._handles = [self._file["t0_fields"][c.name] for c in self._channels]
+        return self._handles
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state["_file"] = None
         state["_pid"] = None
+        state["_handles"] = None
         return state
 
     def _finish(self, block: np.ndarray) -> torch.Tensor:
-        """Downsample and normalise a ``(..., C, S, S)`` block."""
-        x = torch.from_numpy(block)
-        if self._matrix is not None:
-            x = downsample(x, self._matrix)
+        """Normalise (in place, numpy) and downsample a float32 ``(..., C, S, S)`` block."""
         if self.normalize:
-            x = (x - self.mean[:, None, None]) / self.std[:, None, None]
-        return x.contiguous()
+            block -= self._mean_np
+            block /= self._std_np
+        x = torch.from_numpy(block)
+        return x if self._matrix is None else downsample(x, self._matrix).contiguous()
 
     def __getitem__(self, index: int) -> torch.Tensor:
         """Sample ``index`` as a ``(C, s, s)`` float32 tensor."""
         if not -self._length <= index < self._length:
             raise IndexError(f"sample index {index} out of range for {self._length} samples")
         index %= self._length
-        group = self._handle()["t0_fields"]
-        block = np.stack([group[c.name][index, c.time_index] for c in self._channels])
+        handles = self._datasets()
+        block = np.stack([ds[index, c.time_index] for ds, c in zip(handles, self._channels)])
         return self._finish(block)
 
     def load_all(self, block_size: int = 256) -> torch.Tensor:
         """All samples as one ``(N, C, s, s)`` float32 tensor, read ``block_size`` samples at a time."""
         out = torch.empty((self._length, len(self._channels), self.resolution, self.resolution))
-        group = self._handle()["t0_fields"]
+        handles = self._datasets()
         for start in range(0, self._length, block_size):
             stop = min(start + block_size, self._length)
-            block = np.stack([group[c.name][start:stop, c.time_index] for c in self._channels], axis=1)
+            block = np.stack([ds[start:stop, c.time_index] for ds, c in zip(handles, self._channels)], axis=1)
             out[start:stop] = self._finish(block)
         return out
 
@@ -159,3 +164,4 @@ class FieldDataset(Dataset):
         if self._file is not None:
             self._file.close()
             self._file = None
+            self._handles = None
