@@ -140,6 +140,15 @@ def test_gradient_path_and_fast_path_agree():
     assert rel(tracked.detach(), fast) < 1e-13
 
 
+def test_vjp_matches_central_differences():
+    # <J^T v, u> must equal the directional derivative (A(x + e u) - A(x - e u)) / (2 e) . v.
+    op = NavierStokes2D(16, time=0.02, dt=1e-3)
+    x, u, v = fno_grf(1, 16, seed=9), fno_grf(1, 16, seed=10), fno_grf(1, 16, seed=11)
+    eps = 1e-4
+    directional = ((op.A(x + eps * u) - op.A(x - eps * u)) / (2 * eps) * v).sum()
+    assert abs(float((op.A_vjp(x, v) * u).sum() - directional)) < 1e-8 * abs(float(directional))
+
+
 _MEMORY_SCRIPT = """
 import resource, sys, torch
 from pdeinv.operators.navier_stokes import NavierStokes2D
@@ -209,6 +218,7 @@ def test_residual_vanishes_on_the_exact_pair_and_detects_a_wrong_one():
         ({"viscosity": 0.0}, "viscosity"),
         ({"time": -1.0}, "time"),
         ({"dt": 0.0}, "dt"),
+        ({"viscosity": True}, "viscosity"),
         ({"time": 1.0, "dt": 3e-4}, "multiple of dt"),
         ({"times": (0.2, 0.1)}, "increasing"),
         ({"times": (0.15005,), "dt": 1e-3}, "multiple of dt"),
@@ -235,6 +245,17 @@ def test_bad_configuration_raises(kwargs, match):
 def test_bad_field_raises(w0, match):
     with pytest.raises(ValueError, match=match):
         NavierStokes2D(16, time=1e-3, dt=1e-3).A(w0)
+
+
+def test_bad_call_arguments_raise():
+    op = NavierStokes2D(16, time=1e-2, dt=1e-3)
+    w0 = torch.zeros(2, 1, 16, 16)
+    with pytest.raises(ValueError, match="dt must be a positive"):
+        op.A(w0, dt=0.0)
+    with pytest.raises(ValueError, match="multiple of dt"):
+        op.A(w0, dt=3e-3)
+    with pytest.raises(ValueError, match="batch size and dtype"):
+        op.residual(w0, torch.zeros(3, 1, 16, 16))
 
 
 # ---------------------------------------------------------------- symmetries

@@ -126,6 +126,13 @@ def step_count(time: float, dt: float, what: str = "time") -> int:
     return n
 
 
+def _check_positive(name: str, value) -> float:
+    """``value`` as a float, or a ValueError if it is not a positive finite number."""
+    if isinstance(value, bool) or not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    return float(value)
+
+
 def _forcing_field(forcing, resolution: int) -> torch.Tensor | None:
     """The forcing as a float64 ``(S, S)`` tensor (``None`` when unforced), validated."""
     if forcing is None:
@@ -182,8 +189,8 @@ class NavierStokes2D(dinv.physics.Physics):
     over segments of ``checkpoint_every`` steps, stores each segment's initial spectrum, and
     recomputes one segment at a time with autograd during backward (gradient checkpointing),
     so memory does not grow with the number of steps beyond one spectrum per segment.
-    Gradients are first order (no double backward). On the CPU the batch is solved in chunks of about
-    :math:`2^{16}` grid points, which keeps each step's work arrays in cache.
+    Gradients are first order (no double backward). On the CPU the batch is solved in chunks
+    of about :math:`2^{16}` grid points, which keeps each step's work arrays in cache.
     """
 
     def __init__(
@@ -200,16 +207,14 @@ class NavierStokes2D(dinv.physics.Physics):
         super().__init__(noise_model=noise_model)
         if not isinstance(resolution, int) or resolution < 4:
             raise ValueError(f"resolution must be an integer >= 4, got {resolution!r}")
-        for name, value in (("viscosity", viscosity), ("time", time), ("dt", dt)):
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+        viscosity, time, dt = (_check_positive(n, v) for n, v in (("viscosity", viscosity), ("time", time), ("dt", dt)))
         if checkpoint_every is not None and (not isinstance(checkpoint_every, int) or checkpoint_every < 1):
             raise ValueError(f"checkpoint_every must be a positive integer or None, got {checkpoint_every!r}")
         self.resolution = resolution
-        self.viscosity = float(viscosity)
-        self.dt = float(dt)
+        self.viscosity = viscosity
+        self.dt = dt
         self.times = self._check_times(times) if times is not None else None
-        self.time = self.times[-1] if self.times is not None else float(time)
+        self.time = self.times[-1] if self.times is not None else time
         self.snapshot_steps = self._snapshot_steps(self.dt)
         self.checkpoint_every = checkpoint_every
         self.forcing_kind = forcing if isinstance(forcing, str) or forcing is None else "tensor"
@@ -300,7 +305,7 @@ class NavierStokes2D(dinv.physics.Physics):
             :math:`w(T)` as ``(B, 1, S, S)``, or the snapshots ``(B, len(times), S, S)``.
         """
         self._check_input(x, "w0")
-        steps = self.snapshot_steps if dt is None else self._snapshot_steps(float(dt))
+        steps = self.snapshot_steps if dt is None else self._snapshot_steps(_check_positive("dt", dt))
         coef = self.coefficients(x.dtype, x.device, dt)
         advance = self._checkpointed_advance if torch.is_grad_enabled() and x.requires_grad else advance_in_place
         chunk = max(1, _CHUNK_POINTS // self.resolution**2) if x.device.type == "cpu" else x.shape[0]
