@@ -376,7 +376,9 @@ class EquiRegTerm(Term):
       with the denoiser at the current noise level as the manifold-preferential function;
     - ``form="equi_plus"`` (the constrained variant): :math:`E = \rho(\hat x_0 - g^{-1} D_{\sigma_f}(g\,\hat x_0))`,
       the distance of the Tweedie estimate from its symmetrised re-denoising at a small
-      fixed level :math:`\sigma_f`.
+      fixed level :math:`\sigma_f` (EquiReg's ``equi_plus`` with :math:`f = D_{\sigma_f}`, which
+      is close to the identity on the data manifold). For an exactly equivariant denoiser it
+      reduces to the self-consistency :math:`\rho(\hat x_0 - D_{\sigma_f}(\hat x_0))`.
 
     :math:`\rho` is ``reduction`` (``"norm"`` as in EquiReg's PSLD setting, ``"sqnorm"``, ``"mse"``).
     Each evaluation costs one network evaluation per element (two for ``equi`` inside DAPS).
