@@ -88,7 +88,8 @@ def run(cfg: BenchConfig) -> list[tuple[str, str]]:
         for s in (64, 128):
             config = make_config("navier-stokes", s, cfg.ns_n, 0, time=cfg.ns_time)
             wall, cpu = timed_generation(config, tmp / f"ns{s}.h5", cfg.device)
-            rows.append((f"generate navier-stokes {s} (n={cfg.ns_n}, T={cfg.ns_time})", f"{wall:.2f} / {cpu:.2f} pairs/s"))
+            what = f"generate navier-stokes {s} (n={cfg.ns_n}, T={cfg.ns_time})"
+            rows.append((what, f"{wall:.2f} / {cpu:.2f} pairs/s"))
             rows.append(
                 (
                     f"  extrapolated to T=1 ({round(1 / 1e-4)} steps)",
@@ -96,7 +97,8 @@ def run(cfg: BenchConfig) -> list[tuple[str, str]]:
                     f"({1 / (wall * cfg.ns_time):.1f} / {1 / (cpu * cfg.ns_time):.1f} s/pair)",
                 )
             )
-        loader_file = generate(make_config("helmholtz", 64, cfg.loader_n, 0), tmp / "h64.h5", batch_size=256, progress=False)
+        loader_config = make_config("helmholtz", 64, cfg.loader_n, 0)
+        loader_file = generate(loader_config, tmp / "h64.h5", batch_size=256, progress=False)
         for name, (wall, cpu) in loader_rates(loader_file).items():
             rows.append((f"FieldDataset 64, 2 channels: {name}", f"{wall:.0f} / {cpu:.0f} samples/s"))
     return rows

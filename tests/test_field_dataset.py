@@ -28,7 +28,8 @@ def raw(path, field):
 
 def write_linear_file(path, s, n=2):
     """A vertex-grid file whose source is the linear field 1 + 2x - 3y (sample-scaled), for interpolation checks."""
-    layout = FileLayout("linear", "helmholtz", "vertex", s, n, (0.0,), (FieldInfo("source", "linear"),), ("source",), ())
+    fields = (FieldInfo("source", "linear"),)
+    layout = FileLayout("linear", "helmholtz", "vertex", s, n, (0.0,), fields, ("source",), ())
     x = np.arange(s) / (s - 1)
     data = np.stack([(k + 1) * (1 + 2 * x[:, None] - 3 * x[None, :]) for k in range(n)])[:, None].astype(np.float32)
     with h5py.File(path, "w") as f:

@@ -193,7 +193,9 @@ def test_bad_input_errors():
     with pytest.raises(ValueError, match="tau must be positive"):
         GaussianRandomField(8, alpha=2.0, tau=0.0)
     with pytest.raises(ValueError, match="n must be a positive integer"):
-        ns_vorticity_grf(8).sample(0)
+        ns_vorticity_grf(8).sample(0, torch.Generator())
+    with pytest.raises(ValueError, match="generator must be a torch.Generator"):
+        ns_vorticity_grf(8).sample(2, 0)
     with pytest.raises(ValueError, match="zero_boundary=True"):
         helmholtz_source_grf(8).apply_spectral(torch.zeros(1, 1, 8, 8), lambda lam: lam)
     with pytest.raises(ValueError, match="resolution 16"):

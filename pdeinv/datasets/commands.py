@@ -33,7 +33,9 @@ def _add_generate(sub) -> None:
         required=True,
         help=f"data-set seed; the fixed splits use {', '.join(f'{k}={v}' for k, v in SPLIT_SEEDS.items())}",
     )
-    parser.add_argument("--out", required=True, help="output file FILE.h5 (parts are kept in FILE.h5.parts/ until done)")
+    parser.add_argument(
+        "--out", required=True, help="output file FILE.h5 (parts are kept in FILE.h5.parts/ until done)"
+    )
     parser.add_argument(
         "--batch-size", type=int, default=32, help="samples per resumable shard (does not change the data)"
     )
@@ -54,7 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the ``pdeinv data`` sub-commands on ``parser``."""
     sub = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     _add_generate(sub)
-    bench = sub.add_parser("benchmark-sets", help="generate the fixed benchmark test sets (seed test=%d)" % SPLIT_SEEDS["test"])
+    bench = sub.add_parser(
+        "benchmark-sets", help=f"generate the fixed benchmark test sets (seed test={SPLIT_SEEDS['test']})"
+    )
     bench.add_argument("--out", required=True, help="directory for helmholtz_<S>_test.h5 and navier-stokes_<S>_test.h5")
     bench.add_argument("--resolution", type=int, default=128, help="grid points per side (default 128)")
     bench.add_argument("--n", type=int, default=64, help="samples per set (default 64)")
@@ -107,7 +111,8 @@ def _check(args) -> int:
 
 def run(args) -> int:
     """Run the ``pdeinv data`` action in ``args.data_command``; user errors exit with code 2 and a message."""
-    action = {"generate": _generate, "benchmark-sets": _benchmark_sets, "info": _info, "check": _check}[args.data_command]
+    actions = {"generate": _generate, "benchmark-sets": _benchmark_sets, "info": _info, "check": _check}
+    action = actions[args.data_command]
     try:
         return action(args)
     except (ValueError, RuntimeError, FileNotFoundError) as error:

@@ -115,7 +115,8 @@ def make_config(
         given = [f"--{name}" for name, value in ns_settings.items() if value is not None]
         if given:
             raise ValueError(f"{', '.join(given)} only apply to navier-stokes, not {pde}; drop them")
-        return GenerationConfig(pde, resolution, n, seed, k=1.0 if pde == "helmholtz" else 0.0, solver_batch=solver_batch)
+        k = 1.0 if pde == "helmholtz" else 0.0
+        return GenerationConfig(pde, resolution, n, seed, k=k, solver_batch=solver_batch)
     settings = {name: NS_DEFAULTS[name] if value is None else float(value) for name, value in ns_settings.items()}
     for name, value in settings.items():
         if not (math.isfinite(value) and value > 0):
@@ -167,7 +168,10 @@ def file_layout(config: GenerationConfig) -> FileLayout:
         resolution=config.resolution,
         n_samples=config.n,
         times=(0.0,),
-        fields=(FieldInfo("source", "source a of lap u + k^2 u = a"), FieldInfo("solution", "solution u (0 on the boundary)")),
+        fields=(
+            FieldInfo("source", "source a of lap u + k^2 u = a"),
+            FieldInfo("solution", "solution u (0 on the boundary)"),
+        ),
         input_fields=("source",),
         output_fields=("solution",),
         simulation_parameters={"k": config.k},
@@ -180,7 +184,8 @@ def pair_solver(config: GenerationConfig, device: torch.device) -> Callable[[tor
     if config.pde == "navier-stokes":
         from pdeinv.operators.navier_stokes import NavierStokes2D
 
-        physics = NavierStokes2D(config.resolution, viscosity=config.viscosity, time=config.time, dt=config.dt).to(device)
+        physics = NavierStokes2D(config.resolution, viscosity=config.viscosity, time=config.time, dt=config.dt)
+        physics = physics.to(device)
         return lambda w0: {"vorticity": torch.cat([w0, physics.A(w0)], dim=1)}
     from pdeinv.operators.helmholtz import Helmholtz
 
@@ -229,7 +234,9 @@ def _existing_output(out: Path, config: dict) -> bool:
         with h5py.File(out, "r") as f:
             existing = generation_config(f)
     except OSError as error:
-        raise ValueError(f"{out} exists but cannot be read as HDF5 ({error}); delete it or choose another --out") from None
+        raise ValueError(
+            f"{out} exists but cannot be read as HDF5 ({error}); delete it or choose another --out"
+        ) from None
     if existing != config:
         raise ValueError(
             f"{out} already holds a data set with different settings: {describe_differences(existing, config)}; "

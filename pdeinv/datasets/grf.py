@@ -120,7 +120,7 @@ class GaussianRandomField:
     def sample(
         self,
         n: int,
-        generator: torch.Generator | None = None,
+        generator: torch.Generator,
         *,
         dtype: torch.dtype = torch.float32,
         device: str | torch.device | None = None,
@@ -131,19 +131,20 @@ class GaussianRandomField:
         ----------
         n : int
             Number of samples (>= 1).
-        generator : torch.Generator, optional
-            Source of randomness; the noise is drawn on the generator's device, in ``dtype``.
-            ``None`` uses a fresh unseeded CPU generator (non-reproducible).
+        generator : torch.Generator
+            Source of randomness (never the global RNG); the noise is drawn on the generator's
+            device, in ``dtype``.
         dtype : torch.dtype
             ``torch.float32`` (default) or ``torch.float64``.
         device : str or torch.device, optional
             Device of the result and of the transform (default: the generator's device).
         """
-        generator = torch.Generator() if generator is None else generator
         xi = self.draw_coefficients(n, generator, dtype=dtype)
         return self.synthesize(xi.to(generator.device if device is None else torch.device(device)))
 
-    def draw_coefficients(self, n: int, generator: torch.Generator, *, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    def draw_coefficients(
+        self, n: int, generator: torch.Generator, *, dtype: torch.dtype = torch.float32
+    ) -> torch.Tensor:
         """Standard normal basis coefficients ``xi``, ``(n, 1, S, S)``, on the generator's device.
 
         Complex (``E|xi|^2 = 1``, complex64/complex128) for the periodic basis, real for the cosine basis.
@@ -152,6 +153,11 @@ class GaussianRandomField:
             raise ValueError(f"n must be a positive integer number of samples, got {n!r}")
         if dtype not in (torch.float32, torch.float64):
             raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+        if not isinstance(generator, torch.Generator):
+            raise ValueError(
+                f"generator must be a torch.Generator, got {type(generator).__name__}; use e.g. "
+                "torch.Generator().manual_seed(0) or pdeinv.datasets.sample_generator(seed, index)"
+            )
         if self.basis == "periodic":
             dtype = torch.complex64 if dtype == torch.float32 else torch.complex128
         shape = (n, 1, self.resolution, self.resolution)

@@ -185,7 +185,8 @@ def summary(path: str | os.PathLike) -> str:
             f"time: {[round(float(t), 6) for t in f['time'][()]] if 'time' in f else '?'}   seed: {attrs.get('seed')}",
             "  simulation parameters: "
             + ", ".join(f"{n}={attrs.get(n)}" for n in as_str_list(attrs.get("simulation_parameters", []))),
-            f"  inputs: {as_str_list(attrs.get('input_fields', []))}   outputs: {as_str_list(attrs.get('output_fields', []))}",
+            f"  inputs: {as_str_list(attrs.get('input_fields', []))}   "
+            f"outputs: {as_str_list(attrs.get('output_fields', []))}",
         ]
         for name, ds in f.get("t0_fields", {}).items():
             lines.append(

@@ -102,7 +102,9 @@ def parse_channel(channel: str) -> tuple[str, int | None]:
     """Split a channel name ``"field"`` or ``"field[t]"`` into ``(field, t)`` (``t`` is ``None`` if absent)."""
     match = _CHANNEL.match(channel)
     if match is None:
-        raise ValueError(f"channel {channel!r} must be a field name, optionally with a time index, e.g. 'source' or 'vorticity[-1]'")
+        raise ValueError(
+            f"channel {channel!r} must be a field name, optionally with a time index, e.g. 'source' or 'vorticity[-1]'"
+        )
     index = match.group("index")
     return match.group("name"), None if index is None else int(index)
 
@@ -246,5 +248,7 @@ def create_layout(f: h5py.File, layout: FileLayout) -> dict[str, h5py.Dataset]:
 def generation_config(f: h5py.File) -> dict:
     """The generation settings stored in the root attribute ``generation_config`` (JSON)."""
     if "generation_config" not in f.attrs:
-        raise ValueError(f"{f.filename} has no 'generation_config' attribute: it was not written by pdeinv data generate")
+        raise ValueError(
+            f"{f.filename} has no 'generation_config' attribute: it was not written by pdeinv data generate"
+        )
     return json.loads(f.attrs["generation_config"])

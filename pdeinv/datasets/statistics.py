@@ -31,8 +31,9 @@ class Moments:
         """Merge the moments of another set of values (Chan et al.'s parallel update)."""
         total = self.count + count
         delta = mean - self.mean
-        self.mean = self.mean + delta * np.divide(count, total, out=np.zeros_like(total), where=total > 0)
-        self.m2 = self.m2 + m2 + delta**2 * np.divide(self.count * count, total, out=np.zeros_like(total), where=total > 0)
+        weight = np.divide(count, total, out=np.zeros_like(total), where=total > 0)
+        self.mean = self.mean + delta * weight
+        self.m2 = self.m2 + m2 + delta**2 * self.count * weight
         self.count = total
 
     def add_sample(self, sample: np.ndarray) -> None:

@@ -75,7 +75,9 @@ class ShardStore:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self.close()
-            raise RuntimeError(f"another process is writing {self.out} (lock held on {self.directory / 'lock'})") from None
+            raise RuntimeError(
+                f"another process is writing {self.out} (lock held on {self.directory / 'lock'})"
+            ) from None
         config_path = self.directory / "config.json"
         if config_path.exists():
             existing = json.loads(config_path.read_text())
