@@ -48,7 +48,7 @@ class FNOConfig:
     """
 
     channels: int = 2
-    width: int = 48
+    width: int = 32
     n_layers: int = 4
     n_modes: int = 24
     embedding_dim: int = 64

@@ -1,0 +1,206 @@
+r"""Exact Gaussian priors: closed-form denoisers of Gaussian random fields and of linear PDEs driven by them.
+
+Model
+    :math:`a \sim N(0, C)` on an ``S x S`` grid (a :class:`pdeinv.datasets.GaussianRandomField`),
+    and ``K`` channels :math:`x_c = L_c a / s_c` for linear maps :math:`L_c` (the identity for
+    the field itself, the PDE solution map :math:`A` for the solution channel), each normalised
+    by :math:`s_c^2 = \operatorname{tr}(L_c C L_c^\top) / N`, the mean exact pointwise variance
+    (so ``mean = 0`` and ``sigma_data = 1``). Write :math:`G a = (L_c a / s_c)_c`.
+
+Denoiser
+    With :math:`C = B B^\top` (``B = grf.covariance_sqrt``) and :math:`y = G a + \sigma n`,
+
+    .. math::
+
+        E[a \mid y] = B \xi, \qquad
+        (\sigma^2 I + B^\top G^\top G B)\, \xi = B^\top G^\top y, \qquad
+        E[x \mid y] = G B \xi,
+
+    an ``N x N`` symmetric positive-definite solve (conjugate gradients, preconditioned by the
+    exact diagonal of :math:`B^\top G^\top G B` in the GRF's eigenbasis, computed once). For a
+    single identity channel and a covariance diagonal in that basis this is the closed form
+    :math:`E[x \mid y] = C (C + s^2 \sigma^2 I)^{-1} y` applied with ``apply_spectral``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+
+import torch
+
+from pdeinv.operators.base import check_field
+from pdeinv.priors.base import FieldPrior, sigma_column
+from pdeinv.priors.cg import CGConfig, conjugate_gradient
+
+LinearMap = tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]
+
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+IDENTITY_MAP: LinearMap = (_identity, _identity)
+
+
+def operator_map(operator) -> LinearMap:
+    """A deepinv ``LinearPhysics`` as a ``(forward, adjoint)`` pair (``operator.A``, ``operator.A_adjoint``)."""
+    return (operator.A, operator.A_adjoint)
+
+
+def _basis_columns(grf, chunk: int):
+    """Yield ``(index slice, B v_k)`` for chunks of the eigenbasis, ``B v_k`` shaped ``(n, 1, S, S)`` float64."""
+    size = grf.resolution
+    n = size * size
+    for start in range(0, n, chunk):
+        stop = min(start + chunk, n)
+        xi = torch.zeros(stop - start, n, dtype=torch.float64)
+        xi[torch.arange(stop - start), torch.arange(start, stop)] = 1.0
+        yield slice(start, stop), grf.synthesize(xi.reshape(-1, 1, size, size))
+
+
+def channel_statistics(grf, maps: Sequence[LinearMap], chunk: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Exact pointwise variances and basis norms of the channels :math:`L_c a`.
+
+    Sums over the orthonormal eigenbasis :math:`v_k` with :math:`w_k = L_c B v_k`:
+    ``variance[c] = sum_k w_k**2`` (the diagonal of :math:`L_c C L_c^\top`) and
+    ``norms[c, k] = ||w_k||^2``. Needs a real (``"cosine"``) GRF basis.
+
+    Returns
+    -------
+    variance : torch.Tensor
+        ``(K, S, S)`` float64, physical units.
+    norms : torch.Tensor
+        ``(K, S, S)`` float64, indexed like the GRF's eigenvalues.
+    """
+    size = grf.resolution
+    variance = torch.zeros(len(maps), size, size, dtype=torch.float64)
+    norms = torch.zeros(len(maps), size * size, dtype=torch.float64)
+    for index, columns in _basis_columns(grf, chunk):
+        for c, (forward, _) in enumerate(maps):
+            w = forward(columns)
+            variance[c] += (w**2).sum(dim=(0, 1))
+            norms[c, index] = (w**2).sum(dim=(1, 2, 3))
+    return variance, norms.reshape(len(maps), size, size)
+
+
+class LinearGaussianPrior(FieldPrior):
+    r"""Exact denoiser of channels :math:`x_c = L_c a / s_c`, :math:`a \sim N(0, C)` (module docstring).
+
+    Parameters
+    ----------
+    grf : pdeinv.datasets.GaussianRandomField
+        Law of :math:`a`.
+    maps : sequence of (forward, adjoint)
+        The linear maps :math:`L_c` and their adjoints, acting on ``(B, 1, S, S)`` fields.
+    channels : sequence of str
+        Channel names.
+    cg : CGConfig
+        Conjugate-gradient settings.
+    """
+
+    def __init__(self, grf, maps: Sequence[LinearMap], channels: Sequence[str], cg: CGConfig = CGConfig()):
+        if len(maps) != len(channels):
+            raise ValueError(f"need one linear map per channel, got {len(maps)} maps for channels {tuple(channels)}")
+        closed_form = len(maps) == 1 and maps[0] is IDENTITY_MAP and not grf.zero_boundary
+        if not closed_form and grf.basis != "cosine":
+            raise ValueError(
+                "a GRF with the complex 'periodic' basis is supported only alone (GaussianPrior, no boundary mask); "
+                "use a 'cosine'-basis GRF for linear maps of a field"
+            )
+        if closed_form:
+            variance, norms = grf.variance(dtype=torch.float64)[None], None
+        else:
+            variance, norms = channel_statistics(grf, maps)
+        std = variance.mean(dim=(1, 2)).sqrt()
+        super().__init__(channels, [0.0] * len(channels), std, sigma_data=1.0, resolution=grf.resolution)
+        self.grf = grf
+        self.maps = tuple(maps)
+        self.cg = cg
+        self.variances = variance
+        self.diagonal = None if closed_form else (norms / std[:, None, None] ** 2).sum(0)
+        self.card = {"prior": "gaussian", "grf": dataclasses.asdict(grf), "channels": list(channels),
+                     "std": std.tolist()}
+
+    def _scales(self, like: torch.Tensor) -> torch.Tensor:
+        return self.std.to(dtype=like.dtype, device=like.device)
+
+    def _forward_map(self, a: torch.Tensor) -> torch.Tensor:
+        """:math:`G a`, ``(B, 1, S, S) -> (B, K, S, S)``."""
+        s = self._scales(a)
+        return torch.cat([forward(a) / s[c] for c, (forward, _) in enumerate(self.maps)], dim=1)
+
+    def _adjoint_map(self, v: torch.Tensor) -> torch.Tensor:
+        """:math:`G^\\top v`, ``(B, K, S, S) -> (B, 1, S, S)``."""
+        s = self._scales(v)
+        return sum(adjoint(v[:, c : c + 1]) / s[c] for c, (_, adjoint) in enumerate(self.maps))
+
+    def _sqrt_adjoint(self, x: torch.Tensor) -> torch.Tensor:
+        """:math:`B^\\top x`: ``covariance_sqrt`` is :math:`M C_0^{1/2}` with a zeroed boundary, so its transpose
+        is :math:`C_0^{1/2} M`, the unmasked square root after the mask."""
+        if not self.grf.zero_boundary:
+            return self.grf.covariance_sqrt(x)
+        mask = torch.zeros(x.shape[-2:], dtype=x.dtype, device=x.device)
+        mask[1:-1, 1:-1] = 1.0
+        return dataclasses.replace(self.grf, zero_boundary=False).covariance_sqrt(mask * x)
+
+    def _spectral(self, x: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """Multiply the eigenbasis coefficients of ``x`` by ``values`` (no boundary mask)."""
+        return dataclasses.replace(self.grf, zero_boundary=False).apply_spectral(x, lambda lam: values)
+
+    def denoise(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
+        r"""Exact :math:`E[x_0 \mid x_0 + \sigma n = x]` for normalised ``x`` of shape ``(B, K, S, S)``."""
+        check_field(x, resolution=self.resolution, channels=len(self.channels), name="x")
+        s2 = sigma_column(sigma, x) ** 2
+        if self.diagonal is None:
+            s = float(self.std[0])
+            return self.grf.apply_spectral(x * s, lambda lam: lam / (lam + s2 * s * s)) / s
+        sqrt, sqrt_t = self.grf.covariance_sqrt, self._sqrt_adjoint
+        diagonal = self.diagonal.to(dtype=x.dtype, device=x.device)
+
+        def normal_operator(xi: torch.Tensor) -> torch.Tensor:
+            return s2 * xi + sqrt_t(self._adjoint_map(self._forward_map(sqrt(xi))))
+
+        xi = conjugate_gradient(
+            normal_operator, sqrt_t(self._adjoint_map(x)), self.cg, lambda r: self._spectral(r, 1.0 / (s2 + diagonal))
+        )
+        return self._forward_map(sqrt(xi))
+
+    def sample(self, n: int, generator: torch.Generator, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """Exact normalised samples ``(n, K, S, S)``: :math:`G a`, :math:`a \\sim N(0, C)`."""
+        return self._forward_map(self.grf.sample(n, generator, dtype=dtype))
+
+
+class GaussianPrior(LinearGaussianPrior):
+    """Exact prior of one Gaussian random field ``grf`` (channel ``channel``).
+
+    Closed form in the GRF's eigenbasis when its covariance is diagonal there; preconditioned
+    conjugate gradients for a zeroed boundary (e.g. :func:`pdeinv.datasets.helmholtz_source_grf`).
+    """
+
+    def __init__(self, grf, channel: str = "field", cg: CGConfig = CGConfig()):
+        super().__init__(grf, [IDENTITY_MAP], [channel], cg)
+
+
+class JointGaussianPrior(LinearGaussianPrior):
+    """Exact prior of the joint (input, solution) field ``(a, A a)``, ``a ~ grf``, of a linear PDE.
+
+    Parameters
+    ----------
+    grf : pdeinv.datasets.GaussianRandomField
+        Law of the input (a ``"cosine"``-basis field, e.g. the Helmholtz source).
+    operator : deepinv LinearPhysics
+        The solution map with ``A`` and ``A_adjoint``, e.g. ``pdeinv.operators.helmholtz.Helmholtz(S)``.
+    channels : tuple of str
+        Names of the input and solution channels.
+    cg : CGConfig
+        Conjugate-gradient settings.
+    """
+
+    def __init__(self, grf, operator, channels: tuple[str, str] = ("source", "solution"), cg: CGConfig = CGConfig()):
+        if getattr(operator, "resolution", grf.resolution) != grf.resolution:
+            raise ValueError(
+                f"operator resolution {operator.resolution} differs from the GRF's {grf.resolution}; build both at one S"
+            )
+        super().__init__(grf, [IDENTITY_MAP, operator_map(operator)], channels, cg)
+        self.operator = operator
