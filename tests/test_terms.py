@@ -69,6 +69,8 @@ def test_schedules_reproduce_fundps_and_diffusionpde_rules():
     diffusionpde_pde = GuidanceSchedule(weight=1.0, start_fraction=0.8)
     assert diffusionpde_obs(1.0, 80, 100) == 60.0 and diffusionpde_obs(1.0, 81, 100) == pytest.approx(6.0)
     assert diffusionpde_pde(1.0, 79, 100) == 0.0 and diffusionpde_pde(1.0, 80, 100) == 1.0
+    rescaled = GuidanceSchedule(weight=10.0, sigma_scale="min1", sigma_reference=2.0)
+    assert rescaled(3.0, 0, 10) == 10.0 and rescaled(1.0, 0, 10) == pytest.approx(5.0)
     sparse = GuidanceSchedule(weight=1.0, every=3, cutoff_steps=2)
     assert [sparse(1.0, i, 10) for i in range(10)] == [1, 0, 0, 1, 0, 0, 1, 0, 0, 0]
     with pytest.raises(ValueError, match="sigma_scale"):

@@ -57,8 +57,8 @@ class GuidanceSchedule:
 
     .. math:: w = \text{weight} \cdot s(\sigma_i) \cdot f_i \cdot \mathbb{1}[\text{active}],
 
-    with :math:`s = 1` (``"none"``), :math:`\sigma_i` (``"sigma"``) or :math:`\min(1, \sigma_i)`
-    (``"min1"``, FunDPS's observation coefficient); :math:`f_i = ` ``late_factor`` once
+    with :math:`s = 1` (``"none"``), :math:`\sigma_i/\sigma_\text{ref}` (``"sigma"``) or
+    :math:`\min(1, \sigma_i/\sigma_\text{ref})` (``"min1"``, FunDPS's observation coefficient); :math:`f_i = ` ``late_factor`` once
     :math:`i > \text{switch\_fraction} \cdot N` (DiffusionPDE: 0.1 after 80 % of the steps), else 1.
     The term is active when every condition holds: :math:`\sigma_i >` ``sigma_above``,
     :math:`\sigma_i \le` ``sigma_below``, :math:`i \ge \text{start\_fraction} \cdot N`,
@@ -70,6 +70,10 @@ class GuidanceSchedule:
         Base weight (>= 0).
     sigma_scale : {"none", "sigma", "min1"}
         How the weight scales with the noise level.
+    sigma_reference : float
+        :math:`\sigma_\text{ref}`, the noise level that counts as 1 in ``sigma_scale`` (converts a
+        method's published schedule to a prior normalised differently, e.g. 2 for a unit-variance
+        prior running a rule written for data of standard deviation 0.5).
     sigma_above, sigma_below : float, optional
         Noise-level window of activity (FunDPS: physics only for :math:`\sigma \le 1`).
     start_fraction : float
@@ -86,6 +90,7 @@ class GuidanceSchedule:
 
     weight: float = 1.0
     sigma_scale: str = "none"
+    sigma_reference: float = 1.0
     sigma_above: float | None = None
     sigma_below: float | None = None
     start_fraction: float = 0.0
@@ -99,6 +104,8 @@ class GuidanceSchedule:
             raise ValueError(f"weight must be a finite number >= 0, got {self.weight!r}")
         if self.sigma_scale not in SIGMA_SCALES:
             raise ValueError(f"sigma_scale must be one of {SIGMA_SCALES}, got {self.sigma_scale!r}")
+        if not (math.isfinite(self.sigma_reference) and self.sigma_reference > 0):
+            raise ValueError(f"sigma_reference must be a positive number, got {self.sigma_reference!r}")
         if not 0.0 <= self.start_fraction <= 1.0:
             raise ValueError(f"start_fraction must lie in [0, 1], got {self.start_fraction!r}")
         if self.switch_fraction is not None and not 0.0 <= self.switch_fraction <= 1.0:
@@ -123,6 +130,7 @@ class GuidanceSchedule:
         """The weight :math:`w(\\sigma_i, i, N)` (0 when inactive)."""
         if not self.active(sigma, step, n_steps):
             return 0.0
-        scale = {"none": 1.0, "sigma": sigma, "min1": min(1.0, sigma)}[self.sigma_scale]
+        relative = sigma / self.sigma_reference
+        scale = {"none": 1.0, "sigma": relative, "min1": min(1.0, relative)}[self.sigma_scale]
         late = self.switch_fraction is not None and step > self.switch_fraction * n_steps
         return self.weight * scale * (self.late_factor if late else 1.0)

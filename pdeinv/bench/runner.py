@@ -1,0 +1,185 @@
+"""One benchmark run (task x method) and the table of many runs.
+
+A run reconstructs the first ``n`` test samples of a task with a method and records the
+relative L2 error of each (``pdeinv.bench.tasks.relative_l2``). Under ``torchrun`` the samples
+are sharded round-robin over the processes (sample ``i`` on rank ``i mod world``) and the ranks'
+results are gathered into one record on rank 0.
+
+The record has the keys of DESIGN.md (``task, method, n, resolution, rel_l2, rel_l2_mean,
+rel_l2_std, seconds_per_sample, nfe, device, version``) plus ``steps, samples, seed, prior,
+data, n_points, processes, wall_seconds``. ``rel_l2_std`` is the population standard deviation
+over samples; ``seconds_per_sample`` is the summed compute time of all processes divided by ``n``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from pdeinv import __version__
+from pdeinv.bench.tasks import get_task, relative_l2
+from pdeinv.priors import load
+from pdeinv.sampling.methods import BASELINES, parse_method, solve
+from pdeinv.sampling.problem import MethodOptions
+
+DEFAULT_PRIORS = {"helmholtz": "helmholtz-joint", "poisson": "poisson-joint", "navier-stokes": "ns-joint"}
+NEEDS_PRIOR = ("deepinv-dps",)
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """Settings of one run (the ``pdeinv bench`` options).
+
+    Parameters
+    ----------
+    task, method : str
+        Registered names (``pdeinv.bench.tasks.TASKS``, ``pdeinv.sampling.methods.method_names()``).
+    n : int
+        Number of test samples (the first ``n`` of the test file).
+    steps, samples, seed, batch_size : see :class:`pdeinv.sampling.problem.MethodOptions`.
+    prior : str, optional
+        Prior name or checkpoint directory; default per PDE (``DEFAULT_PRIORS``).
+    data : str, optional
+        Test-set file; default ``Task.default_data()``.
+    device : str
+        Torch device of the prior.
+    """
+
+    task: str
+    method: str
+    n: int = 32
+    steps: int | None = None
+    seed: int = 0
+    samples: int = 1
+    prior: str | None = None
+    data: str | None = None
+    batch_size: int = 4
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 1:
+            raise ValueError(f"n must be a positive number of test samples, got {self.n!r}")
+        get_task(self.task)
+        parse_method(self.method)
+
+
+def _needs_prior(method: str) -> bool:
+    base, _ = parse_method(method)
+    return base not in BASELINES or base in NEEDS_PRIOR
+
+
+def _device_name(device: str) -> str:
+    device = torch.device(device)
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return device.type
+
+
+def _distributed() -> tuple[int, int]:
+    """``(rank, world)``, initialising a gloo/nccl process group under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _shard_result(config: BenchConfig, rank: int, world: int) -> dict:
+    task = get_task(config.task)
+    inputs, outputs, settings = task.load_test_set(config.data, config.n)
+    problem = task.problem(inputs, outputs, settings)
+    prior = None
+    if _needs_prior(config.method):
+        prior = load(config.prior or DEFAULT_PRIORS[task.pde], device=config.device)
+    indices = torch.arange(config.n)[rank::world]
+    options = MethodOptions(config.steps, config.samples, config.seed + rank, prior, config.batch_size)
+    truth = (outputs if task.target == "output" else inputs)[indices]
+    start = time.perf_counter()
+    reconstruction = solve(config.method, problem.select(indices), options)
+    seconds = time.perf_counter() - start
+    errors = relative_l2(reconstruction.mean.cpu(), truth)
+    return {"indices": indices.tolist(), "rel_l2": errors.tolist(), "seconds": seconds, "nfe": reconstruction.nfe}
+
+
+def run_benchmark(config: BenchConfig) -> dict | None:
+    """Run ``config`` (sharded under torchrun); the record on rank 0, ``None`` on other ranks."""
+    rank, world = _distributed()
+    part = _shard_result(config, rank, world)
+    parts = [part]
+    if world > 1:
+        parts = [None] * world
+        dist.all_gather_object(parts, part)
+    if rank != 0:
+        return None
+    return _record(config, parts, world)
+
+
+def _record(config: BenchConfig, parts: list[dict], world: int) -> dict:
+    task = get_task(config.task)
+    by_index = {i: e for p in parts for i, e in zip(p["indices"], p["rel_l2"])}
+    errors = [by_index[i] for i in range(config.n)]
+    mean = sum(errors) / len(errors)
+    std = math.sqrt(sum((e - mean) ** 2 for e in errors) / len(errors))
+    return {
+        "task": config.task,
+        "method": config.method,
+        "n": config.n,
+        "resolution": task.resolution,
+        "rel_l2": errors,
+        "rel_l2_mean": mean,
+        "rel_l2_std": std,
+        "seconds_per_sample": sum(p["seconds"] for p in parts) / config.n,
+        "nfe": max(p["nfe"] for p in parts),
+        "device": _device_name(config.device),
+        "version": __version__,
+        "steps": config.steps,
+        "samples": config.samples,
+        "seed": config.seed,
+        "prior": (config.prior or DEFAULT_PRIORS[task.pde]) if _needs_prior(config.method) else None,
+        "data": str(config.data or task.default_data()),
+        "n_points": task.n_points,
+        "processes": world,
+        "wall_seconds": max(p["seconds"] for p in parts),
+    }
+
+
+def write_json(record: dict, path: str | Path) -> Path:
+    """Write ``record`` to ``path`` atomically (temporary file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(record, indent=2) + "\n")
+    temporary.replace(path)
+    return path
+
+
+def results_table(records: list[dict]) -> str:
+    """A markdown table of run records, sorted by task then method."""
+    header = "| task | method | n | rel. L2 % (mean ± std) | s / sample | NFE | device |\n|---|---|---|---|---|---|---|"
+    rows = [
+        f"| {r['task']} | {r['method']} | {r['n']} | {100 * r['rel_l2_mean']:.2f} ± {100 * r['rel_l2_std']:.2f} | "
+        f"{r['seconds_per_sample']:.3g} | {r['nfe']} | {r['device']} |"
+        for r in sorted(records, key=lambda r: (r["task"], r["method"]))
+    ]
+    return "\n".join([header, *rows])
+
+
+def read_records(paths: list[str | Path]) -> list[dict]:
+    """Load run records, checking each has the DESIGN.md keys."""
+    required = ("task", "method", "n", "rel_l2_mean", "rel_l2_std", "seconds_per_sample", "nfe", "device")
+    records = []
+    for path in paths:
+        record = json.loads(Path(path).read_text())
+        missing = [k for k in required if k not in record]
+        if missing:
+            raise ValueError(f"{path} is not a pdeinv bench record: it lacks {missing}")
+        records.append(record)
+    return records

@@ -1,0 +1,188 @@
+r"""Benchmark tasks: operator + point sensor + test-set file + metric.
+
+``{helmholtz,poisson,ns}-{forward,inverse}`` run at 128 x 128 with 500 points; the ``-64``
+variants at 64 x 64 with 3 % of the points (123). Forward tasks observe the input (source,
+initial vorticity) and recover the output (solution, final vorticity); inverse tasks the reverse.
+The points are drawn once, :func:`~pdeinv.operators.observation.random_points` with seed
+``POINT_SEEDS[direction]`` (DiffusionPDE's seeds: 1 for the input, 0 for the output), over the
+whole grid. Measurements are exact (noise-free), as in the published protocol.
+
+Metric: relative L2 error :math:`\|\hat x - x\|_2 / \|x\|_2` per test sample on the recovered field.
+
+Test sets are HDF5 files of ``pdeinv data generate`` with the test seed; by default
+``$PDEINV_DATA/<pde>_<S>_test.h5`` (``PDEINV_DATA`` defaults to ``./data``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import torch
+
+from pdeinv.datasets import FieldDataset, helmholtz_source_grf, ns_vorticity_grf
+from pdeinv.datasets.schema import generation_config
+from pdeinv.datasets.splits import SPLIT_SEEDS
+from pdeinv.operators import Helmholtz, NavierStokes2D, PointObservation, random_points
+from pdeinv.sampling.problem import InverseProblem
+
+PDES = {"helmholtz": "helmholtz", "poisson": "poisson", "ns": "navier-stokes"}
+CHANNELS = {
+    "helmholtz": ("source", "solution"),
+    "poisson": ("source", "solution"),
+    "navier-stokes": ("vorticity[0]", "vorticity[-1]"),
+}
+POINT_SEEDS = {"forward": 1, "inverse": 0}
+FULL_RESOLUTION, FULL_POINTS = 128, 500
+SMALL_RESOLUTION, SMALL_FRACTION = 64, 0.03
+
+
+@dataclass(frozen=True)
+class Task:
+    """One benchmark task (see the module docstring).
+
+    Parameters
+    ----------
+    name : str
+        Task name, e.g. ``"helmholtz-inverse-64"``.
+    pde : {"helmholtz", "poisson", "navier-stokes"}
+        The physics.
+    direction : {"forward", "inverse"}
+        Observe the input and recover the output, or the reverse.
+    resolution : int
+        Grid size ``S``.
+    n_points : int
+        Number of observed grid points.
+    """
+
+    name: str
+    pde: str
+    direction: str
+    resolution: int
+    n_points: int
+
+    @property
+    def observed(self) -> str:
+        """``"input"`` (forward) or ``"output"`` (inverse)."""
+        return "input" if self.direction == "forward" else "output"
+
+    @property
+    def target(self) -> str:
+        """The recovered field, ``"output"`` (forward) or ``"input"`` (inverse)."""
+        return "output" if self.direction == "forward" else "input"
+
+    @property
+    def grid(self) -> str:
+        """``"periodic"`` for Navier-Stokes, ``"vertex"`` otherwise."""
+        return "periodic" if self.pde == "navier-stokes" else "vertex"
+
+    @property
+    def channels(self) -> tuple[str, str]:
+        """Names of the (input, output) fields in the data files and joint priors."""
+        return CHANNELS[self.pde]
+
+    def sensor(self) -> PointObservation:
+        """The fixed point sensor of the task."""
+        points = random_points(self.n_points, self.resolution, seed=POINT_SEEDS[self.direction])
+        return PointObservation(self.resolution, indices=points, grid=self.grid)
+
+    def input_prior(self):
+        """The Gaussian random field of the inputs."""
+        grf = ns_vorticity_grf if self.pde == "navier-stokes" else helmholtz_source_grf
+        return grf(self.resolution)
+
+    def operator(self, settings: dict | None = None):
+        """The forward operator; Navier-Stokes takes ``viscosity``, ``time``, ``dt`` from ``settings``."""
+        if self.pde == "navier-stokes":
+            settings = settings or {}
+            return NavierStokes2D(
+                self.resolution,
+                viscosity=settings.get("viscosity") or 1e-3,
+                time=settings.get("time") or 1.0,
+                dt=settings.get("dt") or 1e-4,
+            )
+        return Helmholtz(self.resolution, k=1.0 if self.pde == "helmholtz" else 0.0)
+
+    def default_data(self) -> Path:
+        """``$PDEINV_DATA/<pde>_<S>_test.h5``."""
+        return Path(os.environ.get("PDEINV_DATA", "data")) / f"{self.pde}_{self.resolution}_test.h5"
+
+    def generate_command(self, path: Path, n: int = 64) -> str:
+        """The command that writes this task's test set to ``path``."""
+        return (
+            f"pdeinv data generate {self.pde} --resolution {self.resolution} --n {n} "
+            f"--seed {SPLIT_SEEDS['test']} --out {path}"
+        )
+
+    def load_test_set(self, path: str | Path | None, n: int) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """The first ``n`` (input, output) pairs of the test file, physical float64 ``(n, 1, S, S)`` each.
+
+        Also returns the file's generation settings. Raises FileNotFoundError with the
+        generate command when the file is missing, ValueError when it holds other data.
+        """
+        path = self.default_data() if path is None else Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"the test set {path} of task {self.name} does not exist; create it with\n  "
+                f"{self.generate_command(path, max(n, 64))}\n(or pass --data FILE)"
+            )
+        with h5py.File(path, "r") as f:
+            pde, resolution = str(f.attrs.get("pde", "")), int(f.attrs.get("resolution", -1))
+            settings = generation_config(f)
+        if pde != self.pde or resolution != self.resolution:
+            raise ValueError(
+                f"{path} holds {pde or 'unknown'} data at {resolution} x {resolution}, but task {self.name} needs "
+                f"{self.pde} at {self.resolution} x {self.resolution}; create it with\n  {self.generate_command(path)}"
+            )
+        data = FieldDataset(path, channels=self.channels, normalize=False)
+        if len(data) < n:
+            raise ValueError(f"{path} has {len(data)} samples but --n {n} were requested; lower --n or regenerate")
+        pairs = torch.stack([data[i] for i in range(n)]).double()
+        data.close()
+        return pairs[:, :1], pairs[:, 1:], settings
+
+    def problem(self, inputs: torch.Tensor, outputs: torch.Tensor, settings: dict | None = None) -> InverseProblem:
+        """The :class:`InverseProblem` of exact point measurements of the observed field."""
+        sensor = self.sensor()
+        observed = inputs if self.observed == "input" else outputs
+        return InverseProblem(
+            operator=self.operator(settings),
+            sensor=sensor,
+            measurements=sensor.A(observed),
+            observed=self.observed,
+            target=self.target,
+            input_channel=self.channels[0],
+            output_channel=self.channels[1],
+            pde=self.pde,
+            input_prior=self.input_prior(),
+            grid=self.grid,
+        )
+
+
+def relative_l2(estimate: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    r"""Per-sample :math:`\|\hat x - x\|_2 / \|x\|_2` of ``(n, ...)`` tensors, ``(n,)`` float64."""
+    difference = (estimate.double() - truth.double()).flatten(1).norm(dim=1)
+    return difference / truth.double().flatten(1).norm(dim=1)
+
+
+def _build_tasks() -> dict[str, Task]:
+    tasks = {}
+    for short, pde in PDES.items():
+        for direction in ("forward", "inverse"):
+            name = f"{short}-{direction}"
+            tasks[name] = Task(name, pde, direction, FULL_RESOLUTION, FULL_POINTS)
+            small = round(SMALL_FRACTION * SMALL_RESOLUTION**2)
+            tasks[f"{name}-64"] = Task(f"{name}-64", pde, direction, SMALL_RESOLUTION, small)
+    return tasks
+
+
+TASKS = _build_tasks()
+
+
+def get_task(name: str) -> Task:
+    """The task called ``name``, with an error listing the valid names."""
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; choose one of {', '.join(sorted(TASKS))}")
+    return TASKS[name]

@@ -1,0 +1,226 @@
+r"""The method registry: one name per reconstruction method, all on :class:`InverseProblem`.
+
+Diffusion methods are presets of the one :class:`~pdeinv.sampling.sampler.PosteriorSampler`:
+a :class:`~pdeinv.sampling.sampler.SamplerConfig` plus a list of terms. Guidance weights are
+stated in the units of the method's publication and converted to the prior's normalisation:
+
+- ``dps``: Heun, step guidance :math:`\zeta \nabla\|r\|` with the residual in the observed
+  channel's normalised units (:math:`r = (P f - y)/s_c`), :math:`\zeta = 1000/N` (DPS's
+  :math:`\zeta = 1` over its 1000 steps, so the accumulated guidance does not depend on :math:`N`).
+- ``fundps`` (FunDPS, ``generation/dps.py``): MSE or L2 loss on residuals in FunDPS units
+  (data standardised to 0.5, :math:`r = 0.5 (P f - y)/s_c`), coefficient 1 while
+  :math:`\sigma > 1`, else :math:`\sigma` (in FunDPS units); a Huber PDE-residual term only for
+  :math:`\sigma \le 1`; no update on the last step; 500 steps. Weights from FunDPS's configs,
+  times :math:`u^2` with :math:`u = \sigma_\text{data}/0.5` (state-unit conversion, exact).
+- ``diffusionpde`` (DiffusionPDE): :math:`\zeta\,\|P f - y\|` in physical units, weight times 0.1
+  after 80 % of the steps, PDE residual :math:`\|R\|/(S-1)^2` after 80 %; 2000 steps. Weights from
+  DiffusionPDE's configs times :math:`u_c^2`, :math:`u_c` = (DiffusionPDE's scale of the
+  observed field)/(the prior's std of that channel).
+- ``daps``: decoupled annealing (``integrator="daps"``), Gaussian likelihood with
+  :math:`\tau = 0.05` on normalised residuals.
+- ``kriging``, ``interp-solve``, ``adjoint``, ``deepinv-dps``: :mod:`pdeinv.sampling.baselines`.
+
+A ``+equireg`` suffix adds :class:`~pdeinv.sampling.terms.EquiRegTerm` (form ``equi``, weight
+0.01, the operator's ``symmetries``) to a diffusion method.
+
+The Navier-Stokes residual needs a full solve per evaluation, so the NS presets carry no PDE
+term (FunDPS's and DiffusionPDE's NS "residual" :math:`\partial_x w + \partial_y w` is not the
+vorticity equation).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from pdeinv.sampling.baselines import adjoint_inversion, deepinv_dps, interpolate_then_solve, kriging_baseline
+from pdeinv.sampling.problem import InverseProblem, MethodOptions, Reconstruction
+from pdeinv.sampling.sampler import DAPSConfig, PosteriorSampler, SamplerConfig
+from pdeinv.sampling.schedule import GuidanceSchedule
+from pdeinv.sampling.terms import EquiRegTerm, ObservationTerm, PhysicsTerm, Term, channel_index
+
+EQUIREG_SUFFIX = "+equireg"
+DPS_TOTAL_GUIDANCE = 1000.0
+FUNDPS_DATA_STD = 0.5
+# FunDPS configs/generation: (observation weight, loss, PDE weight); sigma range for poisson inverse.
+FUNDPS_WEIGHTS = {
+    ("helmholtz", "forward"): (10000.0, "mse", 1.0),
+    ("helmholtz", "inverse"): (5000.0, "l2", 1.0),
+    ("poisson", "forward"): (10000.0, "mse", 0.0),
+    ("poisson", "inverse"): (20000.0, "mse", 0.0),
+    ("navier-stokes", "forward"): (5000.0, "mse", 0.0),
+    ("navier-stokes", "inverse"): (7500.0, "l2", 0.0),
+}
+# DiffusionPDE configs: (observation weight, PDE weight); data scales of (input, output).
+DIFFUSIONPDE_WEIGHTS = {
+    ("helmholtz", "forward"): (0.8, 1.0),
+    ("helmholtz", "inverse"): (60.0, 1.0),
+    ("poisson", "forward"): (0.8, 1.0),
+    ("poisson", "inverse"): (40.0, 1.0),
+    ("navier-stokes", "forward"): (1.0, 0.0),
+    ("navier-stokes", "inverse"): (1.0, 0.0),
+}
+DIFFUSIONPDE_SCALES = {"helmholtz": (2.15, 0.028), "poisson": (2.15, 1 / 36.5), "navier-stokes": (1.6, 1.6)}
+
+
+@dataclass(frozen=True)
+class GuidedPreset:
+    """A diffusion method: its sampler configuration and a factory of its terms for measurements ``y``."""
+
+    config: SamplerConfig
+    terms: Callable[[torch.Tensor], list[Term]]
+
+
+def _direction(problem: InverseProblem) -> str:
+    return "forward" if problem.observed == "input" else "inverse"
+
+
+def _std(prior, problem: InverseProblem, role: str) -> float:
+    return float(prior.std[channel_index(prior.channels, problem.channel(role))])
+
+
+def _pde_term(problem: InverseProblem, schedule: GuidanceSchedule, reduction: str, scale: float) -> PhysicsTerm:
+    return PhysicsTerm(
+        problem.operator,
+        problem.input_channel,
+        problem.output_channel,
+        schedule=schedule,
+        reduction=reduction,
+        scale=scale,
+    )
+
+
+def dps_preset(problem: InverseProblem, prior, options: MethodOptions) -> GuidedPreset:
+    """DPS in the EDM loop: step guidance :math:`\\zeta\\nabla_{x_t}\\|r\\|`, :math:`\\zeta = 1000/N`."""
+    scale = 1.0 / _std(prior, problem, problem.observed)
+    channel = problem.channel(problem.observed)
+    config = SamplerConfig(steps=options.steps or 200)
+    schedule = GuidanceSchedule(weight=DPS_TOTAL_GUIDANCE / config.steps)
+
+    def terms(y):
+        return [ObservationTerm(problem.sensor, y, channel, loss="norm", scale=scale, schedule=schedule)]
+
+    return GuidedPreset(config, terms)
+
+
+def fundps_preset(problem: InverseProblem, prior, options: MethodOptions) -> GuidedPreset:
+    """FunDPS (module docstring), weights converted exactly to the prior's units."""
+    weight, loss, pde_weight = FUNDPS_WEIGHTS[(problem.pde, _direction(problem))]
+    u = float(prior.sigma_data) / FUNDPS_DATA_STD
+    m = problem.sensor.n_points
+    scale = FUNDPS_DATA_STD / _std(prior, problem, problem.observed)
+    if loss == "l2":
+        scale /= math.sqrt(m)
+    channel = problem.channel(problem.observed)
+    sigma_range = (10.0, 0.01) if (problem.pde, _direction(problem)) == ("poisson", "inverse") else (80.0, 0.002)
+    config = SamplerConfig(steps=options.steps or 500, sigma_max=sigma_range[0] * u, sigma_min=sigma_range[1] * u)
+    observation = GuidanceSchedule(weight=weight * u**2, sigma_scale="min1", sigma_reference=u, cutoff_steps=1)
+    physics = GuidanceSchedule(
+        weight=pde_weight * u**2, sigma_scale="sigma", sigma_reference=u, sigma_below=u, cutoff_steps=1
+    )
+
+    def terms(y):
+        kind = "norm" if loss == "l2" else "mse"
+        listed = [ObservationTerm(problem.sensor, y, channel, loss=kind, scale=scale, schedule=observation)]
+        if pde_weight > 0:
+            listed.append(_pde_term(problem, physics, "huber", 1.0))
+        return listed
+
+    return GuidedPreset(config, terms)
+
+
+def diffusionpde_preset(problem: InverseProblem, prior, options: MethodOptions) -> GuidedPreset:
+    """DiffusionPDE (module docstring)."""
+    weight, pde_weight = DIFFUSIONPDE_WEIGHTS[(problem.pde, _direction(problem))]
+    scales = dict(zip(("input", "output"), DIFFUSIONPDE_SCALES[problem.pde]))
+    u_obs = scales[problem.observed] / _std(prior, problem, problem.observed)
+    u_out = scales["output"] / _std(prior, problem, "output")
+    channel = problem.channel(problem.observed)
+    observation = GuidanceSchedule(weight=weight * u_obs**2, switch_fraction=0.8, late_factor=0.1)
+    physics = GuidanceSchedule(weight=pde_weight * u_out**2, start_fraction=0.8)
+    pde_scale = 1.0 / (problem.resolution - 1) ** 2
+
+    def terms(y):
+        listed = [ObservationTerm(problem.sensor, y, channel, loss="norm", schedule=observation)]
+        if pde_weight > 0:
+            listed.append(_pde_term(problem, physics, "norm", pde_scale))
+        return listed
+
+    return GuidedPreset(SamplerConfig(steps=options.steps or 2000), terms)
+
+
+def daps_preset(problem: InverseProblem, prior, options: MethodOptions) -> GuidedPreset:
+    """Decoupled annealing posterior sampling with a Gaussian likelihood (:math:`\\tau = 0.05`, normalised)."""
+    scale = 1.0 / _std(prior, problem, problem.observed)
+    channel = problem.channel(problem.observed)
+    u = float(prior.sigma_data)
+    config = SamplerConfig(
+        steps=options.steps or 100,
+        sigma_max=10.0 * u,
+        sigma_min=0.01 * u,
+        integrator="daps",
+        daps=DAPSConfig(ode_steps=5, langevin_steps=50, lr=1e-3 * u**2, lr_min_ratio=0.1, ode_sigma_min=0.01 * u),
+    )
+
+    def terms(y):
+        return [ObservationTerm(problem.sensor, y, channel, loss="gaussian", noise_std=0.05, scale=scale)]
+
+    return GuidedPreset(config, terms)
+
+
+GUIDED = {"dps": dps_preset, "fundps": fundps_preset, "diffusionpde": diffusionpde_preset, "daps": daps_preset}
+BASELINES = {
+    "kriging": kriging_baseline,
+    "interp-solve": interpolate_then_solve,
+    "adjoint": adjoint_inversion,
+    "deepinv-dps": deepinv_dps,
+}
+
+
+def method_names() -> list[str]:
+    """Every registered name, ``+equireg`` variants of the diffusion methods included."""
+    return sorted(BASELINES) + sorted(GUIDED) + sorted(f"{name}{EQUIREG_SUFFIX}" for name in GUIDED)
+
+
+def parse_method(name: str) -> tuple[str, bool]:
+    """Split ``"fundps+equireg"`` into ``("fundps", True)``, checking that the method exists."""
+    base, equireg = (name[: -len(EQUIREG_SUFFIX)], True) if name.endswith(EQUIREG_SUFFIX) else (name, False)
+    if base not in GUIDED and base not in BASELINES:
+        raise ValueError(f"unknown method {name!r}; choose one of {', '.join(method_names())}")
+    if equireg and base not in GUIDED:
+        raise ValueError(f"{EQUIREG_SUFFIX} applies to diffusion methods ({', '.join(sorted(GUIDED))}), not {base!r}")
+    return base, equireg
+
+
+def _equireg_term(problem: InverseProblem) -> EquiRegTerm:
+    return EquiRegTerm(problem.operator.symmetries, output_channels=(problem.output_channel,))
+
+
+def run_guided(preset: GuidedPreset, problem: InverseProblem, options: MethodOptions) -> Reconstruction:
+    """Sample ``options.samples`` chains per measurement with a preset; return target samples and moments."""
+    prior = options.prior
+    target = channel_index(prior.channels, problem.channel(problem.target))
+    generator = torch.Generator(device=prior.mean.device).manual_seed(options.seed)
+    k, s = options.samples, problem.resolution
+    collected, nfe = [], 0
+    for rows in torch.arange(problem.n).split(options.batch_size):
+        y = problem.measurements[rows].to(prior.mean).repeat_interleave(k, 0)
+        terms = preset.terms(y) + ([_equireg_term(problem)] if options.equireg else [])
+        result = PosteriorSampler(prior, preset.config, terms).sample(y.shape[0], generator, resolution=s)
+        collected.append(result.physical[:, [target]].reshape(len(rows), k, 1, s, s))
+        nfe = result.nfe
+    samples = torch.cat(collected)
+    return Reconstruction(samples.mean(1), samples.std(1) if k > 1 else None, samples, nfe)
+
+
+def solve(method: str, problem: InverseProblem, options: MethodOptions) -> Reconstruction:
+    """Run registered method ``method`` (``+equireg`` allowed on diffusion methods) on ``problem``."""
+    base, equireg = parse_method(method)
+    if base in BASELINES:
+        return BASELINES[base](problem, options)
+    problem.check_prior(options.prior)
+    preset = GUIDED[base](problem, options.prior, options)
+    return run_guided(preset, problem, MethodOptions(**{**options.__dict__, "equireg": equireg}))

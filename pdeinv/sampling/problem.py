@@ -1,0 +1,186 @@
+r"""What every reconstruction method is given: a field-recovery problem with point observations.
+
+The physics is a forward operator :math:`A` from an *input* field (source, initial vorticity) to
+an *output* field (solution, final vorticity). One of them, the *observed* field, is read by a
+point sensor :math:`P`, giving measurements :math:`y = P\,f_\text{obs}` (physical units); the
+*target* field is to be recovered. Forward problems observe the input and recover the output,
+inverse problems the reverse.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+ROLES = ("input", "output")
+
+
+@dataclass
+class InverseProblem:
+    """A batch of measurements of one point sensor and the physics around them.
+
+    Parameters
+    ----------
+    operator : deepinv.physics.Physics
+        :math:`A`: input ``(B, 1, S, S)`` to output ``(B, 1, S, S)``.
+    sensor : deepinv.physics.LinearPhysics
+        :math:`P`: ``(B, 1, S, S) -> (B, 1, M)`` with ``A_adjoint`` (``PointObservation``).
+    measurements : torch.Tensor
+        :math:`y`, ``(n, 1, M)`` physical units, finite.
+    observed, target : {"input", "output"}
+        Which field the sensor reads and which is recovered.
+    input_channel, output_channel : str
+        Names of the two fields in a joint prior's ``channels`` (e.g. ``"source"``, ``"solution"``).
+    pde : str
+        ``"helmholtz"``, ``"poisson"`` or ``"navier-stokes"`` (selects method presets).
+    input_prior : object, optional
+        The Gaussian random field the inputs are drawn from (``covariance``, ``covariance_sqrt``,
+        ``variance``), for the Gaussian baselines.
+    noise_std : float
+        Standard deviation of the measurement noise (physical units; 0 for exact data).
+    grid : {"vertex", "periodic"}
+        Grid of the fields, for interpolation.
+    """
+
+    operator: object
+    sensor: object
+    measurements: torch.Tensor
+    observed: str
+    target: str
+    input_channel: str
+    output_channel: str
+    pde: str
+    input_prior: object | None = None
+    noise_std: float = 0.0
+    grid: str = "vertex"
+
+    def __post_init__(self) -> None:
+        if self.observed not in ROLES or self.target not in ROLES:
+            raise ValueError(f"observed and target must be one of {ROLES}, got {self.observed!r}, {self.target!r}")
+        y = self.measurements
+        if not isinstance(y, torch.Tensor) or y.ndim != 3 or y.shape[1] != 1:
+            shape = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
+            raise ValueError(f"measurements must be a tensor of shape (n, 1, M), got {shape}")
+        if y.shape[-1] != self.sensor.n_points:
+            raise ValueError(
+                f"measurements hold {y.shape[-1]} values per sample but the sensor has {self.sensor.n_points} "
+                "points; the mask/points and the measurement vector must describe the same sensors"
+            )
+        if not torch.isfinite(y).all():
+            raise ValueError("measurements contain NaN or infinite values; remove those sensors from the mask")
+
+    @property
+    def resolution(self) -> int:
+        """Grid size ``S``."""
+        return int(self.sensor.resolution)
+
+    @property
+    def n(self) -> int:
+        """Number of measurement vectors."""
+        return int(self.measurements.shape[0])
+
+    def channel(self, role: str) -> str:
+        """The prior channel name of ``"input"`` or ``"output"``."""
+        return self.input_channel if role == "input" else self.output_channel
+
+    def to_target(self, role: str) -> Callable[[torch.Tensor], torch.Tensor]:
+        """Map a field of ``role`` to the target field (identity or :math:`A`)."""
+        if role == self.target:
+            return lambda x: x
+        if role == "input":
+            return self.operator.A
+        raise ValueError("the target is the input, which cannot be computed from the output by a forward solve")
+
+    def check_prior(self, prior) -> None:
+        """Raise a clear error unless ``prior`` is a joint prior over this problem's fields at its resolution."""
+        if prior is None:
+            raise ValueError("diffusion methods need a prior; pass --prior NAME (see pdeinv.priors.shipped_priors())")
+        needed = (self.input_channel, self.output_channel)
+        if any(c not in prior.channels for c in needed):
+            raise ValueError(
+                f"the prior models the fields {tuple(prior.channels)}, but this {self.pde} problem needs a joint "
+                f"prior over {needed}; use a prior trained on {self.pde} data"
+            )
+        if prior.resolution != self.resolution:
+            raise ValueError(
+                f"the prior was trained at {prior.resolution} x {prior.resolution} but the problem is "
+                f"{self.resolution} x {self.resolution}; use a prior trained at this resolution or the matching task"
+            )
+
+    def select(self, indices: torch.Tensor) -> InverseProblem:
+        """The same problem restricted to measurement rows ``indices``."""
+        return InverseProblem(
+            self.operator,
+            self.sensor,
+            self.measurements[indices],
+            self.observed,
+            self.target,
+            self.input_channel,
+            self.output_channel,
+            self.pde,
+            self.input_prior,
+            self.noise_std,
+            self.grid,
+        )
+
+
+@dataclass(frozen=True)
+class MethodOptions:
+    """Run settings shared by every method.
+
+    Parameters
+    ----------
+    steps : int, optional
+        Sampling steps (diffusion methods) or optimiser iterations (``adjoint``); ``None`` uses
+        the method's default.
+    samples : int
+        Posterior samples per measurement (diffusion methods); the reconstruction is their mean.
+    seed : int
+        Seed of the method's ``torch.Generator``.
+    prior : object, optional
+        The diffusion prior (``pdeinv.priors.load(...)``); required by diffusion methods.
+    batch_size : int
+        Measurements processed together (each with ``samples`` chains).
+    equireg : bool
+        Add the EquiReg term (the ``+equireg`` suffix).
+    """
+
+    steps: int | None = None
+    samples: int = 1
+    seed: int = 0
+    prior: object | None = None
+    batch_size: int = 4
+    equireg: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("samples", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.steps is not None and (not isinstance(self.steps, int) or self.steps < 1):
+            raise ValueError(f"steps must be a positive integer or None, got {self.steps!r}")
+
+
+@dataclass
+class Reconstruction:
+    """What a method returns for ``n`` measurements.
+
+    Attributes
+    ----------
+    mean : torch.Tensor
+        The reconstruction of the target field, ``(n, 1, S, S)`` physical units (the posterior
+        mean estimate: sample mean, kriging mean or optimiser output).
+    std : torch.Tensor, optional
+        Pointwise posterior standard deviation ``(n, 1, S, S)`` (sample std or exact kriging std).
+    samples : torch.Tensor, optional
+        Posterior samples of the target, ``(n, K, 1, S, S)``.
+    nfe : int
+        Network evaluations per posterior sample (0 for methods without a network).
+    """
+
+    mean: torch.Tensor
+    std: torch.Tensor | None = None
+    samples: torch.Tensor | None = None
+    nfe: int = 0

@@ -1,0 +1,222 @@
+"""Methods on small Helmholtz problems, and the bench plumbing (tasks, runs, tables, CLI, torchrun).
+
+The diffusion methods run on a test-local *exact* joint Gaussian prior over (source, solution):
+source a ~ N(0, C) (the Helmholtz source GRF), solution u = A a. Its denoiser is the exact
+posterior mean of a given noisy a and noisy u (dense linear algebra on a 16 x 16 grid), so the
+methods can be compared with the exact kriging posterior.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import h5py
+import pytest
+import torch
+
+from pdeinv import cli
+from pdeinv.bench.runner import BenchConfig, results_table, run_benchmark
+from pdeinv.bench.tasks import get_task
+from pdeinv.datasets import generate, helmholtz_source_grf, make_config, ns_vorticity_grf
+from pdeinv.operators import Helmholtz, NavierStokes2D, PointObservation, random_points
+from pdeinv.priors.base import FieldPrior
+from pdeinv.sampling import InverseProblem, Kriging, KrigingObservation, LinearGaussianModel, MethodOptions, solve
+
+S = 16
+DESIGN_KEYS = {
+    "task", "method", "n", "resolution", "rel_l2", "rel_l2_mean", "rel_l2_std",
+    "seconds_per_sample", "nfe", "device", "version",
+}  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def as_matrix(fn, size: int = S) -> torch.Tensor:
+    basis = torch.eye(size * size, dtype=torch.float64).reshape(-1, 1, size, size)
+    return fn(basis).reshape(size * size, -1).T
+
+
+class JointGaussianPrior(FieldPrior):
+    """Exact denoiser of (a, A a), a ~ N(0, C), on per-channel standardised fields.
+
+    With physical noise variances n_a = (sigma s_a)^2, n_u = (sigma s_u)^2 and B = I/n_a + A^T A/n_u,
+    E[a | a + e_a, u + e_u] = (I + C B)^-1 C (x_a / n_a + A^T x_u / n_u), and E[u | ...] = A E[a | ...].
+    """
+
+    def __init__(self, grf, operator, channels=("source", "solution")):
+        cov, a = as_matrix(grf.covariance), as_matrix(operator.A)
+        std = [float(torch.diagonal(cov).mean().sqrt()), float(torch.diagonal(a @ cov @ a.T).mean().sqrt())]
+        super().__init__(channels, mean=[0.0, 0.0], std=std, resolution=S)
+        self.cov, self.a = cov, a
+
+    def denoise(self, x, sigma):
+        std = self.std.double()
+        sigma = torch.as_tensor(sigma, dtype=torch.float64).reshape(-1)[0]
+        n_a, n_u = (sigma * std[0]) ** 2, (sigma * std[1]) ** 2
+        x_a, x_u = (x[:, c].reshape(len(x), -1).double() * std[c] for c in (0, 1))
+        eye = torch.eye(S * S, dtype=torch.float64)
+        b = eye / n_a + self.a.T @ self.a / n_u
+        mean_a = torch.linalg.solve(eye + self.cov @ b, self.cov @ (x_a / n_a + x_u @ self.a / n_u).T).T
+        out = torch.stack([mean_a / std[0], mean_a @ self.a.T / std[1]], 1)
+        return out.reshape(x.shape).to(x.dtype)
+
+
+@pytest.fixture(scope="module")
+def helmholtz_setting():
+    grf, operator = helmholtz_source_grf(S), Helmholtz(S)
+    sources = grf.sample(3, torch.Generator().manual_seed(0), dtype=torch.float64)
+    sensor = PointObservation(S, indices=random_points(24, S, seed=0))
+    solutions = operator.A(sources)
+    problem = InverseProblem(
+        operator, sensor, sensor.A(solutions), "output", "input", "source", "solution", "helmholtz", grf
+    )
+    return dict(grf=grf, operator=operator, sources=sources, problem=problem, prior=JointGaussianPrior(grf, operator))
+
+
+def relative(estimate, truth):
+    return (estimate - truth).flatten(1).norm(dim=1) / truth.flatten(1).norm(dim=1)
+
+
+@pytest.mark.parametrize(
+    "method, steps, nfe",
+    [("dps", 50, 99), ("fundps", 50, 99), ("fundps+equireg", 50, 149), ("diffusionpde", 100, 199), ("daps", 40, 200)],
+)
+def test_diffusion_methods_recover_the_source(helmholtz_setting, method, steps, nfe):
+    """Each preset beats the uninformed estimate (zero field, relative error 1) on the inverse problem."""
+    setting = helmholtz_setting
+    options = MethodOptions(steps=steps, samples=2, prior=setting["prior"], seed=1)
+    result = solve(method, setting["problem"], options)
+    assert result.mean.shape == (3, 1, S, S) and result.samples.shape == (3, 2, 1, S, S)
+    assert torch.isfinite(result.samples).all() and result.nfe == nfe
+    assert float(relative(result.mean, setting["sources"]).mean()) < 0.75
+
+
+def test_deepinv_dps_runs_on_pdeinv_prior_and_operators(helmholtz_setting):
+    setting = helmholtz_setting
+    result = solve("deepinv-dps", setting["problem"], MethodOptions(steps=100, prior=setting["prior"], seed=0))
+    assert result.mean.shape == (3, 1, S, S) and torch.isfinite(result.mean).all()
+    assert result.nfe >= 99
+    assert float(relative(result.mean, setting["sources"]).mean()) < 1.0
+
+
+def test_adjoint_map_equals_kriging_with_the_same_noise_level(helmholtz_setting):
+    setting = helmholtz_setting
+    problem = setting["problem"]
+    result = solve("adjoint", problem, MethodOptions(steps=1000))
+    level = 1e-2 * float(problem.measurements.pow(2).mean().sqrt())
+    model = LinearGaussianModel.from_grf(setting["grf"], setting["operator"])
+    exact = Kriging(model, [KrigingObservation(problem.sensor, "output", level)], "input").mean([problem.measurements])
+    assert float(relative(result.mean, exact).max()) < 1e-5
+
+
+def test_interpolate_then_solve_is_exact_for_affine_inputs():
+    operator = Helmholtz(S)
+    corners = torch.tensor([[0, 0], [0, S - 1], [S - 1, 0], [S - 1, S - 1]])
+    points = torch.unique(torch.cat([corners, random_points(20, S, seed=3)]), dim=0)
+    sensor = PointObservation(S, indices=points)
+    axis = torch.arange(S, dtype=torch.float64) / (S - 1)
+    affine = (1.0 + 2.0 * axis[:, None] - 3.0 * axis[None, :]).expand(2, 1, S, S)
+    problem = InverseProblem(operator, sensor, sensor.A(affine), "input", "output", "source", "solution", "helmholtz")
+    result = solve("interp-solve", problem, MethodOptions())
+    assert torch.allclose(result.mean, operator.A(affine), rtol=1e-10, atol=1e-12)
+
+
+def test_methods_reject_mismatched_problems_and_priors(helmholtz_setting):
+    setting = helmholtz_setting
+    problem = setting["problem"]
+    ns = NavierStokes2D(S, time=0.01, dt=0.01)
+    ns_problem = InverseProblem(
+        ns, problem.sensor, problem.measurements, "output", "input", "a", "b", "navier-stokes", ns_vorticity_grf(S)
+    )
+    with pytest.raises(ValueError, match="nonlinear"):
+        solve("kriging", ns_problem, MethodOptions())
+    with pytest.raises(ValueError, match="unknown method 'dpss'"):
+        solve("dpss", problem, MethodOptions())
+    with pytest.raises(ValueError, match=r"\+equireg applies to diffusion methods"):
+        solve("kriging+equireg", problem, MethodOptions())
+    vorticity_prior = JointGaussianPrior(setting["grf"], setting["operator"], ("vorticity[0]", "vorticity[-1]"))
+    with pytest.raises(ValueError, match="joint prior over"):
+        solve("fundps", problem, MethodOptions(prior=vorticity_prior))
+    with pytest.raises(ValueError, match="diffusion methods need a prior"):
+        solve("dps", problem, MethodOptions())
+    bad = problem.measurements.clone()
+    bad[0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        InverseProblem(problem.operator, problem.sensor, bad, "output", "input", "source", "solution", "helmholtz")
+    with pytest.raises(ValueError, match="sensor has 24 points"):
+        InverseProblem(
+            problem.operator, problem.sensor, bad[..., :20], "output", "input", "source", "solution", "helmholtz"
+        )
+
+
+@pytest.fixture(scope="module")
+def test_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "helmholtz_64_test.h5"
+    return generate(make_config("helmholtz", 64, 2, 2), path, progress=False)
+
+
+def test_bench_run_records_kriging_errors(test_file):
+    record = run_benchmark(BenchConfig("helmholtz-inverse-64", "kriging", n=2, data=str(test_file)))
+    assert DESIGN_KEYS <= set(record) and record["resolution"] == 64 and record["n_points"] == 123
+    with h5py.File(test_file, "r") as f:
+        sources = torch.from_numpy(f["t0_fields/source"][:2]).double()
+        solutions = torch.from_numpy(f["t0_fields/solution"][:2]).double()
+    task = get_task("helmholtz-inverse-64")
+    sensor = PointObservation(64, indices=random_points(123, 64, seed=0))
+    model = LinearGaussianModel.from_grf(helmholtz_source_grf(64), Helmholtz(64))
+    mean = Kriging(model, [KrigingObservation(sensor, "output")], "input").mean([sensor.A(solutions)])
+    assert task.observed == "output"
+    assert record["rel_l2"] == pytest.approx(relative(mean, sources).tolist(), rel=1e-9)
+    assert record["rel_l2_mean"] == pytest.approx(sum(record["rel_l2"]) / 2)
+    assert record["nfe"] == 0 and record["processes"] == 1
+
+
+def test_bench_errors_name_the_fix(tmp_path, test_file):
+    missing = tmp_path / "nowhere.h5"
+    with pytest.raises(FileNotFoundError, match="pdeinv data generate helmholtz --resolution 64 --n 64 --seed 2"):
+        run_benchmark(BenchConfig("helmholtz-inverse-64", "kriging", n=2, data=str(missing)))
+    with pytest.raises(ValueError, match="needs poisson at 64 x 64"):
+        run_benchmark(BenchConfig("poisson-inverse-64", "kriging", n=2, data=str(test_file)))
+    with pytest.raises(ValueError, match="unknown task"):
+        BenchConfig("helmholtz-sideways", "kriging")
+    with pytest.raises(ValueError, match="unknown method"):
+        BenchConfig("helmholtz-inverse-64", "magic")
+    with pytest.raises(ValueError, match="has 2 samples"):
+        run_benchmark(BenchConfig("helmholtz-inverse-64", "kriging", n=5, data=str(test_file)))
+
+
+def test_bench_cli_writes_json_and_table(tmp_path, test_file, capsys):
+    out = tmp_path / "run.json"
+    args = ["bench", "--task", "helmholtz-forward-64", "--method", "interp-solve", "--n", "2"]
+    assert cli.main(args + ["--data", str(test_file), "--out", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert DESIGN_KEYS <= set(record) and len(record["rel_l2"]) == 2
+    assert cli.main(["bench", "--table", str(out), "--out", str(tmp_path / "table.md")]) == 0
+    table = (tmp_path / "table.md").read_text()
+    assert "| helmholtz-forward-64 | interp-solve | 2 |" in table
+    assert f"{100 * record['rel_l2_mean']:.2f}" in results_table([record])
+    assert cli.main(args + ["--data", str(tmp_path / "none.h5"), "--out", str(out)]) == 1
+    assert "pdeinv data generate helmholtz" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_torchrun_shards_and_gathers_one_json(tmp_path, test_file):
+    torchrun = shutil.which("torchrun") or os.path.join(os.path.dirname(sys.executable), "torchrun")
+    single, sharded = tmp_path / "single.json", tmp_path / "sharded.json"
+    common = ["bench", "--task", "helmholtz-inverse-64", "--method", "kriging", "-n", "2", "--data", str(test_file)]
+    assert cli.main(common + ["--out", str(single)]) == 0
+    command = [torchrun, "--nproc_per_node", "2", "-m", "pdeinv.cli", *common, "--out", str(sharded)]
+    subprocess.run(command, check=True, cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    one, two = json.loads(single.read_text()), json.loads(sharded.read_text())
+    assert two["processes"] == 2 and two["n"] == 2
+    assert two["rel_l2"] == pytest.approx(one["rel_l2"], rel=1e-9)
