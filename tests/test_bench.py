@@ -15,8 +15,10 @@ import subprocess
 import sys
 
 import h5py
+import numpy as np
 import pytest
 import torch
+import xarray as xr
 
 from pdeinv import cli
 from pdeinv.bench.runner import BenchConfig, results_table, run_benchmark
@@ -25,6 +27,8 @@ from pdeinv.datasets import generate, helmholtz_source_grf, make_config, ns_vort
 from pdeinv.operators import Helmholtz, NavierStokes2D, PointObservation, random_points
 from pdeinv.priors.base import FieldPrior
 from pdeinv.sampling import InverseProblem, Kriging, KrigingObservation, LinearGaussianModel, MethodOptions, solve
+from pdeinv.sampling.commands import build_problem, result_dataset
+from pdeinv.sampling.measurements import read_measurements
 
 S = 16
 DESIGN_KEYS = {
@@ -46,7 +50,7 @@ def as_matrix(fn, size: int = S) -> torch.Tensor:
     return fn(basis).reshape(size * size, -1).T
 
 
-class JointGaussianPrior(FieldPrior):
+class DenseJointGaussianPrior(FieldPrior):
     """Exact denoiser of (a, A a), a ~ N(0, C), on per-channel standardised fields.
 
     With physical noise variances n_a = (sigma s_a)^2, n_u = (sigma s_u)^2 and B = I/n_a + A^T A/n_u,
@@ -75,12 +79,14 @@ class JointGaussianPrior(FieldPrior):
 def helmholtz_setting():
     grf, operator = helmholtz_source_grf(S), Helmholtz(S)
     sources = grf.sample(3, torch.Generator().manual_seed(0), dtype=torch.float64)
-    sensor = PointObservation(S, indices=random_points(24, S, seed=0))
+    points = random_points(24, S, seed=0)
+    sensor = PointObservation(S, indices=points)
     solutions = operator.A(sources)
     problem = InverseProblem(
         operator, sensor, sensor.A(solutions), "output", "input", "source", "solution", "helmholtz", grf
     )
-    return dict(grf=grf, operator=operator, sources=sources, problem=problem, prior=JointGaussianPrior(grf, operator))
+    prior = DenseJointGaussianPrior(grf, operator)
+    return dict(grf=grf, operator=operator, sources=sources, problem=problem, prior=prior, points=points)
 
 
 def relative(estimate, truth):
@@ -144,7 +150,7 @@ def test_methods_reject_mismatched_problems_and_priors(helmholtz_setting):
         solve("dpss", problem, MethodOptions())
     with pytest.raises(ValueError, match=r"\+equireg applies to diffusion methods"):
         solve("kriging+equireg", problem, MethodOptions())
-    vorticity_prior = JointGaussianPrior(setting["grf"], setting["operator"], ("vorticity[0]", "vorticity[-1]"))
+    vorticity_prior = DenseJointGaussianPrior(setting["grf"], setting["operator"], ("vorticity[0]", "vorticity[-1]"))
     with pytest.raises(ValueError, match="joint prior over"):
         solve("fundps", problem, MethodOptions(prior=vorticity_prior))
     with pytest.raises(ValueError, match="diffusion methods need a prior"):
@@ -220,3 +226,88 @@ def test_torchrun_shards_and_gathers_one_json(tmp_path, test_file):
     one, two = json.loads(single.read_text()), json.loads(sharded.read_text())
     assert two["processes"] == 2 and two["n"] == 2
     assert two["rel_l2"] == pytest.approx(one["rel_l2"], rel=1e-9)
+
+
+def write_npz(path, values, mask, **extra):
+    np.savez(path, values=values.numpy(), mask=mask.numpy(), **extra)
+    return path
+
+
+def test_solve_cli_round_trip_with_kriging(tmp_path, helmholtz_setting):
+    setting = helmholtz_setting
+    mask = torch.zeros(S, S, dtype=torch.bool)
+    points = random_points(30, S, seed=9, interior_only=True)
+    mask[points[:, 0], points[:, 1]] = True
+    solutions = setting["operator"].A(setting["sources"][:2])
+    values = solutions[:, 0][:, mask]
+    path = write_npz(tmp_path / "y.npz", values, mask, pde="helmholtz", observed="output")
+    out = tmp_path / "result.h5"
+    assert cli.main(["solve", "--measurements", str(path), "--method", "kriging", "--out", str(out)]) == 0
+    result = xr.open_dataset(out, engine="h5netcdf")
+    sensor = PointObservation(S, indices=torch.nonzero(mask))
+    model = LinearGaussianModel.from_grf(setting["grf"], setting["operator"])
+    kriging = Kriging(model, [KrigingObservation(sensor, "output")], "input")
+    expected = kriging.mean([sensor.A(solutions)])[:, 0].numpy()
+    assert result["mean"].dims == ("measurement", "x", "y")
+    assert abs(result["mean"].values - expected).max() < 1e-10
+    assert abs(result["std"].values[0] - kriging.variance()[0, 0].sqrt().numpy()).max() < 1e-10
+    assert result.attrs["recovered_field"] == "source" and result.attrs["nfe"] == 0
+    result.close()
+    assert (tmp_path / "result.png").stat().st_size > 1000
+
+
+def test_solve_rejects_bad_measurement_files(tmp_path, helmholtz_setting, capsys):
+    mask = torch.zeros(S, S, dtype=torch.bool)
+    mask[3, 4] = mask[7, 9] = True
+    values = torch.tensor([0.1, float("nan")])
+    nan_file = write_npz(tmp_path / "nan.npz", values, mask, pde="helmholtz", observed="output")
+    assert cli.main(["solve", "--measurements", str(nan_file), "--method", "kriging", "--out", "x.h5"]) == 1
+    assert "NaN" in capsys.readouterr().err
+    wrong_count = write_npz(tmp_path / "count.npz", torch.ones(3), mask, pde="helmholtz", observed="output")
+    with pytest.raises(ValueError, match="sensors define 2 points"):
+        read_measurements(wrong_count)
+    no_pde = write_npz(tmp_path / "nopde.npz", torch.ones(2), mask, observed="output")
+    with pytest.raises(ValueError, match="pass --pde"):
+        read_measurements(no_pde)
+    small = torch.zeros(12, 12, dtype=torch.bool)
+    small[2, 2] = True
+    small_file = write_npz(tmp_path / "small.npz", torch.ones(1), small, pde="helmholtz", observed="output")
+    with pytest.raises(ValueError, match="give the mask on the prior's grid"):
+        build_problem(read_measurements(small_file), helmholtz_setting["prior"])
+    assert cli.main(["solve", "--measurements", str(small_file), "--method", "fundps", "--out", "x.h5"]) == 1
+    assert "needs a diffusion prior" in capsys.readouterr().err
+
+
+def test_measurement_files_in_hdf5_with_indices(tmp_path):
+    path = tmp_path / "y.h5"
+    with h5py.File(path, "w") as f:
+        f["values"] = [[1.0, 2.0], [3.0, 4.0]]
+        f["indices"] = [[1, 2], [5, 6]]
+        f.attrs.update(resolution=16, pde="poisson", observed="input", noise_std=0.01)
+    measurements = read_measurements(path)
+    assert measurements.values.shape == (2, 1, 2) and measurements.indices.tolist() == [[1, 2], [5, 6]]
+    assert (measurements.pde, measurements.observed, measurements.noise_std) == ("poisson", "input", 0.01)
+    assert read_measurements(path, observed="output").observed == "output"
+
+
+def test_guided_solve_on_a_measurement_file(tmp_path, helmholtz_setting):
+    """The solve path with a diffusion method (exact joint prior): samples fit the sensors better than zero."""
+    setting = helmholtz_setting
+    problem, points = setting["problem"], setting["points"]
+    mask = torch.zeros(S, S, dtype=torch.bool)
+    mask[points[:, 0], points[:, 1]] = True
+    values = problem.measurements[:, 0, torch.argsort(points[:, 0] * S + points[:, 1])]
+    path = write_npz(tmp_path / "y.npz", values, mask, pde="helmholtz", observed="output")
+    rebuilt = build_problem(read_measurements(path), setting["prior"])
+    result = solve("fundps", rebuilt, MethodOptions(steps=50, samples=2, prior=setting["prior"]))
+    assert float(relative(result.mean, setting["sources"]).mean()) < 0.75
+    dataset = result_dataset(rebuilt, result, {"method": "fundps"})
+    assert dataset["samples"].shape == (3, 2, S, S) and dataset["point_x"].shape == (24,)
+
+
+@pytest.mark.slow
+def test_demo_runs_and_writes_a_figure(tmp_path, capsys):
+    assert cli.main(["demo", "--n", "1", "--steps", "3", "--samples", "1", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "kriging" in printed and "+equireg" in printed
+    assert (tmp_path / "demo.png").stat().st_size > 1000

@@ -30,7 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--steps", type=int, default=None, help="sampling steps / optimiser iterations")
     parser.add_argument("--seed", type=int, default=0, help="seed of the method's random generator")
-    parser.add_argument("--samples", type=int, default=1, help="posterior samples per measurement (their mean is scored)")
+    parser.add_argument(
+        "--samples", type=int, default=1, help="posterior samples per measurement (their mean is scored)"
+    )
     parser.add_argument("--prior", default=None, help="prior name or checkpoint directory (default per PDE)")
     parser.add_argument("--data", default=None, help="test-set HDF5 file (default $PDEINV_DATA/<pde>_<S>_test.h5)")
     parser.add_argument("--batch-size", type=int, default=4, help="measurements sampled together")

@@ -9,6 +9,8 @@ The record has the keys of DESIGN.md (``task, method, n, resolution, rel_l2, rel
 rel_l2_std, seconds_per_sample, nfe, device, version``) plus ``steps, samples, seed, prior,
 data, n_points, processes, wall_seconds``. ``rel_l2_std`` is the population standard deviation
 over samples; ``seconds_per_sample`` is the summed compute time of all processes divided by ``n``.
+Rank ``r`` seeds its method with ``seed + r``, so the errors of stochastic methods depend on the
+number of processes (deterministic methods give identical records).
 """
 
 from __future__ import annotations
@@ -163,7 +165,10 @@ def write_json(record: dict, path: str | Path) -> Path:
 
 def results_table(records: list[dict]) -> str:
     """A markdown table of run records, sorted by task then method."""
-    header = "| task | method | n | rel. L2 % (mean ± std) | s / sample | NFE | device |\n|---|---|---|---|---|---|---|"
+    header = (
+        "| task | method | n | rel. L2 % (mean ± std) | s / sample | NFE | device |\n"
+        "|---|---|---|---|---|---|---|"
+    )
     rows = [
         f"| {r['task']} | {r['method']} | {r['n']} | {100 * r['rel_l2_mean']:.2f} ± {100 * r['rel_l2_std']:.2f} | "
         f"{r['seconds_per_sample']:.3g} | {r['nfe']} | {r['device']} |"

@@ -22,18 +22,13 @@ from pathlib import Path
 import h5py
 import torch
 
-from pdeinv.datasets import FieldDataset, helmholtz_source_grf, ns_vorticity_grf
+from pdeinv.datasets import FieldDataset
 from pdeinv.datasets.schema import generation_config
 from pdeinv.datasets.splits import SPLIT_SEEDS
-from pdeinv.operators import Helmholtz, NavierStokes2D, PointObservation, random_points
-from pdeinv.sampling.problem import InverseProblem
+from pdeinv.operators import PointObservation, random_points
+from pdeinv.sampling.problem import CHANNELS, InverseProblem, pde_physics
 
 PDES = {"helmholtz": "helmholtz", "poisson": "poisson", "ns": "navier-stokes"}
-CHANNELS = {
-    "helmholtz": ("source", "solution"),
-    "poisson": ("source", "solution"),
-    "navier-stokes": ("vorticity[0]", "vorticity[-1]"),
-}
 POINT_SEEDS = {"forward": 1, "inverse": 0}
 FULL_RESOLUTION, FULL_POINTS = 128, 500
 SMALL_RESOLUTION, SMALL_FRACTION = 64, 0.03
@@ -88,23 +83,6 @@ class Task:
         points = random_points(self.n_points, self.resolution, seed=POINT_SEEDS[self.direction])
         return PointObservation(self.resolution, indices=points, grid=self.grid)
 
-    def input_prior(self):
-        """The Gaussian random field of the inputs."""
-        grf = ns_vorticity_grf if self.pde == "navier-stokes" else helmholtz_source_grf
-        return grf(self.resolution)
-
-    def operator(self, settings: dict | None = None):
-        """The forward operator; Navier-Stokes takes ``viscosity``, ``time``, ``dt`` from ``settings``."""
-        if self.pde == "navier-stokes":
-            settings = settings or {}
-            return NavierStokes2D(
-                self.resolution,
-                viscosity=settings.get("viscosity") or 1e-3,
-                time=settings.get("time") or 1.0,
-                dt=settings.get("dt") or 1e-4,
-            )
-        return Helmholtz(self.resolution, k=1.0 if self.pde == "helmholtz" else 0.0)
-
     def default_data(self) -> Path:
         """``$PDEINV_DATA/<pde>_<S>_test.h5``."""
         return Path(os.environ.get("PDEINV_DATA", "data")) / f"{self.pde}_{self.resolution}_test.h5"
@@ -146,9 +124,10 @@ class Task:
     def problem(self, inputs: torch.Tensor, outputs: torch.Tensor, settings: dict | None = None) -> InverseProblem:
         """The :class:`InverseProblem` of exact point measurements of the observed field."""
         sensor = self.sensor()
+        physics = pde_physics(self.pde, self.resolution, settings)
         observed = inputs if self.observed == "input" else outputs
         return InverseProblem(
-            operator=self.operator(settings),
+            operator=physics.operator,
             sensor=sensor,
             measurements=sensor.A(observed),
             observed=self.observed,
@@ -156,7 +135,7 @@ class Task:
             input_channel=self.channels[0],
             output_channel=self.channels[1],
             pde=self.pde,
-            input_prior=self.input_prior(),
+            input_prior=physics.input_prior,
             grid=self.grid,
         )
 

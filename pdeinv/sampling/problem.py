@@ -14,7 +14,63 @@ from typing import Callable
 
 import torch
 
+from pdeinv.datasets import helmholtz_source_grf, ns_vorticity_grf
+from pdeinv.operators import Helmholtz, NavierStokes2D
+
 ROLES = ("input", "output")
+CHANNELS = {
+    "helmholtz": ("source", "solution"),
+    "poisson": ("source", "solution"),
+    "navier-stokes": ("vorticity[0]", "vorticity[-1]"),
+}
+
+
+@dataclass(frozen=True)
+class Physics:
+    """The physics of a PDE at one resolution: operator, input GRF, field names and grid.
+
+    Attributes
+    ----------
+    pde : str
+        ``"helmholtz"`` (k = 1), ``"poisson"`` (k = 0) or ``"navier-stokes"``.
+    operator : deepinv.physics.Physics
+        Input to output map.
+    input_prior : pdeinv.datasets.GaussianRandomField
+        Distribution of the inputs in the generated data.
+    channels : tuple of str
+        (input, output) field names of the data files and joint priors.
+    grid : str
+        ``"vertex"`` or ``"periodic"``.
+    """
+
+    pde: str
+    operator: object
+    input_prior: object
+    channels: tuple[str, str]
+    grid: str
+
+
+def pde_physics(pde: str, resolution: int, settings: dict | None = None) -> Physics:
+    """The :class:`Physics` of ``pde``; Navier-Stokes reads ``viscosity``, ``time``, ``dt`` from ``settings``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``pde``.
+    """
+    if pde not in CHANNELS:
+        raise ValueError(f"unknown PDE {pde!r}; choose one of {', '.join(CHANNELS)}")
+    if pde == "navier-stokes":
+        settings = settings or {}
+        operator = NavierStokes2D(
+            resolution,
+            viscosity=settings.get("viscosity") or 1e-3,
+            time=settings.get("time") or 1.0,
+            dt=settings.get("dt") or 1e-4,
+        )
+        return Physics(pde, operator, ns_vorticity_grf(resolution), CHANNELS[pde], "periodic")
+    operator = Helmholtz(resolution, k=1.0 if pde == "helmholtz" else 0.0)
+    return Physics(pde, operator, helmholtz_source_grf(resolution), CHANNELS[pde], "vertex")
 
 
 @dataclass

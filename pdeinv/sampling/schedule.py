@@ -58,7 +58,8 @@ class GuidanceSchedule:
     .. math:: w = \text{weight} \cdot s(\sigma_i) \cdot f_i \cdot \mathbb{1}[\text{active}],
 
     with :math:`s = 1` (``"none"``), :math:`\sigma_i/\sigma_\text{ref}` (``"sigma"``) or
-    :math:`\min(1, \sigma_i/\sigma_\text{ref})` (``"min1"``, FunDPS's observation coefficient); :math:`f_i = ` ``late_factor`` once
+    :math:`\min(1, \sigma_i/\sigma_\text{ref})` (``"min1"``, FunDPS's observation coefficient);
+    :math:`f_i = ` ``late_factor`` once
     :math:`i > \text{switch\_fraction} \cdot N` (DiffusionPDE: 0.1 after 80 % of the steps), else 1.
     The term is active when every condition holds: :math:`\sigma_i >` ``sigma_above``,
     :math:`\sigma_i \le` ``sigma_below``, :math:`i \ge \text{start\_fraction} \cdot N`,

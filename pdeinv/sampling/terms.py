@@ -265,7 +265,7 @@ class ObservationTerm(Term):
         return (solved * r).sum(1) - value
 
     def _tweedie_covariance(self, state: GuidanceState, n_measurements: int) -> torch.Tensor:
-        r""":math:`K_b = \sigma_y^2 I + \sigma^2 G J G^\top` for every sample, ``(B, M, M)``, all columns in one batched backward pass."""
+        r""":math:`K_b = \sigma_y^2 I + \sigma^2 G J G^\top` per sample, ``(B, M, M)``, in one batched backward pass."""
         clean = state.denoised.detach().requires_grad_(True)
         residual_of_clean = self.residual(
             select_channels(state.prior.to_physical(state.decode(clean)), state.prior.channels, self.channels)

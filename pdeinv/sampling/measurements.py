@@ -1,0 +1,124 @@
+"""Reading a user's measurement file for ``pdeinv solve``.
+
+Format (``.npz`` arrays, or ``.h5`` root datasets and root attributes, same names):
+
+- ``values``: float ``(M,)`` or ``(n, M)``, the observed values in physical units (``n``
+  measurement vectors of the same sensors);
+- the sensor locations, either ``indices``: int ``(M, 2)`` grid points ``(i, j)`` together with
+  ``resolution`` (``S``), or ``mask``: bool ``(S, S)`` with ``values`` in the row-major order of
+  its ``True`` entries;
+- optional ``pde`` (``helmholtz``, ``poisson``, ``navier-stokes``), ``observed`` (``input`` or
+  ``output``: which field the sensors read) and ``noise_std`` (physical units); the command
+  line can supply or override them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from pdeinv.sampling.problem import CHANNELS, ROLES
+
+
+@dataclass
+class MeasurementSet:
+    """Validated measurements.
+
+    Attributes
+    ----------
+    values : torch.Tensor
+        ``(n, 1, M)`` float64.
+    indices : torch.Tensor
+        ``(M, 2)`` int64 grid points.
+    resolution : int
+        Grid size ``S``.
+    pde, observed : str
+        The physics and the observed field role.
+    noise_std : float
+        Measurement noise standard deviation.
+    """
+
+    values: torch.Tensor
+    indices: torch.Tensor
+    resolution: int
+    pde: str
+    observed: str
+    noise_std: float
+
+
+def _load(path: Path) -> dict:
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    if path.suffix in (".h5", ".hdf5"):
+        with h5py.File(path, "r") as f:
+            content = {k: f[k][()] for k in f.keys() if isinstance(f[k], h5py.Dataset)}
+            content.update({k: f.attrs[k] for k in f.attrs})
+            return content
+    raise ValueError(f"{path}: measurement files must be .npz or .h5, got {path.suffix!r}")
+
+
+def _scalar(content: dict, key: str, given, kind):
+    if given is not None:
+        return given
+    if key not in content:
+        return None
+    value = np.asarray(content[key]).reshape(())[()]
+    return kind(value.decode() if isinstance(value, bytes) else value)
+
+
+def _sensor_indices(content: dict, path: Path, resolution: int | None) -> tuple[torch.Tensor, int]:
+    if "mask" in content:
+        mask = np.asarray(content["mask"])
+        if mask.ndim != 2 or mask.shape[0] != mask.shape[1] or mask.dtype != np.bool_:
+            raise ValueError(f"{path}: mask must be a square boolean array (S, S), got {mask.dtype} {mask.shape}")
+        if resolution is not None and mask.shape[0] != resolution:
+            raise ValueError(f"{path}: mask is {mask.shape[0]} x {mask.shape[1]} but resolution says {resolution}")
+        return torch.from_numpy(np.argwhere(mask)).long(), int(mask.shape[0])
+    if "indices" not in content:
+        raise ValueError(
+            f"{path}: give the sensor locations as 'indices' (M, 2) with 'resolution', or as 'mask' (S, S)"
+        )
+    if resolution is None:
+        raise ValueError(f"{path}: 'indices' need the grid size; add 'resolution' to the file")
+    return torch.as_tensor(np.asarray(content["indices"])).long(), resolution
+
+
+def read_measurements(
+    path: str | Path, *, pde: str | None = None, observed: str | None = None, noise_std: float | None = None
+) -> MeasurementSet:
+    """Read and validate a measurement file (module docstring); keyword arguments override the file.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        Missing file, missing or malformed entries, NaN values, or counts that do not match.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"measurement file {path} does not exist")
+    content = _load(path)
+    if "values" not in content:
+        raise ValueError(f"{path} has no 'values' array of observed values")
+    indices, resolution = _sensor_indices(content, path, _scalar(content, "resolution", None, int))
+    values = torch.as_tensor(np.asarray(content["values"], dtype=np.float64))
+    values = values.reshape(1, -1) if values.ndim == 1 else values
+    if values.ndim != 2 or values.shape[1] != indices.shape[0]:
+        raise ValueError(
+            f"{path}: values have shape {tuple(values.shape)} but the sensors define {indices.shape[0]} points; "
+            "give one value per sensor (per row)"
+        )
+    if not torch.isfinite(values).all():
+        raise ValueError(f"{path}: values contain NaN or infinite entries; drop those sensors from the mask/indices")
+    pde = _scalar(content, "pde", pde, str)
+    observed = _scalar(content, "observed", observed, str)
+    if pde not in CHANNELS:
+        raise ValueError(f"{path}: the PDE is {pde!r}; set 'pde' in the file or pass --pde ({', '.join(CHANNELS)})")
+    if observed not in ROLES:
+        raise ValueError(f"{path}: the observed field is {observed!r}; set 'observed' or pass --observe (input/output)")
+    noise = _scalar(content, "noise_std", noise_std, float) or 0.0
+    return MeasurementSet(values[:, None], indices, resolution, pde, observed, noise)
