@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,8 +13,9 @@ import pytest
 import torch
 
 from pdeinv.priors import load
+from pdeinv.priors.checkpoint import save_prior
 from pdeinv.priors.data import TrainingData
-from pdeinv.priors.training import STATE, Trainer, TrainConfig, train
+from pdeinv.priors.training import STATE, Trainer, TrainConfig, build_model, train
 
 TINY_FNO = {"width": 8, "n_modes": 4, "n_layers": 2, "embedding_dim": 16}
 
@@ -110,3 +110,100 @@ def test_cli_trains_from_field_file_and_checkpoint_loads(tmp_path):
     assert torch.allclose(prior.mean, dataset.mean) and torch.allclose(prior.std, dataset.std)
     x = torch.randn(2, 2, 17, 17)
     assert prior.denoise(x, 0.5).shape == x.shape
+
+
+DDP_SCRIPT = """
+import sys, torch
+sys.path.insert(0, {tests!r})
+from test_training import tiny_config, tiny_data
+from pdeinv.priors import distributed
+from pdeinv.priors.training import Trainer
+
+trainer = Trainer(tiny_config({out!r}), tiny_data())
+for _ in range(3):
+    trainer.train_step()
+trainer.save_checkpoint()
+torch.save({{"model": trainer.model.state_dict(), "order": trainer._order}}, {out!r} + f"/rank{{trainer.env.rank}}.pt")
+distributed.teardown(trainer.env)
+"""
+
+
+def test_ddp_two_processes_keep_identical_weights(tmp_path):
+    out = tmp_path / "ddp"
+    out.mkdir()
+    script = tmp_path / "ddp_train.py"
+    script.write_text(DDP_SCRIPT.format(tests=str(Path(__file__).parent), out=str(out)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rank0, rank1 = (torch.load(out / f"rank{r}.pt", weights_only=False) for r in (0, 1))
+    initial = Trainer(tiny_config(tmp_path / "init"), tiny_data()).model.state_dict()
+    for name, tensor in rank0["model"].items():
+        assert torch.equal(tensor, rank1["model"][name]), f"{name} differs between ranks"
+    assert any(not torch.equal(t, initial[k]) for k, t in rank0["model"].items()), "training must change weights"
+    assert not set(rank0["order"].flatten().tolist()) & set(rank1["order"].flatten().tolist()), "ranks share samples"
+    state = torch.load(out / STATE, weights_only=False)
+    assert state["world_size"] == 2 and len(state["generators"]) == 2
+    assert not torch.equal(state["generators"][0], state["generators"][1])
+
+
+def saved_prior(tmp_path: Path) -> Path:
+    model, card = build_model(tiny_config(tmp_path / "unused"), tiny_data())
+    return save_prior(model, tmp_path / "ckpt", card)
+
+
+def test_checkpoint_round_trip_is_exact(tmp_path):
+    model, card = build_model(tiny_config(tmp_path / "unused"), tiny_data())
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    save_prior(model, tmp_path / "ckpt", card)
+    loaded = load(tmp_path / "ckpt")
+    x = torch.randn(2, 2, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(model.eval().denoise(x, 0.3), loaded.denoise(x, 0.3))
+    assert loaded.channels == ("source", "solution") and loaded.resolution == 16
+    assert loaded.std.tolist() == [1.0, 2.0]
+
+
+def test_bad_checkpoints_give_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="expected a directory holding model.safetensors"):
+        load(tmp_path / "nowhere")
+    directory = saved_prior(tmp_path)
+    card_text = (directory / "card.json").read_text()
+
+    (directory / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(ValueError, match="not a readable safetensors file"):
+        load(directory)
+    directory = saved_prior(tmp_path)
+
+    (directory / "card.json").write_text(card_text[:-20])
+    with pytest.raises(ValueError, match="not valid JSON"):
+        load(directory)
+
+    card = json.loads(card_text)
+    card["backbone"]["config"]["width"] = 12
+    (directory / "card.json").write_text(json.dumps(card))
+    with pytest.raises(ValueError, match="shape mismatches"):
+        load(directory)
+
+    card = json.loads(card_text)
+    card["backbone"]["name"] = "unet"
+    card["backbone"]["config"] = {"channels": 2}
+    (directory / "card.json").write_text(json.dumps(card))
+    with pytest.raises(ValueError, match="missing tensors"):
+        load(directory)
+
+    card["backbone"]["name"] = "transformer"
+    (directory / "card.json").write_text(json.dumps(card))
+    with pytest.raises(ValueError, match="expected one of"):
+        load(directory)
+
+    (directory / "card.json").write_text(json.dumps({"format": "something-else"}))
+    with pytest.raises(ValueError, match="not a pdeinv prior card"):
+        load(directory)
+
+    (directory / "card.json").unlink()
+    with pytest.raises(FileNotFoundError, match="card.json is missing"):
+        load(directory)
