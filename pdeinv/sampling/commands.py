@@ -23,9 +23,9 @@ import numpy as np
 import xarray as xr
 
 from pdeinv import __version__
+from pdeinv.plot import field_grid, sample_grid
 from pdeinv.operators import PointObservation
 from pdeinv.priors import load
-from pdeinv.sampling.figures import save_panels
 from pdeinv.sampling.measurements import MeasurementSet, read_measurements
 from pdeinv.sampling.methods import BASELINES, method_names, parse_method, solve
 from pdeinv.sampling.problem import InverseProblem, MethodOptions, Reconstruction, pde_physics
@@ -101,13 +101,14 @@ def write_result(dataset: xr.Dataset, path: Path) -> Path:
 
 
 def _figure(problem: InverseProblem, reconstruction: Reconstruction, path: Path, field: str) -> Path:
-    panels = [(f"{field}: posterior mean", reconstruction.mean[0, 0])]
-    if reconstruction.std is not None:
-        panels.append(("posterior std", reconstruction.std[0, 0]))
-    if reconstruction.samples is not None:
-        panels.append(("one sample", reconstruction.samples[0, 0, 0]))
-    points = (problem.sensor.coordinates, problem.measurements[0, 0].cpu())
-    return save_panels(path, panels, points, title=f"{problem.pde}: {problem.channel(problem.observed)} observed")
+    """Save the posterior of the first measurement: samples, mean and std (or the mean alone)."""
+    title = f"{problem.pde}: {field} given {problem.channel(problem.observed)} at {problem.sensor.n_points} points"
+    if reconstruction.samples is not None and reconstruction.samples.shape[1] >= 2:
+        figure = sample_grid(reconstruction.samples[0, :, :1], title=title)
+    else:
+        figure = field_grid({f"{field}: estimate": reconstruction.mean[0, 0]}, title=title)
+    figure.savefig(path, dpi=120)
+    return path
 
 
 def run(args: argparse.Namespace) -> int:
