@@ -101,3 +101,46 @@ def test_configuration_errors_name_the_fix():
     unet = build_backbone("unet", **SMALL["unet"])
     with pytest.raises(ValueError, match="divisible by 2"):
         unet(torch.zeros(1, 2, 15, 15), torch.zeros(1))
+
+
+def spectral_reference(conv, x: torch.Tensor) -> torch.Tensor:
+    """Direct definition: mix the rfft2 coefficients of the kept frequencies, inverse rfft2, add the bias."""
+    weight = conv.weight.to_tensor()
+    m1, m2 = weight.shape[-2:]
+    size = x.shape[-1]
+    coeffs = torch.fft.rfft2(x, norm="forward")
+    out = torch.zeros(x.shape[0], weight.shape[1], size, size // 2 + 1, dtype=coeffs.dtype)
+    for j in range(m1):
+        row = (j - m1 // 2) % size
+        out[:, :, row, :m2] = torch.einsum("biy,ioy->boy", coeffs[:, :, row, :m2], weight[:, :, j])
+    return torch.fft.irfft2(out, s=(size, size), norm="forward") + conv.bias
+
+
+@pytest.mark.parametrize("size", [16, 17, 64])
+def test_truncated_spectral_conv_matches_its_definition(size):
+    from pdeinv.priors.backbones import _spectral_conv_class
+
+    torch.manual_seed(0)
+    conv = _spectral_conv_class()(6, 5, (12, 12))
+    x = torch.randn(3, 6, size, size)
+    with torch.no_grad():
+        assert torch.allclose(conv(x), spectral_reference(conv, x), rtol=1e-5, atol=1e-6)
+
+
+def test_truncated_spectral_conv_equals_neuraloperator_on_even_grids():
+    """Same parameters, same map and gradients as the parent class (neuraloperator shifts odd grids differently)."""
+    from neuralop.layers.spectral_convolution import SpectralConv
+
+    from pdeinv.priors.backbones import _spectral_conv_class
+
+    torch.manual_seed(0)
+    fast = _spectral_conv_class()(6, 5, (12, 12))
+    reference = SpectralConv(6, 5, (12, 12))
+    reference.load_state_dict(fast.state_dict())
+    x = torch.randn(3, 6, 32, 32, requires_grad=True)
+    out_fast, out_ref = fast(x), reference(x)
+    assert torch.allclose(out_fast, out_ref, rtol=1e-5, atol=1e-6)
+    grad_fast = torch.autograd.grad(out_fast.square().sum(), [x, *fast.parameters()])
+    grad_ref = torch.autograd.grad(out_ref.square().sum(), [x, *reference.parameters()])
+    for a, b in zip(grad_fast, grad_ref):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-5)

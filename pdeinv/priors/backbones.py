@@ -18,6 +18,7 @@ Two backbones, picked by name from :data:`BACKBONES`:
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass, fields
 
@@ -114,6 +115,46 @@ class NoiseEmbedding(nn.Module):
         return self.mlp(self.sinusoid(c_noise.reshape(-1, 1, 1)).flatten(1))
 
 
+@functools.cache
+def _spectral_conv_class() -> type:
+    """The truncated-transform subclass of neuraloperator's ``SpectralConv`` (imported on first use)."""
+    from neuralop.layers.spectral_convolution import SpectralConv
+
+    class TruncatedSpectralConv(SpectralConv):
+        r"""neuraloperator ``SpectralConv`` (same parameters, same map) with a cheaper forward pass.
+
+        The 2-D ``rfftn`` / ``irfftn`` of the parent become 1-D transforms applied only where the
+        kept modes live: ``rfft`` along ``y`` keeping ``m_2`` columns, ``fft`` along ``x`` of those
+        columns, a per-mode channel mixing by batched matrix products, and the inverse transforms
+        of the zero-padded ``(S, m_2)`` block. Kept frequencies along ``x`` are
+        :math:`-\lfloor m_1/2\rfloor, \dots, m_1 - \lfloor m_1/2\rfloor - 1` (the parent's fft-shifted
+        window), along ``y`` :math:`0, \dots, m_2 - 1`; normalisation ``"forward"``. Falls back to the
+        parent for grids too small to hold every kept mode.
+        """
+
+        def forward(self, x: torch.Tensor, output_shape=None) -> torch.Tensor:
+            weight = self.weight.to_tensor()
+            m1, m2 = weight.shape[-2:]
+            size1, size2 = x.shape[-2:]
+            if output_shape is not None or m1 > size1 or m2 > size2 // 2 + 1:
+                return super().forward(x, output_shape)
+            coeffs = torch.fft.fft(torch.fft.rfft(x, dim=-1, norm="forward")[..., :m2], dim=-2, norm="forward")
+            half = m1 // 2
+            kept = torch.cat((coeffs[..., size1 - half :, :], coeffs[..., : m1 - half, :]), dim=-2)
+            batch, c_in = kept.shape[:2]
+            mixed = torch.bmm(
+                kept.permute(2, 3, 0, 1).reshape(m1 * m2, batch, c_in),
+                weight.permute(2, 3, 0, 1).reshape(m1 * m2, c_in, -1),
+            )
+            modes = mixed.reshape(m1, m2, batch, -1).permute(2, 3, 0, 1)
+            gap = modes.new_zeros(batch, modes.shape[1], size1 - m1, m2)
+            full = torch.cat((modes[..., half:, :], gap, modes[..., :half, :]), dim=-2)
+            out = torch.fft.irfft(torch.fft.ifft(full, dim=-2, norm="forward"), n=size2, dim=-1, norm="forward")
+            return out + self.bias if self.bias is not None else out
+
+    return TruncatedSpectralConv
+
+
 class FiLMSpectralBlock(nn.Module):
     r"""Residual block :math:`h + W_2\,\mathrm{gelu}(K m + W_1 m)`, :math:`m = (1 + a)\,\mathrm{GN}(h) + b`.
 
@@ -123,11 +164,9 @@ class FiLMSpectralBlock(nn.Module):
 
     def __init__(self, width: int, n_modes: int, embedding_dim: int):
         super().__init__()
-        from neuralop.layers.spectral_convolution import SpectralConv
-
         self.norm = nn.GroupNorm(math.gcd(8, width), width, affine=False)
         self.film = nn.Linear(embedding_dim, 2 * width)
-        self.spectral = SpectralConv(width, width, (n_modes, n_modes))
+        self.spectral = _spectral_conv_class()(width, width, (n_modes, n_modes))
         self.pointwise = nn.Conv2d(width, width, 1)
         self.out = nn.Conv2d(width, width, 1)
         nn.init.zeros_(self.film.weight)
