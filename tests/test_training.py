@@ -207,3 +207,16 @@ def test_bad_checkpoints_give_clear_errors(tmp_path):
     (directory / "card.json").unlink()
     with pytest.raises(FileNotFoundError, match="card.json is missing"):
         load(directory)
+
+
+def test_shipped_names_resolve_and_unknown_names_list_them(tmp_path, monkeypatch):
+    from pdeinv.priors import checkpoint
+
+    shipped = tmp_path / "shipped"
+    model, card = build_model(tiny_config(tmp_path / "unused"), tiny_data())
+    save_prior(model, shipped / "tiny-joint", card)
+    monkeypatch.setattr(checkpoint, "SHIPPED", shipped)
+    assert checkpoint.shipped_priors() == ["tiny-joint"]
+    assert load("tiny-joint").channels == ("source", "solution")
+    with pytest.raises(FileNotFoundError, match=r"\['tiny-joint'\]"):
+        load("helmholtz-joint-missing")

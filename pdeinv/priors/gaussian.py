@@ -204,3 +204,15 @@ class JointGaussianPrior(LinearGaussianPrior):
             )
         super().__init__(grf, [IDENTITY_MAP, operator_map(operator)], channels, cg)
         self.operator = operator
+
+
+def helmholtz_joint_prior(resolution: int, k: float = 1.0, cg: CGConfig = CGConfig()) -> JointGaussianPrior:
+    """The exact prior of the Helmholtz (``k = 1``) or Poisson (``k = 0``) benchmark pairs (source, solution).
+
+    The source is :func:`pdeinv.datasets.helmholtz_source_grf` and the solution its exact discrete solve,
+    so this Gaussian is the true law of the generated data at grid size ``resolution``: an oracle prior.
+    """
+    from pdeinv.datasets import helmholtz_source_grf
+    from pdeinv.operators.helmholtz import Helmholtz
+
+    return JointGaussianPrior(helmholtz_source_grf(resolution), Helmholtz(resolution, k=k), cg=cg)
