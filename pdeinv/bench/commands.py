@@ -37,6 +37,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default=None, help="test-set HDF5 file (default $PDEINV_DATA/<pde>_<S>_test.h5)")
     parser.add_argument("--batch-size", type=int, default=4, help="measurements sampled together")
     parser.add_argument("--device", default="cpu", help="torch device of the prior, e.g. cpu or cuda")
+    parser.add_argument(
+        "--raw-prior",
+        action="store_true",
+        help="for a linear PDE, use the joint prior as trained instead of its operator-consistent form",
+    )
     parser.add_argument("--table", nargs="+", metavar="RUN", help="aggregate run JSON files into a markdown table")
     parser.add_argument("--out", help="output JSON (a run) or markdown file (--table)")
 
@@ -64,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         data=args.data,
         batch_size=args.batch_size,
         device=args.device,
+        raw_prior=args.raw_prior,
     )
     try:
         record = run_benchmark(config)

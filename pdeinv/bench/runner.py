@@ -24,10 +24,12 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from deepinv.physics import LinearPhysics
 
 from pdeinv import __version__
 from pdeinv.bench.tasks import get_task, relative_l2
 from pdeinv.priors import load
+from pdeinv.priors.consistent import OperatorConsistentPrior
 from pdeinv.sampling.methods import BASELINES, parse_method, solve
 from pdeinv.sampling.problem import MethodOptions
 
@@ -52,6 +54,9 @@ class BenchConfig:
         Test-set file; default ``Task.default_data()``.
     device : str
         Torch device of the prior.
+    raw_prior : bool
+        Use the trained joint prior as it is; by default, for a linear PDE its solution channel is
+        replaced by the solve of its input channel (:class:`~pdeinv.priors.consistent.OperatorConsistentPrior`).
     """
 
     task: str
@@ -64,6 +69,7 @@ class BenchConfig:
     data: str | None = None
     batch_size: int = 4
     device: str = "cpu"
+    raw_prior: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 1:
@@ -75,6 +81,14 @@ class BenchConfig:
 def _needs_prior(method: str) -> bool:
     base, _ = parse_method(method)
     return base not in BASELINES or base in NEEDS_PRIOR
+
+
+def _task_prior(config: BenchConfig, problem):
+    """The run's prior: operator-consistent for a linear PDE unless ``config.raw_prior``."""
+    prior = load(config.prior or DEFAULT_PRIORS[problem.pde], device=config.device)
+    if config.raw_prior or not isinstance(problem.operator, LinearPhysics):
+        return prior
+    return OperatorConsistentPrior(prior, problem.operator, problem.input_channel, problem.output_channel)
 
 
 def _device_name(device: str) -> str:
@@ -98,9 +112,7 @@ def _shard_result(config: BenchConfig, rank: int, world: int) -> dict:
     task = get_task(config.task)
     inputs, outputs, settings = task.load_test_set(config.data, config.n)
     problem = task.problem(inputs, outputs, settings)
-    prior = None
-    if _needs_prior(config.method):
-        prior = load(config.prior or DEFAULT_PRIORS[task.pde], device=config.device)
+    prior = _task_prior(config, problem) if _needs_prior(config.method) else None
     indices = torch.arange(config.n)[rank::world]
     options = MethodOptions(config.steps, config.samples, config.seed + rank, prior, config.batch_size)
     truth = (outputs if task.target == "output" else inputs)[indices]
@@ -146,6 +158,7 @@ def _record(config: BenchConfig, parts: list[dict], world: int) -> dict:
         "samples": config.samples,
         "seed": config.seed,
         "prior": (config.prior or DEFAULT_PRIORS[task.pde]) if _needs_prior(config.method) else None,
+        "raw_prior": config.raw_prior,
         "data": str(config.data or task.default_data()),
         "n_points": task.n_points,
         "processes": world,

@@ -59,7 +59,15 @@ class FieldPrior(nn.Module):
         Grid size ``S`` the prior was built or trained at.
     card : dict, optional
         Provenance and quality figures (see :mod:`pdeinv.priors.checkpoint`).
+
+    Attributes
+    ----------
+    resolution_free : bool
+        ``True`` when the denoiser is defined on functions and may be evaluated at any grid size
+        (a function-space network), ``False`` when it is tied to ``resolution``.
     """
+
+    resolution_free = False
 
     def __init__(
         self,

@@ -138,6 +138,7 @@ class EDMDenoiser(FieldPrior):
         super().__init__(channels, mean, std, config.sigma_data, resolution, card)
         self.backbone = backbone
         self.config = config
+        self.resolution_free = bool(getattr(backbone, "resolution_free", False))
 
     def forward(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
         """``D(x, sigma)`` for a normalised noisy field ``(B, C, S, S)`` and ``sigma`` float or ``(B,)``."""

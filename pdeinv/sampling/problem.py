@@ -150,7 +150,7 @@ class InverseProblem:
         raise ValueError("the target is the input, which cannot be computed from the output by a forward solve")
 
     def check_prior(self, prior) -> None:
-        """Raise a clear error unless ``prior`` is a joint prior over this problem's fields at its resolution."""
+        """Raise a clear error unless ``prior`` is a joint prior over this problem's fields usable at its resolution."""
         if prior is None:
             raise ValueError("diffusion methods need a prior; pass --prior NAME (see pdeinv.priors.shipped_priors())")
         needed = (self.input_channel, self.output_channel)
@@ -159,10 +159,11 @@ class InverseProblem:
                 f"the prior models the fields {tuple(prior.channels)}, but this {self.pde} problem needs a joint "
                 f"prior over {needed}; use a prior trained on {self.pde} data"
             )
-        if prior.resolution != self.resolution:
+        if prior.resolution != self.resolution and not prior.resolution_free:
             raise ValueError(
                 f"the prior was trained at {prior.resolution} x {prior.resolution} but the problem is "
-                f"{self.resolution} x {self.resolution}; use a prior trained at this resolution or the matching task"
+                f"{self.resolution} x {self.resolution} and its network is tied to its grid; use a function-space "
+                "(fno) prior, a prior trained at this resolution, or the matching task"
             )
 
     def select(self, indices: torch.Tensor) -> InverseProblem:
