@@ -220,3 +220,17 @@ def test_shipped_names_resolve_and_unknown_names_list_them(tmp_path, monkeypatch
     assert load("tiny-joint").channels == ("source", "solution")
     with pytest.raises(FileNotFoundError, match=r"\['tiny-joint'\]"):
         load("helmholtz-joint-missing")
+
+
+def test_two_runs_cannot_write_one_directory(tmp_path):
+    from pdeinv.priors.training import _lock_output
+
+    out = tmp_path / "busy"
+    out.mkdir()
+    held = _lock_output(out)
+    try:
+        with pytest.raises(RuntimeError, match="another `pdeinv train` is writing"):
+            train(tiny_config(out), tiny_data())
+    finally:
+        held.close()
+    assert train(tiny_config(out, steps=1), tiny_data()) is not None

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import copy
 import csv
+import fcntl
+import os
 import platform
 import time
 from dataclasses import asdict, dataclass, field
@@ -36,6 +38,7 @@ from pdeinv.priors.edm import EDMConfig, EDMDenoiser, edm_loss, sample_training_
 
 STATE = "training_state.pt"
 LOG = "log.csv"
+LOCK = ".train.lock"
 LOG_FIELDS = ("step", "epoch", "loss", "grad_norm", "lr", "seconds_per_step", "wall_s")
 
 
@@ -305,6 +308,26 @@ class Trainer:
         distributed.barrier(self.env)
 
 
+def _lock_output(out: Path):
+    """Hold an exclusive lock on ``out`` so that two runs never write the same checkpoints.
+
+    Raises
+    ------
+    RuntimeError
+        If another ``pdeinv train`` process holds the lock.
+    """
+    handle = open(out / LOCK, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise RuntimeError(
+            f"another `pdeinv train` is writing to {out}; let it finish (or stop it) before starting or resuming "
+            "a run there, or choose another --out"
+        ) from None
+    return handle
+
+
 def _open_log(out: Path, resume_step: int | None):
     """Open ``log.csv`` for appending; on resume drop rows past the checkpoint's step."""
     path = out / LOG
@@ -336,18 +359,31 @@ def train(config: TrainConfig, data: TrainingData, resume: bool = False) -> EDMD
     ------
     FileNotFoundError
         If ``resume`` is set but there is no training state in ``config.out``.
+    RuntimeError
+        If another training process is writing to ``config.out``.
     """
+    out = Path(config.out)
+    lock = None
+    if int(os.environ.get("RANK", "0")) == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        lock = _lock_output(out)
+    try:
+        return _run(config, data, resume, out)
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+def _run(config: TrainConfig, data: TrainingData, resume: bool, out: Path) -> EDMDenoiser:
     from tqdm.auto import tqdm
 
     trainer = Trainer(config, data)
-    out = Path(config.out)
     if resume:
         if not (out / STATE).is_file():
             raise FileNotFoundError(f"nothing to resume: {out / STATE} does not exist; drop --resume to start afresh")
         trainer.load_state_dict(torch.load(out / STATE, map_location=trainer.env.device, weights_only=False))
     is_main = trainer.env.is_main
     if is_main:
-        out.mkdir(parents=True, exist_ok=True)
         log_handle, writer = _open_log(out, trainer.step if resume else None)
     bar = tqdm(total=config.steps, initial=trainer.step, disable=not (config.progress and is_main), unit="step")
     losses, t_last, step_last = [], time.perf_counter(), trainer.step
