@@ -10,7 +10,14 @@ Prints a markdown table with, per backbone: parameters, the median time of one
 ``torch.no_grad`` (target <= 0.5 s for fno at 128 x 128, batch 16, on 2 cores), and the median
 time of one training step (EDM loss, backward, AdamW) at ``train-resolution``, batch ``batch``.
 Each time is given as wall seconds and as this process' CPU seconds divided by the torch thread
-count: on a machine shared with other jobs the second is close to the wall time of an idle machine.
+count. On a machine shared with other jobs, run it as::
+
+    OMP_WAIT_POLICY=PASSIVE MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=68719476736 \
+        python benchmarks/bench_denoiser.py
+
+otherwise busy-waiting OpenMP threads and page faults on the large activations (glibc returns
+blocks above its 32 MB mmap threshold to the kernel at every free) dominate: measured here, one fno
+evaluation at 128 x 128 took 22 s with the defaults and 0.33 s with these settings.
 """
 
 from __future__ import annotations

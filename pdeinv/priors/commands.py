@@ -10,6 +10,10 @@ Resume a killed run bit for bit::
 
     pdeinv train --data helmholtz_64.h5 --backbone fno --steps 12000 --out priors/helmholtz --resume
 
+On a shared CPU machine run it with ``OMP_WAIT_POLICY=PASSIVE MALLOC_MMAP_THRESHOLD_=4294967296
+MALLOC_TRIM_THRESHOLD_=68719476736`` in the environment: spinning OpenMP threads and page faults
+on re-allocated activations otherwise cost several times the computation itself.
+
 Write quality figures (physics consistency, spectrum ratio) into the card, here zero-shot at 128::
 
     pdeinv train --evaluate priors/helmholtz --eval-resolution 128
