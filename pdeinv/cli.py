@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 COMMANDS = {
@@ -33,8 +34,18 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_threads() -> None:
+    """Let idle OpenMP threads sleep instead of spinning (set before torch is imported).
+
+    On a small machine whose cores are shared with other jobs, spinning worker threads slowed
+    one 128 x 128 denoiser evaluation from 0.33 s to 22.5 s; a user's own setting wins.
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    _quiet_threads()
     args = build_parser(argv).parse_args(argv)
     return int(args.run(args) or 0)
 
