@@ -24,12 +24,11 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from deepinv.physics import LinearPhysics
 
 from pdeinv import __version__
 from pdeinv.bench.tasks import get_task, relative_l2
 from pdeinv.priors import load
-from pdeinv.priors.consistent import OperatorConsistentPrior
+from pdeinv.priors.consistent import consistent_if_linear
 from pdeinv.sampling.methods import BASELINES, parse_method, solve
 from pdeinv.sampling.problem import MethodOptions
 
@@ -86,9 +85,9 @@ def _needs_prior(method: str) -> bool:
 def _task_prior(config: BenchConfig, problem):
     """The run's prior: operator-consistent for a linear PDE unless ``config.raw_prior``."""
     prior = load(config.prior or DEFAULT_PRIORS[problem.pde], device=config.device)
-    if config.raw_prior or not isinstance(problem.operator, LinearPhysics):
+    if config.raw_prior:
         return prior
-    return OperatorConsistentPrior(prior, problem.operator, problem.input_channel, problem.output_channel)
+    return consistent_if_linear(prior, problem.operator, problem.input_channel, problem.output_channel)
 
 
 def _device_name(device: str) -> str:

@@ -66,3 +66,12 @@ class OperatorConsistentPrior(FieldPrior):
         channels = [estimate[:, c : c + 1] for c in range(estimate.shape[1])]
         channels[o] = solution.to(estimate.dtype)
         return torch.cat(channels, dim=1)
+
+
+def consistent_if_linear(prior: FieldPrior, operator, input_channel: str, output_channel: str) -> FieldPrior:
+    """``prior`` in operator-consistent form when ``operator`` is linear, else ``prior`` unchanged."""
+    import deepinv
+
+    if not isinstance(operator, deepinv.physics.LinearPhysics):
+        return prior
+    return OperatorConsistentPrior(prior, operator, input_channel, output_channel)
