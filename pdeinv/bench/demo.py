@@ -7,7 +7,8 @@ the same method with EquiReg, and exact kriging (the Bayes limit for this Gaussi
 prints the relative L2 errors and times and saves a PNG of truth, measurements,
 reconstruction, error and posterior standard deviation.
 
-The prior is the shipped ``helmholtz-joint`` (or ``--prior``), trained by ``pdeinv train``.
+The prior is the shipped ``helmholtz-joint`` (or ``--prior``), trained by ``pdeinv train``, in its
+operator-consistent form (:mod:`pdeinv.priors.consistent`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pdeinv.datasets import sample_generator
 from pdeinv.datasets.splits import SPLIT_SEEDS
 from pdeinv.plot import reconstruction_panels
 from pdeinv.priors import load
+from pdeinv.priors.consistent import consistent_if_linear
 from pdeinv.sampling.methods import solve
 from pdeinv.sampling.problem import MethodOptions, pde_physics
 
@@ -52,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     sources = _sources(args.n, physics.input_prior)
     problem = task.problem(sources, physics.operator.A(sources))
     prior_name = args.prior or SHIPPED
-    prior = load(prior_name)
+    prior = consistent_if_linear(load(prior_name), problem.operator, problem.input_channel, problem.output_channel)
     print(f"{TASK}: {args.n} source(s), {task.n_points} solution points observed, prior: {prior_name}")
     results = {}
     for method in (args.method, f"{args.method}+equireg", "kriging"):
