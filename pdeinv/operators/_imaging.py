@@ -18,6 +18,7 @@ import math
 import torch
 from deepinv.physics import GaussianNoise
 
+from pdeinv.operators.base import check_noise_level
 from pdeinv.operators.symmetry import SymmetryGroup, Transform, dihedral_group, translation_group
 
 SHIFTS_PER_AXIS = 8
@@ -48,10 +49,7 @@ def gaussian_noise(noise_level: float, rng: torch.Generator | None = None) -> Ga
     rng : torch.Generator, optional
         Generator the noise is drawn from; ``None`` uses torch's global generator.
     """
-    numeric = isinstance(noise_level, (int, float)) and not isinstance(noise_level, bool)
-    if not numeric or not math.isfinite(noise_level) or noise_level < 0:
-        raise ValueError(f"noise_level must be a finite standard deviation >= 0, got {noise_level!r}")
-    return GaussianNoise(sigma=float(noise_level), rng=rng)
+    return GaussianNoise(sigma=check_noise_level(noise_level), rng=rng)
 
 
 def choose_shift_stride(resolution: int, stride: int | None, multiple_of: int = 1) -> int:

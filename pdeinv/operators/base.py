@@ -6,6 +6,8 @@ value at grid point ``(x_i, y_j)``, so dimension ``-2`` is ``x`` and dimension `
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -57,3 +59,17 @@ def check_field(
         raise ValueError(f"{name} must have {channels} channel(s), got {x.shape[1]} (shape {tuple(x.shape)})")
     if finite and not torch.isfinite(x).all():
         raise ValueError(f"{name} contains NaN or infinite values")
+
+
+def check_noise_level(noise_level: float) -> float:
+    """Return ``noise_level`` as a float after checking it is a finite standard deviation ``>= 0``.
+
+    Raises
+    ------
+    ValueError
+        If it is not a real number, is negative, NaN or infinite.
+    """
+    numeric = isinstance(noise_level, (int, float)) and not isinstance(noise_level, bool)
+    if not numeric or not math.isfinite(noise_level) or noise_level < 0:
+        raise ValueError(f"noise_level must be a finite standard deviation >= 0, got {noise_level!r}")
+    return float(noise_level)

@@ -18,12 +18,11 @@ The adjoint scatters each measurement back with the same weights,
 
 from __future__ import annotations
 
-import math
 
 import torch
 from deepinv.physics import GaussianNoise, LinearPhysics
 
-from pdeinv.operators.base import check_field
+from pdeinv.operators.base import check_field, check_noise_level
 from pdeinv.operators.symmetry import trivial_group
 
 GRIDS = ("vertex", "periodic")
@@ -41,13 +40,6 @@ def _as_point_array(points, name: str) -> torch.Tensor:
 def _reject_duplicates(rows: torch.Tensor, name: str) -> None:
     if torch.unique(rows, dim=0).shape[0] != rows.shape[0]:
         raise ValueError(f"{name} contains duplicate points; pass each sensor location once")
-
-
-def _validated_noise_level(noise_level: float) -> float:
-    numeric = isinstance(noise_level, (int, float)) and not isinstance(noise_level, bool)
-    if not numeric or not math.isfinite(noise_level) or noise_level < 0:
-        raise ValueError(f"noise_level must be a finite standard deviation >= 0, got {noise_level!r}")
-    return float(noise_level)
 
 
 def _on_grid_stencil(indices, resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -158,7 +150,7 @@ class PointObservation(LinearPhysics):
     ):
         if grid not in GRIDS:
             raise ValueError(f"grid must be one of {GRIDS}, got {grid!r}")
-        noise_level = _validated_noise_level(noise_level)
+        noise_level = check_noise_level(noise_level)
         if (indices is None) == (coords is None):
             raise ValueError("give exactly one of indices= (on-grid (i, j) points) and coords= (points in [0, 1]^2)")
         if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 2:
