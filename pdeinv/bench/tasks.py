@@ -7,6 +7,22 @@ The points are drawn once, :func:`~pdeinv.operators.observation.random_points` w
 ``POINT_SEEDS[direction]`` (DiffusionPDE's seeds: 1 for the input, 0 for the output), over the
 whole grid. Measurements are exact (noise-free), as in the published protocol.
 
+Imaging tasks on Navier-Stokes fields (``ns-deblur``, ``ns-inpaint-box``, ``ns-inpaint-random``,
+``ns-sr4``, ``ns-phase-retrieval``, at 128 x 128 and with ``-64`` at 64 x 64) degrade the *final
+vorticity* ``vorticity[-1]`` of the Navier-Stokes test set with an imaging operator and recover the
+same field (observed = target = ``"output"``), :math:`y = A(w_T) + \sigma \varepsilon`, with the
+noise level :math:`\sigma` = ``IMAGING_NOISE`` = 0.01 (vorticity units, about 5 % of the field's
+standard deviation of 0.19) fixed in the task. The noise of sample ``i`` is drawn from
+``sample_generator(IMAGING_NOISE_SEED, i)``, so it does not depend on ``n``; for inpainting it is
+zero on hidden points (:math:`y = m \odot (x + \sigma\varepsilon)`). Operators (lengths scale
+with ``S`` so both tiers see the same physical degradation):
+
+- ``ns-deblur``: Gaussian blur, :math:`\sigma_\text{blur} = 3 S / 128` grid points, ``(B, 1, S, S)``;
+- ``ns-inpaint-box``: the centred square of side ``S/2`` hidden, ``(B, 1, S, S)``;
+- ``ns-inpaint-random``: 20 % of the points kept (mask seed 0), ``(B, 1, S, S)``;
+- ``ns-sr4``: Gaussian anti-aliasing (2 points) and 4x decimation, ``(B, 1, S/4, S/4)``;
+- ``ns-phase-retrieval``: magnitudes of the unitary DFT, two-fold oversampled, ``(B, 1, 2S, 2S)``.
+
 Metric: relative L2 error :math:`\|\hat x - x\|_2 / \|x\|_2` per test sample on the recovered field.
 
 Test sets are HDF5 files of ``pdeinv data generate`` with the test seed; by default
@@ -25,13 +41,25 @@ import torch
 from pdeinv.datasets import FieldDataset
 from pdeinv.datasets.schema import generation_config
 from pdeinv.datasets.splits import SPLIT_SEEDS
-from pdeinv.operators import PointObservation, random_points
+from pdeinv.datasets.seeding import sample_generator
+from pdeinv.operators.inpainting import MaskedInpainting
+from pdeinv.operators import (
+    BoxInpainting,
+    Downsampling,
+    FourierPhaseRetrieval,
+    GaussianBlur,
+    PointObservation,
+    RandomInpainting,
+    random_points,
+)
 from pdeinv.sampling.problem import CHANNELS, InverseProblem, pde_physics
 
 PDES = {"helmholtz": "helmholtz", "poisson": "poisson", "ns": "navier-stokes"}
 POINT_SEEDS = {"forward": 1, "inverse": 0}
 FULL_RESOLUTION, FULL_POINTS = 128, 500
 SMALL_RESOLUTION, SMALL_FRACTION = 64, 0.03
+IMAGING_NOISE, IMAGING_NOISE_SEED = 0.01, 7
+IMAGING = ("deblur", "inpaint-box", "inpaint-random", "sr4", "phase-retrieval")
 
 
 @dataclass(frozen=True)
@@ -140,6 +168,88 @@ class Task:
         )
 
 
+@dataclass(frozen=True)
+class ImagingTask(Task):
+    """An imaging task on the final Navier-Stokes vorticity (see the module docstring).
+
+    Parameters
+    ----------
+    name, pde, direction, resolution, n_points
+        As in :class:`Task`; ``pde`` is ``"navier-stokes"``, ``n_points`` the number of measured values.
+    degradation : str
+        One of ``IMAGING``.
+    noise_level : float
+        Standard deviation of the Gaussian measurement noise (vorticity units).
+    """
+
+    degradation: str = "deblur"
+    noise_level: float = IMAGING_NOISE
+
+    @property
+    def observed(self) -> str:
+        """``"output"``: the degraded field is the final vorticity."""
+        return "output"
+
+    @property
+    def target(self) -> str:
+        """``"output"``: the final vorticity is recovered."""
+        return "output"
+
+    def sensor(self):
+        """The task's imaging operator (deepinv ``Physics``; its own noise model is off, see :meth:`measure`)."""
+        s = self.resolution
+        if self.degradation == "deblur":
+            return GaussianBlur(s, sigma_px=3.0 * s / FULL_RESOLUTION)
+        if self.degradation == "inpaint-box":
+            return BoxInpainting(s, box=0.5)
+        if self.degradation == "inpaint-random":
+            return RandomInpainting(s, fraction_kept=0.2, seed=0)
+        if self.degradation == "sr4":
+            return Downsampling(s, factor=4)
+        return FourierPhaseRetrieval(s, oversampling=2.0)
+
+    def measure(self, sensor, field: torch.Tensor) -> torch.Tensor:
+        """Noisy measurements ``A(x) + sigma * eps`` of fields ``(n, 1, S, S)``; sample ``i`` has its own noise."""
+        clean = sensor.A(field)
+        noise = torch.stack(
+            [torch.randn(clean.shape[1:], generator=sample_generator(IMAGING_NOISE_SEED, i), dtype=clean.dtype)
+             for i in range(clean.shape[0])]
+        )
+        if isinstance(sensor, MaskedInpainting):
+            noise = noise * sensor.mask.to(noise)
+        return clean + self.noise_level * noise
+
+    def problem(self, inputs: torch.Tensor, outputs: torch.Tensor, settings: dict | None = None) -> InverseProblem:
+        """The :class:`InverseProblem` of noisy imaging measurements of the final vorticity."""
+        sensor = self.sensor()
+        physics = pde_physics(self.pde, self.resolution, settings)
+        return InverseProblem(
+            operator=physics.operator,
+            sensor=sensor,
+            measurements=self.measure(sensor, outputs),
+            observed=self.observed,
+            target=self.target,
+            input_channel=self.channels[0],
+            output_channel=self.channels[1],
+            pde=self.pde,
+            input_prior=physics.input_prior,
+            noise_std=self.noise_level,
+            grid=self.grid,
+        )
+
+
+def _measured_values(degradation: str, resolution: int) -> int:
+    if degradation == "sr4":
+        return (resolution // 4) ** 2
+    if degradation == "phase-retrieval":
+        return (2 * resolution) ** 2
+    if degradation == "inpaint-random":
+        return round(0.2 * resolution**2)
+    if degradation == "inpaint-box":
+        return resolution**2 - (resolution // 2) ** 2
+    return resolution**2
+
+
 def relative_l2(estimate: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
     r"""Per-sample :math:`\|\hat x - x\|_2 / \|x\|_2` of ``(n, ...)`` tensors, ``(n,)`` float64."""
     difference = (estimate.double() - truth.double()).flatten(1).norm(dim=1)
@@ -154,6 +264,11 @@ def _build_tasks() -> dict[str, Task]:
             tasks[name] = Task(name, pde, direction, FULL_RESOLUTION, FULL_POINTS)
             small = round(SMALL_FRACTION * SMALL_RESOLUTION**2)
             tasks[f"{name}-64"] = Task(f"{name}-64", pde, direction, SMALL_RESOLUTION, small)
+    for degradation in IMAGING:
+        for suffix, s in (("", FULL_RESOLUTION), ("-64", SMALL_RESOLUTION)):
+            name = f"ns-{degradation}{suffix}"
+            values = _measured_values(degradation, s)
+            tasks[name] = ImagingTask(name, "navier-stokes", "inverse", s, values, degradation)
     return tasks
 
 

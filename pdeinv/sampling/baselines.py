@@ -7,6 +7,9 @@ r"""Classical and reference baselines on an :class:`~pdeinv.sampling.problem.Inv
   :math:`\min_\xi \tfrac12 \|(P\,T(\mu + C^{1/2}\xi) - y)/\sigma\|^2 + \tfrac12\|\xi\|^2` by L-BFGS with
   gradients through the (differentiable) solver, :math:`T \in \{I, A\}` the observed field.
 - :func:`deepinv_dps`: deepinv's own ``deepinv.sampling.DPS`` on pdeinv's prior and operators.
+- :func:`pseudo_inverse`: the sensor's own ``A_dagger(y)`` for problems whose observed field is the
+  target (the imaging tasks): the exact pseudo-inverse of linear imaging operators (mask, blur
+  (unregularised, so noise is amplified), decimation) and Fienup's error reduction for phase retrieval.
 """
 
 from __future__ import annotations
@@ -197,3 +200,19 @@ def deepinv_dps(problem: InverseProblem, options: MethodOptions) -> Reconstructi
     samples = torch.cat(results)
     nfe = denoiser.calls // max(1, -(-problem.n // options.batch_size))
     return Reconstruction(samples.mean(1), samples.std(1) if k > 1 else None, samples, nfe)
+
+
+def pseudo_inverse(problem: InverseProblem, options: MethodOptions) -> Reconstruction:
+    r"""The sensor's pseudo-inverse :math:`\hat x = P^\dagger y` (deepinv's ``A_dagger``), ``nfe = 0``.
+
+    Defined where the sensor reads the target field itself (``observed == target``), as in the
+    imaging tasks; returns ``(n, 1, S, S)`` in the units of ``y``.
+    """
+    if problem.observed != problem.target:
+        raise ValueError(
+            "pinv inverts the sensor only, so it needs a problem that observes the recovered field "
+            f"(observed == target); this one observes the {problem.observed} and recovers the {problem.target}. "
+            "Use kriging, interp-solve or adjoint"
+        )
+    mean = problem.sensor.A_dagger(problem.measurements.double())
+    return Reconstruction(mean, None, None, 0)

@@ -18,7 +18,7 @@ stated in the units of the method's publication and converted to the prior's nor
   observed field)/(the prior's std of that channel).
 - ``daps``: decoupled annealing (``integrator="daps"``), Gaussian likelihood with
   :math:`\tau = 0.05` on normalised residuals.
-- ``kriging``, ``interp-solve``, ``adjoint``, ``deepinv-dps``: :mod:`pdeinv.sampling.baselines`.
+- ``kriging``, ``interp-solve``, ``adjoint``, ``deepinv-dps``, ``pinv``: :mod:`pdeinv.sampling.baselines`.
 
 A ``+equireg`` suffix adds :class:`~pdeinv.sampling.terms.EquiRegTerm` (form ``equi``, weight
 0.01, the operator's ``symmetries``) to a diffusion method.
@@ -36,7 +36,13 @@ from dataclasses import dataclass
 
 import torch
 
-from pdeinv.sampling.baselines import adjoint_inversion, deepinv_dps, interpolate_then_solve, kriging_baseline
+from pdeinv.sampling.baselines import (
+    adjoint_inversion,
+    deepinv_dps,
+    interpolate_then_solve,
+    kriging_baseline,
+    pseudo_inverse,
+)
 from pdeinv.sampling.problem import InverseProblem, MethodOptions, Reconstruction
 from pdeinv.sampling.sampler import DAPSConfig, PosteriorSampler, SamplerConfig
 from pdeinv.sampling.schedule import GuidanceSchedule
@@ -110,7 +116,7 @@ def fundps_preset(problem: InverseProblem, prior, options: MethodOptions) -> Gui
     """FunDPS (module docstring), weights converted exactly to the prior's units."""
     weight, loss, pde_weight = FUNDPS_WEIGHTS[(problem.pde, _direction(problem))]
     u = float(prior.sigma_data) / FUNDPS_DATA_STD
-    m = problem.sensor.n_points
+    m = problem.measurement_size
     scale = FUNDPS_DATA_STD / _std(prior, problem, problem.observed)
     if loss == "l2":
         scale /= math.sqrt(m)
@@ -177,6 +183,7 @@ BASELINES = {
     "interp-solve": interpolate_then_solve,
     "adjoint": adjoint_inversion,
     "deepinv-dps": deepinv_dps,
+    "pinv": pseudo_inverse,
 }
 
 

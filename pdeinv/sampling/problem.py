@@ -81,10 +81,12 @@ class InverseProblem:
     ----------
     operator : deepinv.physics.Physics
         :math:`A`: input ``(B, 1, S, S)`` to output ``(B, 1, S, S)``.
-    sensor : deepinv.physics.LinearPhysics
-        :math:`P`: ``(B, 1, S, S) -> (B, 1, M)`` with ``A_adjoint`` (``PointObservation``).
+    sensor : deepinv.physics.Physics
+        :math:`P`: ``(B, 1, S, S) -> (B, *shape)``: a ``PointObservation`` (``(B, 1, M)``, with
+        ``n_points``) or an imaging operator (blur, mask, downsampling, Fourier magnitudes) whose
+        output has any shape.
     measurements : torch.Tensor
-        :math:`y`, ``(n, 1, M)`` physical units, finite.
+        :math:`y`, ``(n, *shape)`` physical units, finite (``(n, 1, M)`` for point sensors).
     observed, target : {"input", "output"}
         Which field the sensor reads and which is recovered.
     input_channel, output_channel : str
@@ -116,10 +118,12 @@ class InverseProblem:
         if self.observed not in ROLES or self.target not in ROLES:
             raise ValueError(f"observed and target must be one of {ROLES}, got {self.observed!r}, {self.target!r}")
         y = self.measurements
-        if not isinstance(y, torch.Tensor) or y.ndim != 3 or y.shape[1] != 1:
+        points = hasattr(self.sensor, "n_points")
+        if not isinstance(y, torch.Tensor) or y.ndim < 2 or (points and (y.ndim != 3 or y.shape[1] != 1)):
             shape = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
-            raise ValueError(f"measurements must be a tensor of shape (n, 1, M), got {shape}")
-        if y.shape[-1] != self.sensor.n_points:
+            expected = "(n, 1, M) for a point sensor" if points else "(n, ...) with one row per measurement"
+            raise ValueError(f"measurements must be a tensor of shape {expected}, got {shape}")
+        if points and y.shape[-1] != self.sensor.n_points:
             raise ValueError(
                 f"measurements hold {y.shape[-1]} values per sample but the sensor has {self.sensor.n_points} "
                 "points; the mask/points and the measurement vector must describe the same sensors"
@@ -131,6 +135,11 @@ class InverseProblem:
     def resolution(self) -> int:
         """Grid size ``S``."""
         return int(self.sensor.resolution)
+
+    @property
+    def measurement_size(self) -> int:
+        """Number of measured values per sample, ``M`` (the product of ``measurements.shape[1:]``)."""
+        return int(self.measurements[0].numel())
 
     @property
     def n(self) -> int:
