@@ -189,6 +189,8 @@ class FNOBackbone(nn.Module):
         Hyper-parameters.
     """
 
+    resolution_free = True
+
     def __init__(self, config: FNOConfig):
         super().__init__()
         self.config = config

@@ -12,7 +12,9 @@ The card is the single description of a trained prior::
      "quality": {...}}                      # filled in by pdeinv.priors.quality when measured
 
 ``load(name_or_path)`` rebuilds the :class:`~pdeinv.priors.edm.EDMDenoiser` from the card and
-checks the weights against it. All writes are atomic (temporary file + rename).
+checks the weights against it. A prior trained on an autoencoder's latents has a ``latent`` card
+section and loads as a :class:`~pdeinv.latent.space.LatentPrior` (see :mod:`pdeinv.latent.checkpoint`).
+All writes are atomic (temporary file + rename).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import torch
 
 from pdeinv.priors.backbones import BACKBONES, build_backbone
 from pdeinv.priors.edm import EDMConfig, EDMDenoiser
+from pdeinv.priors.spectral_gaussian import SpectralGaussianDenoiser
 
 FORMAT = "pdeinv-prior"
 FORMAT_VERSION = 1
@@ -121,6 +124,8 @@ def read_card(directory: str | Path) -> dict:
         card = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{path} is not valid JSON ({err}); re-save the checkpoint with `pdeinv train`") from err
+    if isinstance(card, dict) and card.get("format") == "pdeinv-autoencoder":
+        raise ValueError(f"{path} describes an autoencoder, not a prior; load it with pdeinv.latent.load_autoencoder")
     if not isinstance(card, dict) or card.get("format") != FORMAT:
         raise ValueError(f"{path} is not a pdeinv prior card: expected \"format\": \"{FORMAT}\"")
     missing = [k for k in ("backbone", "preconditioning", "normalization", "resolution") if k not in card]
@@ -150,6 +155,9 @@ def prior_from_card(card: dict) -> EDMDenoiser:
     if pre.get("type") != "edm":
         raise ValueError(f"card names preconditioning {pre.get('type')!r}; only 'edm' is supported")
     norm = card["normalization"]
+    base = pre.get("gaussian_base")
+    if base is not None:
+        base = SpectralGaussianDenoiser(base["basis"], len(norm["channels"]), base["resolution"])
     return EDMDenoiser(
         build_backbone(backbone["name"], **backbone.get("config", {})),
         EDMConfig(sigma_data=pre["sigma_data"], p_mean=pre["p_mean"], p_std=pre["p_std"]),
@@ -158,6 +166,7 @@ def prior_from_card(card: dict) -> EDMDenoiser:
         std=norm["std"],
         resolution=card["resolution"],
         card=card,
+        base=base,
     )
 
 
@@ -205,6 +214,10 @@ def load(name_or_path: str | Path, device: str | torch.device = "cpu") -> EDMDen
     """
     directory = resolve(name_or_path)
     card = read_card(directory)
+    if "latent" in card:
+        from pdeinv.latent.checkpoint import load_latent_prior
+
+        return load_latent_prior(card, directory, device=device)
     prior = prior_from_card(card)
     weights = _read_weights(directory / WEIGHTS)
     _check_shapes(prior.state_dict(), weights, directory / WEIGHTS)

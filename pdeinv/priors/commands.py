@@ -14,6 +14,11 @@ On a shared CPU machine run it with ``OMP_WAIT_POLICY=PASSIVE MALLOC_MMAP_THRESH
 MALLOC_TRIM_THRESHOLD_=68719476736`` in the environment: spinning OpenMP threads and page faults
 on re-allocated activations otherwise cost several times the computation itself.
 
+Latent space: train the autoencoder, then a prior on its latents::
+
+    pdeinv train --data ns_64.h5 --model autoencoder --steps 3000 --out runs/ns-autoencoder
+    pdeinv train --data ns_64.h5 --autoencoder runs/ns-autoencoder --backbone unet --out runs/ns-latent
+
 Write quality figures (physics consistency, spectrum ratio) into the card, here zero-shot at 128::
 
     pdeinv train --evaluate priors/helmholtz --eval-resolution 128
@@ -48,6 +53,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--backbone-option", action="append", type=_option, default=[], metavar="KEY=VALUE",
         help="override a backbone setting, e.g. width=32, n_modes=16 (repeatable)",
     )
+    parser.add_argument(
+        "--model", choices=("denoiser", "autoencoder"), default="denoiser",
+        help="what to train: a diffusion prior (default) or the field autoencoder of latent space "
+        "(--backbone-option then sets AutoencoderConfig fields, e.g. block_out_channels=[16,32,32])",
+    )
+    parser.add_argument(
+        "--autoencoder", metavar="DIR",
+        help="train the prior on the latents of this trained autoencoder (directory or shipped name)",
+    )
     parser.add_argument("--channels", nargs="+", help="field names used as channels (default: the file's pair)")
     parser.add_argument("--resolution", type=int, default=64, help="training grid size (default 64)")
     parser.add_argument("--steps", type=int, default=10000, help="optimiser steps (default 10000)")
@@ -64,6 +78,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--augment-symmetries", action="store_true",
         help="transform samples by the operator's symmetry group (D4 for Helmholtz/Poisson, the NS group for NS)",
+    )
+    parser.add_argument(
+        "--gaussian-base", choices=("none", "auto", "fft", "dst"), default="none",
+        help="learn only the residual of the Wiener denoiser fitted to the data (default none)",
     )
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--resume", action="store_true", help="continue a killed run from --out")
@@ -96,14 +114,35 @@ def _train(args: argparse.Namespace) -> int:
         seed=args.seed,
         augment_symmetries=args.augment_symmetries,
         edm=EDMConfig(sigma_data=args.sigma_data),
+        gaussian_base=args.gaussian_base,
         device=args.device,
         data=args.data,
         command=shlex.join(["pdeinv", *sys.argv[1:]]),
         progress=not args.no_progress,
     )
     data = load_training_data(args.data, channels=args.channels, resolution=args.resolution)
-    train(config, data, resume=args.resume)
+    trainer_class, data = _trainer_and_data(args, data)
+    train(config, data, resume=args.resume, trainer_class=trainer_class)
     return 0
+
+
+def _trainer_and_data(args: argparse.Namespace, data):
+    """The trainer class for ``--model``/``--autoencoder`` and the data it trains on (latents for a latent prior)."""
+    from pdeinv.priors.training import Trainer
+
+    if args.model == "autoencoder":
+        if args.autoencoder:
+            raise SystemExit("pdeinv train: --autoencoder trains a latent prior; it does not go with --model autoencoder")
+        from pdeinv.latent.training import AutoencoderTrainer
+
+        return AutoencoderTrainer, data
+    if not args.autoencoder:
+        return Trainer, data
+    from pdeinv.latent.checkpoint import load_autoencoder
+    from pdeinv.latent.training import latent_trainer, latent_training_data
+
+    autoencoder = load_autoencoder(args.autoencoder)
+    return latent_trainer(autoencoder, args.autoencoder), latent_training_data(data, autoencoder, args.autoencoder)
 
 
 def _evaluate(args: argparse.Namespace) -> int:

@@ -12,7 +12,16 @@ A backbone :math:`F_\theta(x_\text{in}, c_\text{noise})` becomes the denoiser
     c_\text{in} = \frac{1}{\sqrt{\sigma^2 + \sigma_d^2}},\quad
     c_\text{noise} = \tfrac14 \ln \sigma,
 
-trained with :math:`\ln \sigma \sim N(P_\text{mean}, P_\text{std}^2)` and the weighted loss
+With a fitted Gaussian base :math:`G(x, \sigma)` (the per-mode Wiener denoiser of
+:mod:`pdeinv.priors.spectral_gaussian`) the skip path is replaced by it,
+
+.. math:: D(x, \sigma) = G(x, \sigma) + c_\text{out}(\sigma)\,
+          F_\theta\big(c_\text{in}(\sigma)\, x,\; c_\text{noise}(\sigma)\big),
+
+so the network learns only what the best linear (Gaussian) denoiser misses; with the backbone's
+zero-initialised output layer training starts from :math:`D = G`.
+
+Both are trained with :math:`\ln \sigma \sim N(P_\text{mean}, P_\text{std}^2)` and the weighted loss
 :math:`\lambda(\sigma) \lVert D(x_0 + \sigma n, \sigma) - x_0 \rVert^2`,
 :math:`\lambda(\sigma) = (\sigma^2 + \sigma_d^2) / (\sigma \sigma_d)^2`.
 """
@@ -122,6 +131,9 @@ class EDMDenoiser(FieldPrior):
         Training resolution ``S``.
     card : dict, optional
         Provenance (see :mod:`pdeinv.priors.checkpoint`).
+    base : nn.Module, optional
+        Gaussian base ``G(x, sigma)`` replacing the skip path (module docstring); it must be
+        resolution-free for the prior to be.
     """
 
     def __init__(
@@ -134,18 +146,22 @@ class EDMDenoiser(FieldPrior):
         std: Sequence[float] | None = None,
         resolution: int = 64,
         card: dict | None = None,
+        base: nn.Module | None = None,
     ):
         super().__init__(channels, mean, std, config.sigma_data, resolution, card)
         self.backbone = backbone
         self.config = config
-        self.resolution_free = bool(getattr(backbone, "resolution_free", False))
+        self.base = base
+        parts = (backbone,) if base is None else (backbone, base)
+        self.resolution_free = all(getattr(part, "resolution_free", False) for part in parts)
 
     def forward(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
         """``D(x, sigma)`` for a normalised noisy field ``(B, C, S, S)`` and ``sigma`` float or ``(B,)``."""
         s = sigma_column(sigma, x)
         c = edm_coefficients(s, self.sigma_data)
         out = self.backbone(c.c_in * x, c.c_noise.reshape(-1))
-        return c.c_skip * x + c.c_out * out.to(x.dtype)
+        skip = c.c_skip * x if self.base is None else self.base(x, s.reshape(-1))
+        return skip + c.c_out * out.to(x.dtype)
 
     def denoise(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
         r"""Posterior-mean estimate :math:`E[x_0 \mid x]`; validates ``x`` then applies :meth:`forward`."""

@@ -35,7 +35,9 @@ from pdeinv.priors.backbones import backbone_config, build_backbone, config_dict
 from pdeinv.priors.checkpoint import FORMAT, FORMAT_VERSION, atomic_torch_save, save_prior
 from pdeinv.priors.data import TrainingData
 from pdeinv.priors.edm import EDMConfig, EDMDenoiser, edm_loss, sample_training_sigma
+from pdeinv.priors.spectral_gaussian import BASES, SpectralGaussianDenoiser, choose_basis
 
+GAUSSIAN_BASES = ("none", "auto") + BASES
 STATE = "training_state.pt"
 LOG = "log.csv"
 LOCK = ".train.lock"
@@ -76,6 +78,10 @@ class TrainConfig:
         Transform each sample by a random element of the operator's symmetry group.
     edm : EDMConfig
         Preconditioning and training-noise distribution.
+    gaussian_base : {"none", "auto", "fft", "dst"}
+        Replace EDM's skip path by the Wiener denoiser fitted to the training fields
+        (:mod:`pdeinv.priors.spectral_gaussian`) so the network learns only the non-Gaussian part;
+        ``"auto"`` picks ``dst`` for vertex-grid fields that vanish on the boundary, else ``fft``.
     device : str
         ``"cpu"`` or ``"cuda"``; bf16 autocast is used on CUDA only.
     data, command : str
@@ -100,6 +106,7 @@ class TrainConfig:
     seed: int = 0
     augment_symmetries: bool = False
     edm: EDMConfig = field(default_factory=EDMConfig)
+    gaussian_base: str = "none"
     device: str = "cpu"
     data: str = ""
     command: str = ""
@@ -114,6 +121,8 @@ class TrainConfig:
             raise ValueError("lr and ema_halflife must be positive, warmup and grad_clip non-negative")
         if isinstance(self.edm, dict):
             self.edm = EDMConfig(**self.edm)
+        if self.gaussian_base not in GAUSSIAN_BASES:
+            raise ValueError(f"gaussian_base must be one of {GAUSSIAN_BASES}, got {self.gaussian_base!r}")
 
 
 def default_backbone_options(config: TrainConfig, data: TrainingData) -> dict:
@@ -140,6 +149,9 @@ def build_model(config: TrainConfig, data: TrainingData) -> tuple[EDMDenoiser, d
         "resolution": data.resolution,
         "data": data.provenance,
     }
+    base = _fit_base(config.gaussian_base, data)
+    if base is not None:
+        card["preconditioning"]["gaussian_base"] = {"basis": base.basis, "resolution": base.resolution}
     model = EDMDenoiser(
         backbone,
         config.edm,
@@ -148,8 +160,17 @@ def build_model(config: TrainConfig, data: TrainingData) -> tuple[EDMDenoiser, d
         std=data.std,
         resolution=data.resolution,
         card=card,
+        base=base,
     )
     return model, card
+
+
+def _fit_base(choice: str, data: TrainingData) -> SpectralGaussianDenoiser | None:
+    """The Gaussian base fitted to the training fields, or ``None`` for ``choice="none"``."""
+    if choice == "none":
+        return None
+    basis = choose_basis(data.fields, data.grid) if choice == "auto" else choice
+    return SpectralGaussianDenoiser.fit(data.fields, basis)
 
 
 def ema_beta(step: int, halflife: float, rampup: float) -> float:
@@ -183,7 +204,7 @@ class Trainer:
                 f"{len(data.fields)} samples cannot fill a batch of {self.local_batch} on each of "
                 f"{self.env.world_size} process(es); use a smaller --batch-size or more data"
             )
-        self.model, self.card = build_model(config, data)
+        self.model, self.card = self.build(config, data)
         self.model.to(self.env.device)
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
         self.net = (
@@ -200,6 +221,17 @@ class Trainer:
         self.position = 0
         self.wall_s = 0.0
         self._order = self._epoch_batches(0)
+
+    def build(self, config: TrainConfig, data: TrainingData) -> tuple[torch.nn.Module, dict]:
+        """The model to train and its card skeleton (an EDM prior; subclasses train other models)."""
+        return build_model(config, data)
+
+    def loss(self, x0: torch.Tensor) -> torch.Tensor:
+        """The training loss of one batch of normalised fields ``x0`` (the EDM loss; subclasses override)."""
+        cfg = self.config
+        sigma = sample_training_sigma(len(x0), cfg.edm, self.generator).to(x0.device)
+        noise = torch.randn(x0.shape, generator=self.generator).to(x0.device)
+        return edm_loss(self.net, x0, sigma, noise, cfg.edm.sigma_data)
 
     def _epoch_batches(self, epoch: int) -> torch.Tensor:
         """This rank's batches of sample indices for ``epoch``, shape ``(n_batches, local_batch)``."""
@@ -230,13 +262,11 @@ class Trainer:
         """One optimiser step; returns ``(loss, gradient norm, learning rate)``."""
         cfg = self.config
         x0 = self._next_batch()
-        sigma = sample_training_sigma(len(x0), cfg.edm, self.generator).to(x0.device)
-        noise = torch.randn(x0.shape, generator=self.generator).to(x0.device)
         lr = cfg.lr * min(1.0, (self.step + 1) / cfg.warmup) if cfg.warmup else cfg.lr
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.env.device.type == "cuda"):
-            loss = edm_loss(self.net, x0, sigma, noise, cfg.edm.sigma_data)
+            loss = self.loss(x0)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         max_norm = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
@@ -343,7 +373,9 @@ def _open_log(out: Path, resume_step: int | None):
     return handle, writer
 
 
-def train(config: TrainConfig, data: TrainingData, resume: bool = False) -> EDMDenoiser:
+def train(
+    config: TrainConfig, data: TrainingData, resume: bool = False, trainer_class: type[Trainer] = Trainer
+) -> torch.nn.Module:
     """Train (or resume) a prior and return its EMA model.
 
     Parameters
@@ -354,6 +386,8 @@ def train(config: TrainConfig, data: TrainingData, resume: bool = False) -> EDMD
         Normalised training fields.
     resume : bool
         Continue from ``config.out/training_state.pt``.
+    trainer_class : type
+        :class:`Trainer` or a subclass training another model (the autoencoder of latent space).
 
     Raises
     ------
@@ -368,16 +402,16 @@ def train(config: TrainConfig, data: TrainingData, resume: bool = False) -> EDMD
         out.mkdir(parents=True, exist_ok=True)
         lock = _lock_output(out)
     try:
-        return _run(config, data, resume, out)
+        return _run(config, data, resume, out, trainer_class)
     finally:
         if lock is not None:
             lock.close()
 
 
-def _run(config: TrainConfig, data: TrainingData, resume: bool, out: Path) -> EDMDenoiser:
+def _run(config: TrainConfig, data: TrainingData, resume: bool, out: Path, trainer_class: type[Trainer]):
     from tqdm.auto import tqdm
 
-    trainer = Trainer(config, data)
+    trainer = trainer_class(config, data)
     if resume:
         if not (out / STATE).is_file():
             raise FileNotFoundError(f"nothing to resume: {out / STATE} does not exist; drop --resume to start afresh")

@@ -1,0 +1,223 @@
+r"""A Gaussian denoiser fitted to data: per-mode Wiener filtering in a fixed orthonormal basis.
+
+Let :math:`\hat x_k = (T x)_k` be the coefficients of a normalised field ``(C, S, S)`` in an
+orthonormal spectral basis :math:`T` (``"fft"``: the unitary 2-D real FFT, for periodic fields;
+``"dst"``: the orthonormal DST-I of the interior of a vertex grid, for fields that vanish on the
+boundary). If the coefficients of different modes are uncorrelated with per-mode channel
+covariance :math:`\Sigma_k = E[\hat x_k \hat x_k^H]` (``C x C``), the posterior mean of
+:math:`x` given :math:`x + \sigma n` (white noise, per-coefficient variance :math:`\sigma^2`
+because :math:`T` is orthonormal) is the Wiener filter
+
+.. math:: E[\hat x_k \mid \hat y_k] = \Sigma_k (\Sigma_k + \sigma^2 I)^{-1} \hat y_k
+          = U_k \,\mathrm{diag}\!\Big(\frac{\lambda_{k}}{\lambda_{k} + \sigma^2}\Big) U_k^H \hat y_k,
+
+with :math:`\Sigma_k = U_k \Lambda_k U_k^H`. This is exact for a stationary Gaussian field
+(``fft``) and, in the ``dst`` basis, for a linear Dirichlet problem whose operator is diagonal
+there (Helmholtz, Poisson): the joint covariance of (source, solution) is then rank one per mode,
+so every denoised estimate satisfies the PDE. For other data it is the best *linear* denoiser of
+this form, and :class:`~pdeinv.priors.edm.EDMDenoiser` lets a network learn only the rest.
+
+Function-space convention: the covariances are stored as densities independent of the grid,
+:math:`P_k = \Sigma_k / S^2` (``fft``) or :math:`\Sigma_k / (S - 1)` (``dst``), indexed by the
+physical wavenumber :math:`k`. On a finer grid the modes seen in training keep their density; a
+mode beyond them takes the density of the known mode in the same direction on the outermost
+known shell, times :math:`(r / r_0)^{(p_c + p_d)/2}` for the channel pair ``(c, d)``, where
+:math:`p_c` is the power-law exponent of channel ``c``'s spectrum fitted on the outer half of the
+known shells (this keeps a rank-one :math:`\Sigma_k` rank one).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from pdeinv.operators.base import check_field
+from pdeinv.operators.sine_transform import dst1_2d
+from pdeinv.priors.base import sigma_column
+
+BASES = ("fft", "dst")
+BOUNDARY_TOLERANCE = 1e-3
+
+
+def to_coefficients(x: torch.Tensor, basis: str) -> torch.Tensor:
+    """``(B, C, S, S)`` field to its coefficients: complex ``(B, C, S, S//2+1)`` (fft) or real ``(B, C, S-2, S-2)`` (dst)."""
+    if basis == "fft":
+        return torch.fft.rfft2(x, norm="ortho")
+    return dst1_2d(x[..., 1:-1, 1:-1])
+
+
+def from_coefficients(coefficients: torch.Tensor, basis: str, size: int) -> torch.Tensor:
+    """Inverse of :func:`to_coefficients` onto an ``S x S`` grid (``dst``: zero boundary)."""
+    if basis == "fft":
+        return torch.fft.irfft2(coefficients, s=(size, size), norm="ortho")
+    return nn.functional.pad(dst1_2d(coefficients), (1, 1, 1, 1))
+
+
+def wavenumbers(basis: str, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Integer wavenumbers ``(kx, ky)`` of the coefficient grid of :func:`to_coefficients`, each 2-D."""
+    if basis == "fft":
+        kx = torch.fft.fftfreq(size, 1.0 / size)
+        ky = torch.arange(size // 2 + 1, dtype=kx.dtype)
+    else:
+        kx = ky = torch.arange(1, size - 1, dtype=torch.float32)
+    return torch.meshgrid(kx.round().long(), ky.round().long(), indexing="ij")
+
+
+def _grid_scale(basis: str, size: int) -> float:
+    """Coefficient variance per unit density: :math:`S^2` (fft) or :math:`S - 1` (dst)."""
+    return float(size**2 if basis == "fft" else size - 1)
+
+
+def _power_law_exponents(density: torch.Tensor, radius: torch.Tensor, r_max: float) -> torch.Tensor:
+    """Per-channel exponent ``p_c`` of ``diag P(r) ~ r^p`` fitted on modes with ``r_max/2 <= r <= r_max``."""
+    band = (radius >= r_max / 2) & (radius <= r_max) & (radius > 0)
+    log_r = radius[band].log()
+    diagonal = density.diagonal(dim1=-2, dim2=-1)[band].clamp_min(1e-30).log()
+    centred = log_r - log_r.mean()
+    return (centred[:, None] * (diagonal - diagonal.mean(0))).sum(0) / (centred**2).sum()
+
+
+class SpectralGaussianDenoiser(nn.Module):
+    r"""The per-mode Wiener denoiser of the module docstring, fitted to data with :meth:`fit`.
+
+    Parameters
+    ----------
+    basis : {"fft", "dst"}
+        Spectral basis.
+    channels : int
+        Number of field channels ``C``.
+    resolution : int
+        Grid size ``S_0`` the densities were estimated on.
+
+    Attributes
+    ----------
+    density : torch.Tensor
+        :math:`P_k`, ``(K_1, K_2, C, C)`` on the coefficient grid of ``S_0`` (complex for fft).
+    offset : torch.Tensor
+        Per-channel constant :math:`m_c` removed before filtering and added back, ``(C,)``: the
+        channel mean (fft) or the boundary value (dst, the normalised value of a physical zero).
+    """
+
+    resolution_free = True
+
+    def __init__(self, basis: str, channels: int, resolution: int):
+        super().__init__()
+        if basis not in BASES:
+            raise ValueError(f"basis must be one of {BASES}, got {basis!r}")
+        self.basis, self.channels, self.resolution = basis, int(channels), int(resolution)
+        kx, _ = wavenumbers(basis, self.resolution)
+        shape = tuple(kx.shape) + (self.channels, self.channels)
+        dtype = torch.complex64 if basis == "fft" else torch.float32
+        self.register_buffer("density", torch.zeros(shape, dtype=dtype))
+        self.register_buffer("offset", torch.zeros(self.channels))
+
+    @classmethod
+    def fit(cls, fields: torch.Tensor, basis: str, chunk: int = 512) -> SpectralGaussianDenoiser:
+        """Estimate :math:`P_k = E[\\hat x_k \\hat x_k^H] / \\text{scale}` from normalised fields ``(N, C, S, S)``.
+
+        Raises
+        ------
+        ValueError
+            For ``dst`` when the fields do not vanish on the boundary (use ``fft``).
+        """
+        check_field(fields, name="fields")
+        size, channels = fields.shape[-1], fields.shape[1]
+        offset = boundary_values(fields) if basis == "dst" else fields.double().mean(dim=(0, 2, 3))
+        if basis == "dst":
+            _check_zero_boundary(fields - offset.reshape(1, -1, 1, 1).float())
+        total = None
+        for part in fields.split(chunk):
+            centred = part.double() - offset.reshape(1, -1, 1, 1)
+            c = to_coefficients(centred, basis).permute(0, 2, 3, 1)
+            outer = (c[..., :, None] * c[..., None, :].conj()).sum(0)
+            total = outer if total is None else total + outer
+        model = cls(basis, channels, size)
+        model.density.copy_((total / (fields.shape[0] * _grid_scale(basis, size))).to(model.density.dtype))
+        model.offset.copy_(offset.float())
+        return model
+
+    def covariance(self, size: int) -> torch.Tensor:
+        r""":math:`\Sigma_k` on the coefficient grid of an ``S x S`` field, ``(K_1, K_2, C, C)``."""
+        if size == self.resolution:
+            return self.density * _grid_scale(self.basis, size)
+        kx, ky = wavenumbers(self.basis, size)
+        return self._density_at(kx.to(self.density.device), ky.to(self.density.device)) * _grid_scale(
+            self.basis, size
+        )
+
+    def _density_at(self, kx: torch.Tensor, ky: torch.Tensor) -> torch.Tensor:
+        """Densities at wavenumbers ``kx, ky`` (2-D), extrapolated beyond the training band."""
+        band = self._band()
+        known_x, known_y = wavenumbers(self.basis, self.resolution)
+        r_known = torch.hypot(known_x.double(), known_y.double()).to(kx.device)
+        exponents = _power_law_exponents(self.density.real.double(), r_known, float(band))
+        radius = torch.hypot(kx.double(), ky.double())
+        inside = (kx.abs() <= band) & (ky.abs() <= band)
+        factor = torch.where(inside, 1.0, band / radius.clamp_min(1e-12))
+        nearest_x, nearest_y = (kx * factor).round().long(), (ky * factor).round().long()
+        density = self.density[self._index(nearest_x, nearest_y)]
+        ratio = radius / torch.hypot(nearest_x.double(), nearest_y.double()).clamp_min(1.0)
+        pair = (exponents[:, None] + exponents[None, :]) / 2
+        scaling = torch.where(inside, 1.0, ratio)[..., None, None] ** pair
+        return density * scaling.to(density.real.dtype)
+
+    def _band(self) -> int:
+        """Largest wavenumber per axis measured without aliasing on the training grid."""
+        return self.resolution // 2 - 1 if self.basis == "fft" else self.resolution - 2
+
+    def _index(self, kx: torch.Tensor, ky: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Positions of wavenumbers in the stored coefficient grid."""
+        if self.basis == "fft":
+            n = self.resolution
+            kx = kx.clamp(-(n // 2), n // 2 - 1)
+            return kx % n, ky.clamp(0, n // 2)
+        return kx.clamp(1, self.resolution - 2) - 1, ky.clamp(1, self.resolution - 2) - 1
+
+    def forward(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
+        r"""Wiener estimate :math:`E[x_0 \mid x]`, ``(B, C, S, S) -> (B, C, S, S)``; ``sigma`` float or ``(B,)``."""
+        check_field(x, channels=self.channels, name="x")
+        size = x.shape[-1]
+        s2 = sigma_column(sigma, x).reshape(-1, 1, 1, 1).double() ** 2
+        values, vectors = torch.linalg.eigh(self.covariance(size).to(torch.complex128 if self.basis == "fft" else torch.float64))
+        values = values.clamp_min(0.0)
+        offset = self.offset.double().reshape(1, -1, 1, 1)
+        coefficients = to_coefficients(x.double() - offset, self.basis).permute(0, 2, 3, 1)
+        projected = (vectors.conj().transpose(-1, -2) @ coefficients[..., None])[..., 0]
+        shrunk = projected * (values / (values + s2))
+        estimate = (vectors @ shrunk[..., None])[..., 0].permute(0, 3, 1, 2)
+        return (from_coefficients(estimate, self.basis, size) + offset).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"basis={self.basis!r}, channels={self.channels}, resolution={self.resolution}"
+
+
+def _boundary(fields: torch.Tensor) -> torch.Tensor:
+    """The boundary ring of ``(N, C, S, S)`` fields, ``(N, C, 4S)``."""
+    return torch.cat((fields[..., 0, :], fields[..., -1, :], fields[..., :, 0], fields[..., :, -1]), dim=-1)
+
+
+def boundary_values(fields: torch.Tensor) -> torch.Tensor:
+    """Mean boundary value of each channel of ``(N, C, S, S)`` fields, ``(C,)`` float64."""
+    return _boundary(fields).double().mean(dim=(0, 2))
+
+
+def _check_zero_boundary(fields: torch.Tensor) -> None:
+    boundary = _boundary(fields).pow(2).mean().sqrt()
+    interior = fields[..., 1:-1, 1:-1].pow(2).mean().sqrt()
+    if boundary > BOUNDARY_TOLERANCE * interior:
+        raise ValueError(
+            f"the 'dst' Gaussian base needs fields that vanish on the boundary (boundary rms {float(boundary):.3g}, "
+            f"interior rms {float(interior):.3g}); use basis='fft' for periodic or non-vanishing fields"
+        )
+
+
+def choose_basis(fields: torch.Tensor, grid: str | None) -> str:
+    """``"fft"`` for a periodic grid; ``"dst"`` for a vertex grid whose fields vanish on the boundary, else ``"fft"``."""
+    if grid == "periodic":
+        return "fft"
+    try:
+        _check_zero_boundary(fields - boundary_values(fields).reshape(1, -1, 1, 1).float())
+    except ValueError:
+        return "fft"
+    return "dst"
+
