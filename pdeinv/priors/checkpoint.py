@@ -219,6 +219,10 @@ def load(name_or_path: str | Path, device: str | torch.device = "cpu") -> EDMDen
 
         return load_latent_prior(card, directory, device=device)
     prior = prior_from_card(card)
+    if "repa" in card:
+        from pdeinv.latent.repa import attach_head
+
+        attach_head(prior, card["repa"])
     weights = _read_weights(directory / WEIGHTS)
     _check_shapes(prior.state_dict(), weights, directory / WEIGHTS)
     prior.load_state_dict(weights)

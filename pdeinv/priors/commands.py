@@ -54,10 +54,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="override a backbone setting, e.g. width=32, n_modes=16 (repeatable)",
     )
     parser.add_argument(
-        "--model", choices=("denoiser", "autoencoder"), default="denoiser",
-        help="what to train: a diffusion prior (default) or the field autoencoder of latent space "
-        "(--backbone-option then sets AutoencoderConfig fields, e.g. block_out_channels=[16,32,32])",
+        "--model", choices=("denoiser", "autoencoder", "surrogate"), default="denoiser",
+        help="what to train: a diffusion prior (default), the field autoencoder of latent space or the "
+        "neural-operator surrogate whose features are REPA's physics encoder (--backbone-option then sets "
+        "AutoencoderConfig / PhysicsEncoderConfig fields, e.g. block_out_channels=[16,32,32])",
     )
+    parser.add_argument(
+        "--repa-encoder", metavar="ENCODER",
+        help="align the denoiser's features with a frozen encoder (REPA): a directory written by "
+        "`--model surrogate` or holding a local DINOv2-style ViT, or 'autoencoder' (the --autoencoder's encoder)",
+    )
+    parser.add_argument("--repa-weight", type=float, default=0.5, help="REPA alignment weight (default 0.5)")
+    parser.add_argument("--repa-layer", help="backbone layer whose features are aligned (default blocks.1 / net.mid_block)")
     parser.add_argument(
         "--autoencoder", metavar="DIR",
         help="train the prior on the latents of this trained autoencoder (directory or shipped name)",
@@ -130,19 +138,37 @@ def _trainer_and_data(args: argparse.Namespace, data):
     """The trainer class for ``--model``/``--autoencoder`` and the data it trains on (latents for a latent prior)."""
     from pdeinv.priors.training import Trainer
 
-    if args.model == "autoencoder":
-        if args.autoencoder:
-            raise SystemExit("pdeinv train: --autoencoder trains a latent prior; it does not go with --model autoencoder")
-        from pdeinv.latent.training import AutoencoderTrainer
+    if args.model != "denoiser":
+        if args.autoencoder or args.repa_encoder:
+            raise SystemExit(f"pdeinv train: --autoencoder and --repa-encoder train priors, not --model {args.model}")
+        from pdeinv.latent.training import AutoencoderTrainer, SurrogateTrainer
 
-        return AutoencoderTrainer, data
-    if not args.autoencoder:
-        return Trainer, data
-    from pdeinv.latent.checkpoint import load_autoencoder
-    from pdeinv.latent.training import latent_trainer, latent_training_data
+        return (AutoencoderTrainer if args.model == "autoencoder" else SurrogateTrainer), data
+    fields, trainer, autoencoder = data.fields, Trainer, None
+    if args.autoencoder:
+        from pdeinv.latent.checkpoint import load_autoencoder
+        from pdeinv.latent.training import latent_trainer, latent_training_data
 
-    autoencoder = load_autoencoder(args.autoencoder)
-    return latent_trainer(autoencoder, args.autoencoder), latent_training_data(data, autoencoder, args.autoencoder)
+        autoencoder = load_autoencoder(args.autoencoder)
+        trainer = latent_trainer(autoencoder, args.autoencoder)
+        data = latent_training_data(data, autoencoder, args.autoencoder)
+    if args.repa_encoder:
+        trainer = _repa(args, trainer, autoencoder, fields)
+    return trainer, data
+
+
+def _repa(args: argparse.Namespace, trainer, autoencoder, fields):
+    """``trainer`` with REPA's alignment loss against the encoder ``--repa-encoder`` names."""
+    from pdeinv.latent.encoders import AutoencoderFeatures, load_encoder
+    from pdeinv.latent.training import repa_trainer
+
+    if args.repa_encoder == "autoencoder":
+        if autoencoder is None:
+            raise SystemExit("pdeinv train: --repa-encoder autoencoder needs --autoencoder DIR")
+        encoder = AutoencoderFeatures(autoencoder)
+    else:
+        encoder = load_encoder(args.repa_encoder)
+    return repa_trainer(trainer, encoder, args.repa_encoder, fields, args.repa_weight, args.repa_layer)
 
 
 def _evaluate(args: argparse.Namespace) -> int:

@@ -255,6 +255,7 @@ class Trainer:
             self._order = self._epoch_batches(self.epoch)
         idx = self._order[self.position]
         self.position += 1
+        self.batch_index = idx
         x0 = self.fields[idx.to(self.fields.device)]
         return augment(x0, self.group, self.generator) if self.group is not None else x0
 

@@ -20,6 +20,18 @@ stated in the units of the method's publication and converted to the prior's nor
   :math:`\tau = 0.05` on normalised residuals.
 - ``kriging``, ``interp-solve``, ``adjoint``, ``deepinv-dps``, ``pinv``: :mod:`pdeinv.sampling.baselines`.
 
+Latent space (:mod:`pdeinv.latent`): every diffusion method runs in the latent space of a latent
+prior (``--prior ns-latent``), its terms seeing the decoded field. Methods defined there:
+
+- ``latent-dps``: DPS through the decoder (PSLD with :math:`\gamma = 0`), same weights as ``dps``;
+- ``psld``: Latent DPS plus PSLD's gluing term (:class:`~pdeinv.latent.psld.GluingTerm`),
+  :math:`\gamma = 0.1` relative to :math:`\omega = 1`, both scaled by DPS's :math:`1000/N`;
+- ``resample``: Latent DPS plus ReSample's hard data consistency and stochastic resampling in the
+  late steps (:class:`~pdeinv.latent.resample.ReSampleProjection`).
+
+A ``+repa`` suffix adds the alignment term of Align & Invert
+(:class:`~pdeinv.latent.repa.RepaTerm`) to a diffusion method whose prior was trained with REPA.
+
 A ``+equireg`` suffix adds :class:`~pdeinv.sampling.terms.EquiRegTerm` (form ``equi``, weight
 0.01, the operator's ``symmetries``) to a diffusion method.
 
@@ -49,6 +61,8 @@ from pdeinv.sampling.schedule import GuidanceSchedule
 from pdeinv.sampling.terms import EquiRegTerm, ObservationTerm, PhysicsTerm, Term, channel_index
 
 EQUIREG_SUFFIX = "+equireg"
+REPA_SUFFIX = "+repa"
+PSLD_GAMMA = 0.1
 DPS_TOTAL_GUIDANCE = 1000.0
 FUNDPS_DATA_STD = 0.5
 # FunDPS configs/generation: (observation weight, loss, PDE weight); sigma range for poisson inverse.
@@ -78,6 +92,7 @@ class GuidedPreset:
 
     config: SamplerConfig
     terms: Callable[[torch.Tensor], list[Term]]
+    projection: Callable[[torch.Tensor], Callable] | None = None
 
 
 def _direction(problem: InverseProblem) -> str:
@@ -177,7 +192,49 @@ def daps_preset(problem: InverseProblem, prior, options: MethodOptions) -> Guide
     return GuidedPreset(config, terms)
 
 
+def _latent_space(prior, method: str):
+    """The prior's latent space, or a clear error for a field-space prior."""
+    space = getattr(prior, "space", None)
+    if space is None or getattr(space, "field_space", True):
+        raise ValueError(
+            f"{method} runs in latent space and needs a latent prior (e.g. --prior ns-latent, trained with "
+            f"`pdeinv train --autoencoder DIR`); {type(prior).__name__} is a field-space prior"
+        )
+    return space
+
+
+def latent_dps_preset(problem: InverseProblem, prior, options: MethodOptions) -> GuidedPreset:
+    """Latent DPS: DPS's step guidance through the autoencoder's decoder (PSLD with gamma = 0)."""
+    _latent_space(prior, "latent-dps")
+    return dps_preset(problem, prior, options)
+
+
+def psld_preset(problem: InverseProblem, prior, options: MethodOptions) -> GuidedPreset:
+    """PSLD: Latent DPS plus the gluing term, gamma / omega = 0.1."""
+    from pdeinv.latent.psld import GluingTerm
+
+    space = _latent_space(prior, "psld")
+    base = dps_preset(problem, prior, options)
+    schedule = GuidanceSchedule(weight=PSLD_GAMMA * DPS_TOTAL_GUIDANCE / base.config.steps)
+    channel = problem.channel(problem.observed)
+
+    def terms(y):
+        return base.terms(y) + [GluingTerm(problem.sensor, y, channel, space, schedule=schedule)]
+
+    return GuidedPreset(base.config, terms)
+
+
+def resample_preset(problem: InverseProblem, prior, options: MethodOptions) -> GuidedPreset:
+    """ReSample: Latent DPS plus hard data consistency and stochastic resampling in the late steps."""
+    from pdeinv.latent.resample import ReSampleProjection
+
+    _latent_space(prior, "resample")
+    base = dps_preset(problem, prior, options)
+    return GuidedPreset(base.config, base.terms, lambda y: ReSampleProjection(base.terms(y)))
+
+
 GUIDED = {"dps": dps_preset, "fundps": fundps_preset, "diffusionpde": diffusionpde_preset, "daps": daps_preset}
+GUIDED.update({"latent-dps": latent_dps_preset, "psld": psld_preset, "resample": resample_preset})
 BASELINES = {
     "kriging": kriging_baseline,
     "interp-solve": interpolate_then_solve,
@@ -189,7 +246,8 @@ BASELINES = {
 
 def method_names() -> list[str]:
     """Every registered name, ``+equireg`` variants of the diffusion methods included."""
-    return sorted(BASELINES) + sorted(GUIDED) + sorted(f"{name}{EQUIREG_SUFFIX}" for name in GUIDED)
+    guided = sorted(GUIDED) + sorted(f"{name}{EQUIREG_SUFFIX}" for name in GUIDED)
+    return sorted(BASELINES) + guided + sorted(f"{name}{REPA_SUFFIX}" for name in GUIDED)
 
 
 def parse_method(name: str) -> tuple[str, bool]:
@@ -206,8 +264,19 @@ def _equireg_term(problem: InverseProblem) -> EquiRegTerm:
     return EquiRegTerm(problem.operator.symmetries, output_channels=(problem.output_channel,))
 
 
-def run_guided(preset: GuidedPreset, problem: InverseProblem, options: MethodOptions) -> Reconstruction:
-    """Sample ``options.samples`` chains per measurement with a preset; return target samples and moments."""
+def split_repa(name: str) -> tuple[str, bool]:
+    """Split ``"psld+repa"`` (the suffix may precede ``+equireg``) into ``("psld", True)``."""
+    return name.replace(REPA_SUFFIX, ""), REPA_SUFFIX in name
+
+
+def run_guided(
+    preset: GuidedPreset, problem: InverseProblem, options: MethodOptions, repa: bool = False
+) -> Reconstruction:
+    """Sample ``options.samples`` chains per measurement with a preset; return target samples and moments.
+
+    The sampler runs in the prior's ``space`` (latent priors) or on fields; ``repa`` adds the
+    Align & Invert alignment term of a REPA-trained prior.
+    """
     prior = options.prior
     target = channel_index(prior.channels, problem.channel(problem.target))
     generator = torch.Generator(device=prior.mean.device).manual_seed(options.seed)
@@ -216,7 +285,14 @@ def run_guided(preset: GuidedPreset, problem: InverseProblem, options: MethodOpt
     for rows in torch.arange(problem.n).split(options.batch_size):
         y = problem.measurements[rows].to(prior.mean).repeat_interleave(k, 0)
         terms = preset.terms(y) + ([_equireg_term(problem)] if options.equireg else [])
-        result = PosteriorSampler(prior, preset.config, terms).sample(y.shape[0], generator, resolution=s)
+        if repa:
+            from pdeinv.latent.repa import repa_term
+
+            terms.append(repa_term(problem, prior, y, preset.config.steps))
+        projection = preset.projection(y) if preset.projection is not None else None
+        space = getattr(prior, "space", None)
+        sampler = PosteriorSampler(prior, preset.config, terms, space=space, projection=projection)
+        result = sampler.sample(y.shape[0], generator, resolution=s)
         collected.append(result.physical[:, [target]].reshape(len(rows), k, 1, s, s))
         nfe = result.nfe
     samples = torch.cat(collected)
@@ -225,9 +301,12 @@ def run_guided(preset: GuidedPreset, problem: InverseProblem, options: MethodOpt
 
 def solve(method: str, problem: InverseProblem, options: MethodOptions) -> Reconstruction:
     """Run registered method ``method`` (``+equireg`` allowed on diffusion methods) on ``problem``."""
-    base, equireg = parse_method(method)
+    name, repa = split_repa(method)
+    base, equireg = parse_method(name)
+    if repa and base not in GUIDED:
+        raise ValueError(f"{REPA_SUFFIX} applies to diffusion methods ({', '.join(sorted(GUIDED))}), not {base!r}")
     if base in BASELINES:
         return BASELINES[base](problem, options)
     problem.check_prior(options.prior)
     preset = GUIDED[base](problem, options.prior, options)
-    return run_guided(preset, problem, MethodOptions(**{**options.__dict__, "equireg": equireg}))
+    return run_guided(preset, problem, MethodOptions(**{**options.__dict__, "equireg": equireg}), repa=repa)

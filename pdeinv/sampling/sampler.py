@@ -23,6 +23,9 @@ Langevin iterations on :math:`x_0` targeting
 :math:`\exp(-L(x_0) - \|x_0 - \hat x_0\|^2 / (2 r^2))` with :math:`r = \sigma_i`, then
 :math:`x_{i+1} = x_0 + \sigma_{i+1} n`. The terms are then evaluated on :math:`x_0` directly.
 
+An optional ``projection`` hook runs after every step, ``x_{i+1} <- P(x_{i+1}, sigma_i, sigma_{i+1})``
+(ReSample's hard data consistency and stochastic resampling, :mod:`pdeinv.latent.resample`).
+
 Gradients are taken with respect to the state through the denoised estimate (autograd through
 the network). Every call of the denoiser counts as one network evaluation (``nfe``).
 """
@@ -214,9 +217,14 @@ class PosteriorSampler:
         Guidance terms; an empty list samples the prior.
     space : object, optional
         ``encode/decode/state_shape`` of the state space; ``None`` is :class:`FieldSpace`.
+    projection : callable, optional
+        Post-step hook ``projection(x, sigma, sigma_next, context) -> x`` with ``context`` a
+        :class:`GuidanceState` at ``sigma_next`` (its ``denoise`` is counted in ``nfe``).
     """
 
-    def __init__(self, prior, config: SamplerConfig | None = None, terms: Sequence[Term] = (), space=None):
+    def __init__(
+        self, prior, config: SamplerConfig | None = None, terms: Sequence[Term] = (), space=None, projection=None
+    ):
         for attribute in ("denoise", "channels", "to_physical"):
             if not hasattr(prior, attribute):
                 raise ValueError(f"prior must follow the FieldPrior contract; it has no {attribute!r}")
@@ -227,6 +235,7 @@ class PosteriorSampler:
         if len(set(names)) != len(names):
             raise ValueError(f"term names must be unique (they name the culprit of a divergence), got {names}")
         self.space = FieldSpace() if space is None else space
+        self.projection = projection
 
     def sample(
         self,
@@ -268,6 +277,9 @@ class PosteriorSampler:
             run.step, run.sigma = i, sigmas[i]
             step = self._daps_step if self.config.integrator == "daps" else self._ode_step
             x = step(x, sigmas[i], sigmas[i + 1], run).detach()
+            if self.projection is not None:
+                context = self._state(x, x, sigmas[i + 1], run, False)
+                x = self.projection(x, sigmas[i], sigmas[i + 1], context).detach()
             if not torch.isfinite(x).all():
                 raise run.diverged(
                     "the sampler state",
