@@ -251,8 +251,11 @@ def method_names() -> list[str]:
 
 
 def parse_method(name: str) -> tuple[str, bool]:
-    """Split ``"fundps+equireg"`` into ``("fundps", True)``, checking that the method exists."""
+    """Split ``"fundps+equireg"`` into ``("fundps", True)``, checking that the method exists (``+repa`` allowed)."""
+    name, repa = split_repa(name)
     base, equireg = (name[: -len(EQUIREG_SUFFIX)], True) if name.endswith(EQUIREG_SUFFIX) else (name, False)
+    if repa and base not in GUIDED:
+        raise ValueError(f"{REPA_SUFFIX} applies to diffusion methods ({', '.join(sorted(GUIDED))}), not {base!r}")
     if base not in GUIDED and base not in BASELINES:
         raise ValueError(f"unknown method {name!r}; choose one of {', '.join(method_names())}")
     if equireg and base not in GUIDED:
@@ -301,10 +304,8 @@ def run_guided(
 
 def solve(method: str, problem: InverseProblem, options: MethodOptions) -> Reconstruction:
     """Run registered method ``method`` (``+equireg`` allowed on diffusion methods) on ``problem``."""
-    name, repa = split_repa(method)
-    base, equireg = parse_method(name)
-    if repa and base not in GUIDED:
-        raise ValueError(f"{REPA_SUFFIX} applies to diffusion methods ({', '.join(sorted(GUIDED))}), not {base!r}")
+    base, equireg = parse_method(method)
+    repa = split_repa(method)[1]
     if base in BASELINES:
         return BASELINES[base](problem, options)
     problem.check_prior(options.prior)

@@ -1,0 +1,130 @@
+"""REPA: projector alignment loss in training, pluggable frozen encoders, the +repa sampling term."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pdeinv.latent.encoders import PhysicsEncoder, PhysicsEncoderConfig, ViTConfig, ViTEncoder, load_encoder, save_encoder
+from pdeinv.latent.repa import RepaTerm, misalignment, pasted_proxy, projected_features
+from pdeinv.latent.training import SurrogateTrainer, repa_trainer
+from pdeinv.operators import PointObservation
+from pdeinv.priors import load
+from pdeinv.priors.data import TrainingData
+from pdeinv.priors.training import Trainer, TrainConfig, train
+from pdeinv.sampling.sampler import PosteriorSampler, SamplerConfig
+from pdeinv.sampling.schedule import GuidanceSchedule
+from pdeinv.sampling.terms import GuidanceState
+
+FNO = {"width": 8, "n_modes": 4, "n_layers": 2, "embedding_dim": 8}
+
+
+def _data(n=8, s=16) -> TrainingData:
+    fields = torch.randn(n, 2, s, s, generator=torch.Generator().manual_seed(0))
+    return TrainingData(fields, ("a", "b"), [0.0, 0.0], [1.0, 1.0], {"path": "synthetic"})
+
+
+def _config(out, **kw) -> TrainConfig:
+    base = dict(out=str(out), steps=3, batch_size=4, checkpoint_every=3, log_every=1, warmup=1, progress=False)
+    return TrainConfig(**{**base, "backbone_options": FNO, **kw})
+
+
+def test_misalignment_is_one_minus_cosine():
+    a = torch.tensor([[[1.0, 0.0], [0.0, 2.0]]])
+    assert torch.allclose(misalignment(a, a), torch.zeros(1))
+    b = torch.tensor([[[0.0, 3.0], [0.0, -1.0]]])  # orthogonal, then opposite: (1 + 2) / 2
+    assert torch.allclose(misalignment(a, b), torch.tensor([1.5]))
+
+
+def test_projector_and_encoder_size_mismatch_is_a_clear_error():
+    with pytest.raises(ValueError, match="encoder gives 8-dimensional features but the projector outputs 4"):
+        misalignment(torch.randn(1, 16, 4), torch.randn(1, 16, 8))
+
+
+def test_tiny_vit_saved_locally_loads_and_gives_patch_tokens(tmp_path):
+    vit = ViTEncoder(ViTConfig(image=16, patch=4, channels=2, dim=8, depth=1, heads=2))
+    save_encoder(vit, tmp_path / "vit")
+    again = load_encoder(tmp_path / "vit")
+    x = torch.randn(2, 2, 16, 16)
+    assert torch.allclose(again(x), vit.eval()(x), atol=1e-5) and again(x).shape == (2, 16, 8)
+    assert not any(p.requires_grad for p in again.parameters())
+
+
+@pytest.fixture(scope="module")
+def repa_prior(tmp_path_factory):
+    """A field-space fno prior trained 3 steps with REPA against a tiny local ViT."""
+    root = tmp_path_factory.mktemp("repa")
+    vit = ViTEncoder(ViTConfig(image=16, patch=4, channels=2, dim=8, depth=1, heads=2))
+    save_encoder(vit, root / "vit")
+    encoder = load_encoder(root / "vit")
+    data = _data()
+    trainer = repa_trainer(Trainer, encoder, str(root / "vit"), data.fields, 0.5, None)
+    train(_config(root / "prior"), data, trainer_class=trainer)
+    return root, data, encoder
+
+
+def test_repa_training_records_the_head_and_loads(repa_prior):
+    root, data, encoder = repa_prior
+    prior = load(root / "prior")
+    section = prior.card["repa"]
+    assert section["weight"] == 0.5 and section["grid"] == 4 and section["out_dim"] == 8
+    assert section["encoder"]["kind"] == "vit"
+    denoised, projected = projected_features(prior, data.fields[:2], 0.5)
+    assert denoised.shape == (2, 2, 16, 16) and projected.shape == (2, 16, 8)
+
+
+def test_repa_loss_is_edm_loss_plus_weighted_negative_cosine(repa_prior, tmp_path):
+    """The trainer's loss equals EDM loss + 0.5 * mean(-cos) recomputed independently from the same draws."""
+    import torch.nn.functional as F
+
+    from pdeinv.latent.repa import FeatureTap, feature_module
+    from pdeinv.priors.edm import edm_loss, sample_training_sigma
+
+    root, data, encoder = repa_prior
+    trainer = repa_trainer(Trainer, encoder, "vit", data.fields, 0.5, None)(_config(tmp_path / "t"), data)
+    x0 = trainer._next_batch()
+    state = trainer.generator.get_state()
+    loss = trainer.loss(x0)
+    trainer.generator.set_state(state)
+    sigma = sample_training_sigma(len(x0), trainer.config.edm, trainer.generator)
+    noise = torch.randn(x0.shape, generator=trainer.generator)
+    with FeatureTap(feature_module(trainer.model, "blocks.1")) as tap:
+        denoising = edm_loss(trainer.model, x0, sigma, noise, 1.0)
+    tokens = torch.nn.functional.adaptive_avg_pool2d(tap.features, 4).flatten(2).transpose(1, 2)
+    target = encoder(data.fields[trainer.batch_index])
+    expected = denoising - 0.5 * F.cosine_similarity(trainer.model.repa.projector(tokens), target, dim=-1).mean()
+    assert torch.allclose(loss, expected, rtol=1e-5)
+
+
+def test_repa_term_guides_towards_the_proxy_features(repa_prior):
+    root, data, encoder = repa_prior
+    prior = load(root / "prior")
+    sensor = PointObservation(16, indices=torch.tensor([[1, 2], [5, 9]]))
+    y = torch.tensor([[[0.3, -0.2]]])
+    proxy = pasted_proxy(sensor, y, "b")
+    term = RepaTerm(prior, encoder, proxy, cutoff=0.5, schedule=GuidanceSchedule(weight=1.0))
+    sampler = PosteriorSampler(prior, SamplerConfig(steps=3, integrator="euler"), [term])
+    result = sampler.sample(2, torch.Generator().manual_seed(0))
+    assert result.nfe == 6  # one network evaluation for the step, one for the term's features
+    x = torch.randn(1, 2, 16, 16)
+    state = GuidanceState(x, x, 1.0, 0, 4, prior, lambda v: v, prior.denoise)
+    early = proxy(state, True)
+    assert torch.allclose(early[0, 1, 1, 2], torch.tensor(0.3)) and torch.allclose(early[0, 1, 5, 9], torch.tensor(-0.2))
+    assert torch.equal(proxy(state, False), x)
+
+
+def test_prior_without_repa_head_refuses_the_term(tmp_path):
+    data = _data()
+    train(_config(tmp_path / "plain"), data)
+    prior = load(tmp_path / "plain")
+    with pytest.raises(ValueError, match="no REPA projector"):
+        RepaTerm(prior, torch.nn.Identity(), lambda s, e: s.field)
+
+
+def test_surrogate_trainer_learns_the_physics_encoder(tmp_path):
+    data = _data()
+    options = {"width": 8, "modes": 4, "n_layers": 2, "depth": 1, "grid": 4}
+    train(_config(tmp_path / "sur", backbone_options=options), data, trainer_class=SurrogateTrainer)
+    encoder = load_encoder(tmp_path / "sur")
+    assert isinstance(encoder, PhysicsEncoder) and encoder.config == PhysicsEncoderConfig(**options)
+    assert encoder(data.fields[:2]).shape == (2, 16, 8)
