@@ -166,3 +166,18 @@ def test_latent_methods_need_a_latent_prior():
 
     with pytest.raises(ValueError, match="needs a latent prior"):
         _latent_space(object(), "psld")
+
+
+def test_reconstruction_errors_per_channel(trained):
+    import numpy as np
+
+    from pdeinv.latent.quality import reconstruction_errors
+
+    _, data, ae = trained
+    physical = data.fields[:3] * torch.tensor([2.0, 3.0]).reshape(1, 2, 1, 1) + torch.tensor([0.5, -1.0]).reshape(1, 2, 1, 1)
+    errors = reconstruction_errors(ae, physical)
+    with torch.no_grad():
+        rebuilt = ae(data.fields[:3]).numpy() * np.array([2.0, 3.0]).reshape(1, 2, 1, 1) + np.array([0.5, -1.0]).reshape(1, 2, 1, 1)
+    truth = physical.numpy()
+    expected = np.linalg.norm((rebuilt - truth).reshape(3, 2, -1), axis=-1) / np.linalg.norm(truth.reshape(3, 2, -1), axis=-1)
+    assert errors.shape == (3, 2) and np.allclose(errors.numpy(), expected, rtol=1e-4)

@@ -106,8 +106,9 @@ class ReSampleProjection:
                     generator=context.generator, through_denoiser=False, field_space=context.field_space,
                 )
                 loss = sum(term.loss(state).sum() for term in self.terms)
-                start = float(loss) if start is None else start
-                if float(loss) <= self.config.tolerance * start:
+                value = float(loss.detach())
+                start = value if start is None else start
+                if value <= self.config.tolerance * start:
                     break
                 optimizer.zero_grad()
                 loss.backward()

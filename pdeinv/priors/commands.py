@@ -172,7 +172,16 @@ def _repa(args: argparse.Namespace, trainer, autoencoder, fields):
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from pdeinv.priors.checkpoint import resolve
     from pdeinv.priors.quality import evaluate_checkpoint
+
+    if json.loads((resolve(args.evaluate) / "card.json").read_text()).get("format") == "pdeinv-autoencoder":
+        from pdeinv.latent.quality import evaluate_autoencoder
+
+        if not args.data:
+            raise SystemExit("pdeinv train --evaluate AUTOENCODER needs --data TEST.h5 (held-out fields)")
+        print(json.dumps(evaluate_autoencoder(args.evaluate, args.data, args.eval_samples), indent=2))
+        return 0
 
     figures = evaluate_checkpoint(
         args.evaluate, data=args.data, n=args.eval_samples, steps=args.eval_steps, resolution=args.eval_resolution
