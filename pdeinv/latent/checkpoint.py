@@ -112,6 +112,16 @@ def check_pairing(card: dict, autoencoder: FieldAutoencoder, where: str = "the l
         )
 
 
+def locate(reference: str, beside: Path | None = None) -> Path:
+    """A checkpoint a card refers to: the path as recorded, else the same name beside ``beside``, else shipped."""
+    path = Path(reference)
+    if path.is_dir():
+        return path
+    if beside is not None and (Path(beside) / path.name).is_dir():
+        return Path(beside) / path.name
+    return resolve(path.name)
+
+
 def load_latent_prior(card: dict, directory: Path, autoencoder=None, device: str | torch.device = "cpu"):
     """Build the :class:`~pdeinv.latent.space.LatentPrior` of a latent prior checkpoint.
 
@@ -133,9 +143,7 @@ def load_latent_prior(card: dict, directory: Path, autoencoder=None, device: str
     from pdeinv.latent.space import LatentPrior
 
     if autoencoder is None:
-        reference = card["latent"]["autoencoder"]
-        sibling = Path(directory).parent / Path(reference).name
-        autoencoder = reference if Path(reference).is_dir() or not sibling.is_dir() else sibling
+        autoencoder = locate(card["latent"]["autoencoder"], Path(directory).parent)
     if not isinstance(autoencoder, FieldAutoencoder):
         autoencoder = load_autoencoder(autoencoder)
     check_pairing(card, autoencoder, where=f"the latent prior in {directory}")
@@ -180,7 +188,7 @@ def repa_encoder(prior):
         encoder = AutoencoderFeatures(prior.autoencoder)
         found = fingerprint(prior.autoencoder)
     else:
-        encoder = load_encoder(spec["reference"])
+        encoder = load_encoder(locate(spec["reference"]))
         found = fingerprint(encoder)
     if found != spec["sha256"]:
         raise ValueError(
