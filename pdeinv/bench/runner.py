@@ -11,6 +11,12 @@ data, n_points, processes, wall_seconds``. ``rel_l2_std`` is the population stan
 over samples; ``seconds_per_sample`` is the summed compute time of all processes divided by ``n``.
 Rank ``r`` seeds its method with ``seed + r``, so the errors of stochastic methods depend on the
 number of processes (deterministic methods give identical records).
+
+When a method returns several samples per measurement (``samples > 1``: chains, particles) the
+record also has ``rel_l2_single`` / ``rel_l2_single_std`` (error of the first sample alone, mean
+and std over test samples; ``rel_l2_mean`` stays the error of the samples' mean) and ``diversity``:
+``{"pairwise_relative_distance", "pairwise_cosine"}`` averaged over test samples
+(:mod:`pdeinv.bench.diversity`).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import torch
 import torch.distributed as dist
 
 from pdeinv import __version__
+from pdeinv.bench.diversity import pairwise_cosine, pairwise_relative_distance
 from pdeinv.bench.tasks import get_task, relative_l2
 from pdeinv.priors import load
 from pdeinv.priors.consistent import consistent_if_linear
@@ -119,7 +126,25 @@ def _shard_result(config: BenchConfig, rank: int, world: int) -> dict:
     reconstruction = solve(config.method, problem.select(indices), options)
     seconds = time.perf_counter() - start
     errors = relative_l2(reconstruction.mean.cpu(), truth)
-    return {"indices": indices.tolist(), "rel_l2": errors.tolist(), "seconds": seconds, "nfe": reconstruction.nfe}
+    part = {"indices": indices.tolist(), "rel_l2": errors.tolist(), "seconds": seconds, "nfe": reconstruction.nfe}
+    return {**part, **_sample_metrics(reconstruction.samples, truth)}
+
+
+def _sample_metrics(samples: torch.Tensor | None, truth: torch.Tensor) -> dict:
+    """Per test sample: error of the first sample and the diversity of the set (``{}`` for one sample)."""
+    if samples is None or samples.shape[1] < 2:
+        return {}
+    samples = samples.cpu()
+    return {
+        "single": relative_l2(samples[:, 0], truth).tolist(),
+        "distance": pairwise_relative_distance(samples).tolist(),
+        "cosine": pairwise_cosine(samples).tolist(),
+    }
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    mean = sum(values) / len(values)
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
 
 
 def run_benchmark(config: BenchConfig) -> dict | None:
@@ -139,9 +164,8 @@ def _record(config: BenchConfig, parts: list[dict], world: int) -> dict:
     task = get_task(config.task)
     by_index = {i: e for p in parts for i, e in zip(p["indices"], p["rel_l2"])}
     errors = [by_index[i] for i in range(config.n)]
-    mean = sum(errors) / len(errors)
-    std = math.sqrt(sum((e - mean) ** 2 for e in errors) / len(errors))
-    return {
+    mean, std = _mean_std(errors)
+    record = {
         "task": config.task,
         "method": config.method,
         "n": config.n,
@@ -162,6 +186,27 @@ def _record(config: BenchConfig, parts: list[dict], world: int) -> dict:
         "n_points": task.n_points,
         "processes": world,
         "wall_seconds": max(p["seconds"] for p in parts),
+    }
+    return {**record, **_sample_record(parts, config.n)}
+
+
+def _sample_record(parts: list[dict], n: int) -> dict:
+    """``rel_l2_single(_std)`` and ``diversity`` gathered over the processes' parts (``{}`` for one sample)."""
+    if "single" not in parts[0]:
+        return {}
+
+    def ordered(key: str) -> list[float]:
+        by_index = {i: v for p in parts for i, v in zip(p["indices"], p[key])}
+        return [by_index[i] for i in range(n)]
+
+    single, single_std = _mean_std(ordered("single"))
+    return {
+        "rel_l2_single": single,
+        "rel_l2_single_std": single_std,
+        "diversity": {
+            "pairwise_relative_distance": _mean_std(ordered("distance"))[0],
+            "pairwise_cosine": _mean_std(ordered("cosine"))[0],
+        },
     }
 
 
@@ -185,6 +230,24 @@ def results_table(records: list[dict]) -> str:
         f"| {r['task']} | {r['method']} | {r['n']} | {100 * r['rel_l2_mean']:.2f} ± {100 * r['rel_l2_std']:.2f} | "
         f"{r['seconds_per_sample']:.3g} | {r['nfe']} | {r['device']} |"
         for r in sorted(records, key=lambda r: (r["task"], r["method"]))
+    ]
+    sampled = [r for r in records if "diversity" in r]
+    return "\n".join([header, *rows]) + ("\n\n" + samples_table(sampled) if sampled else "")
+
+
+def samples_table(records: list[dict]) -> str:
+    """Markdown table of runs with several samples per measurement: single-sample and mean errors, diversity."""
+    header = (
+        "| task | method | samples | steps | n | rel. L2 % single | rel. L2 % of mean | pairwise rel. distance "
+        "| pairwise cosine | s / sample |\n|---|---|---|---|---|---|---|---|---|---|"
+    )
+    rows = [
+        f"| {r['task']} | {r['method']} | {r['samples']} | {r.get('steps')} | {r['n']} | "
+        f"{100 * r['rel_l2_single']:.2f} ± {100 * r['rel_l2_single_std']:.2f} | "
+        f"{100 * r['rel_l2_mean']:.2f} ± {100 * r['rel_l2_std']:.2f} | "
+        f"{r['diversity']['pairwise_relative_distance']:.3f} | {r['diversity']['pairwise_cosine']:.3f} | "
+        f"{r['seconds_per_sample']:.3g} |"
+        for r in sorted(records, key=lambda r: (r["task"], r["method"], r["samples"]))
     ]
     return "\n".join([header, *rows])
 

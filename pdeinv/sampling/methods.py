@@ -19,6 +19,8 @@ stated in the units of the method's publication and converted to the prior's nor
 - ``daps``: decoupled annealing (``integrator="daps"``), Gaussian likelihood with
   :math:`\tau = 0.05` on normalised residuals.
 - ``kriging``, ``interp-solve``, ``adjoint``, ``deepinv-dps``, ``pinv``: :mod:`pdeinv.sampling.baselines`.
+- ``rlsd``, ``rlsd-norep`` (repulsion 0), ``dwgf``: particle methods
+  (:mod:`pdeinv.sampling.particles`); ``samples`` is the number of particles per measurement.
 
 Latent space (:mod:`pdeinv.latent`): every diffusion method runs in the latent space of a latent
 prior (``--prior ns-latent``), its terms seeing the decoded field. Methods defined there:
@@ -55,6 +57,7 @@ from pdeinv.sampling.baselines import (
     kriging_baseline,
     pseudo_inverse,
 )
+from pdeinv.sampling.particles.methods import DWGFConfig, RLSDConfig, dwgf_solver, rlsd_solver, run_particles
 from pdeinv.sampling.problem import InverseProblem, MethodOptions, Reconstruction
 from pdeinv.sampling.sampler import DAPSConfig, PosteriorSampler, SamplerConfig
 from pdeinv.sampling.schedule import GuidanceSchedule
@@ -243,11 +246,18 @@ BASELINES = {
     "pinv": pseudo_inverse,
 }
 
+PARTICLES = {
+    "rlsd": (rlsd_solver, RLSDConfig()),
+    "rlsd-norep": (rlsd_solver, RLSDConfig(repulsion=0.0)),
+    "dwgf": (dwgf_solver, DWGFConfig()),
+}
+
 
 def method_names() -> list[str]:
     """Every registered name, ``+equireg`` variants of the diffusion methods included."""
     guided = sorted(GUIDED) + sorted(f"{name}{EQUIREG_SUFFIX}" for name in GUIDED)
-    return sorted(BASELINES) + guided + sorted(f"{name}{REPA_SUFFIX}" for name in GUIDED)
+    guided += sorted(f"{name}{REPA_SUFFIX}" for name in GUIDED)
+    return sorted(BASELINES) + guided + sorted(PARTICLES)
 
 
 def parse_method(name: str) -> tuple[str, bool]:
@@ -256,7 +266,7 @@ def parse_method(name: str) -> tuple[str, bool]:
     base, equireg = (name[: -len(EQUIREG_SUFFIX)], True) if name.endswith(EQUIREG_SUFFIX) else (name, False)
     if repa and base not in GUIDED:
         raise ValueError(f"{REPA_SUFFIX} applies to diffusion methods ({', '.join(sorted(GUIDED))}), not {base!r}")
-    if base not in GUIDED and base not in BASELINES:
+    if base not in GUIDED and base not in BASELINES and base not in PARTICLES:
         raise ValueError(f"unknown method {name!r}; choose one of {', '.join(method_names())}")
     if equireg and base not in GUIDED:
         raise ValueError(f"{EQUIREG_SUFFIX} applies to diffusion methods ({', '.join(sorted(GUIDED))}), not {base!r}")
@@ -309,5 +319,8 @@ def solve(method: str, problem: InverseProblem, options: MethodOptions) -> Recon
     if base in BASELINES:
         return BASELINES[base](problem, options)
     problem.check_prior(options.prior)
+    if base in PARTICLES:
+        build, config = PARTICLES[base]
+        return run_particles(build, config, problem, options)
     preset = GUIDED[base](problem, options.prior, options)
     return run_guided(preset, problem, MethodOptions(**{**options.__dict__, "equireg": equireg}), repa=repa)

@@ -1,0 +1,204 @@
+r"""The particle engine shared by RLSD and DWGF: particles, Adam, a descending noise schedule.
+
+``G`` groups of ``N`` particles (one group per measurement, ``B = G N``) live in the state space
+of a prior (the normalised field, or a latent of an autoencoder through ``space.encode/decode``),
+optionally each with an auxiliary data-space variable (a normalised field ``(C, S, S)``). Every
+iteration ``t`` takes one noise level from the EDM schedule
+:math:`\sigma_0 > \dots > \sigma_{T-1}` (``edm_sigmas`` without its final 0) and
+
+1. draws :math:`\varepsilon \sim N(0, I)` per particle and forms :math:`z_t = z + \sigma_t \varepsilon`;
+2. takes one Adam step on the particles :math:`z` with the summed gradient of the *particle terms*;
+3. takes one Adam step on the auxiliary variables with the *auxiliary terms*, which see the freshly
+   updated particles.
+
+A method is its two lists of terms (:mod:`pdeinv.sampling.particles.terms`). The prior's
+denoiser :math:`D_\theta(z_t, \sigma_t)` is evaluated at most once per iteration, without
+gradient, and shared by every term (one network evaluation per iteration).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import torch
+
+from pdeinv.sampling.sampler import FieldSpace
+from pdeinv.sampling.schedule import edm_sigmas
+
+
+@dataclass(frozen=True)
+class ParticleConfig:
+    """Optimiser and schedule of the particle engine.
+
+    Parameters
+    ----------
+    steps : int
+        Iterations ``T``, one noise level and one Adam step each.
+    lr, lr_aux : float
+        Adam learning rates of the particles and of the auxiliary variables (state units).
+    betas : tuple of float
+        Adam's moment decay rates.
+    sigma_max, sigma_min, rho : float
+        The descending EDM schedule of the noise levels (normalised units).
+    """
+
+    steps: int = 100
+    lr: float = 0.2
+    lr_aux: float = 0.2
+    betas: tuple[float, float] = (0.9, 0.99)
+    sigma_max: float = 10.0
+    sigma_min: float = 0.02
+    rho: float = 7.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
+            raise ValueError(f"steps must be a positive integer, got {self.steps!r}")
+        if not (self.lr > 0 and self.lr_aux > 0):
+            raise ValueError(f"learning rates must be > 0, got lr={self.lr}, lr_aux={self.lr_aux}")
+
+    def sigmas(self) -> torch.Tensor:
+        """The noise levels ``(steps,)`` float64, strictly decreasing, all > 0."""
+        return edm_sigmas(self.steps, self.sigma_min, self.sigma_max, self.rho)[:-1]
+
+
+class ParticleStep:
+    """What a term sees at one iteration (lazily computed, shared by the terms).
+
+    Attributes
+    ----------
+    particles : torch.Tensor
+        :math:`z`, ``(B, *state_shape)``, the leaf the particle terms differentiate.
+    aux : torch.Tensor or None
+        Auxiliary data-space variables ``(B, C, S, S)`` (normalised field units).
+    sigma : float
+        :math:`\\sigma_t`.
+    step, n_steps : int
+        Iteration index and count.
+    per_group : int
+        Particles per measurement ``N``.
+    prior, space, generator
+        The prior (``denoise`` in the state space), the state space and the random generator.
+    """
+
+    def __init__(self, particles, aux, sigma, step, n_steps, per_group, prior, space, generator, counter):
+        self.particles, self.aux, self.sigma = particles, aux, float(sigma)
+        self.step, self.n_steps, self.per_group = step, n_steps, per_group
+        self.prior, self.space, self.generator = prior, space, generator
+        self._counter = counter
+
+    @cached_property
+    def noise(self) -> torch.Tensor:
+        """:math:`\\varepsilon \\sim N(0, I)`, shaped like the particles."""
+        z = self.particles
+        return torch.randn(z.shape, generator=self.generator, dtype=z.dtype, device=self.generator.device).to(z)
+
+    @cached_property
+    def noisy(self) -> torch.Tensor:
+        """:math:`z_t = z + \\sigma_t \\varepsilon` (detached)."""
+        return self.particles.detach() + self.sigma * self.noise
+
+    @cached_property
+    def denoised(self) -> torch.Tensor:
+        """:math:`D_\\theta(z_t, \\sigma_t)` in the state space, without gradient (one network evaluation)."""
+        self._counter[0] += 1
+        with torch.no_grad():
+            out = self.prior.denoise(self.noisy, self.sigma)
+        if not torch.isfinite(out).all():
+            raise FloatingPointError(f"the prior's denoised estimate is not finite at sigma = {self.sigma:.4g}")
+        return out
+
+    @cached_property
+    def field(self) -> torch.Tensor:
+        """The particles as normalised fields ``decode(z)``, ``(B, C, S, S)``, differentiable in :math:`z`."""
+        return self.space.decode(self.particles)
+
+    def grouped(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, ...)`` -> ``(G, N, ...)``."""
+        return x.reshape(x.shape[0] // self.per_group, self.per_group, *x.shape[1:])
+
+
+@dataclass
+class ParticleResult:
+    """Final particles of :meth:`ParticleSolver.run`.
+
+    Attributes
+    ----------
+    fields : torch.Tensor
+        ``decode(z)``, normalised fields ``(B, C, S, S)``.
+    aux : torch.Tensor or None
+        The auxiliary data-space variables ``(B, C, S, S)``, when the method has them.
+    nfe : int
+        Network evaluations (each on the whole batch of particles).
+    """
+
+    fields: torch.Tensor
+    aux: torch.Tensor | None
+    nfe: int
+
+
+class ParticleSolver:
+    """Evolve particles under a list of loss terms with Adam over a descending noise schedule.
+
+    Parameters
+    ----------
+    prior : FieldPrior-like
+        ``denoise(z, sigma)`` in the state space, ``channels``, ``sigma_data``, ``mean`` (dtype/device).
+    config : ParticleConfig
+        Schedule and optimiser.
+    particle_terms : sequence of ParticleTerm
+        Losses of the particles :math:`z`.
+    aux_terms : sequence of ParticleTerm
+        Losses of the auxiliary variables; empty means the method has none.
+    space : object, optional
+        ``encode/decode/state_shape``; default :class:`~pdeinv.sampling.sampler.FieldSpace`.
+    """
+
+    def __init__(self, prior, config: ParticleConfig, particle_terms, aux_terms=(), space=None):
+        if not particle_terms:
+            raise ValueError("a particle method needs at least one particle term")
+        self.prior, self.config = prior, config
+        self.particle_terms, self.aux_terms = tuple(particle_terms), tuple(aux_terms)
+        self.space = FieldSpace() if space is None else space
+
+    def run(self, groups: int, per_group: int, generator: torch.Generator, resolution: int) -> ParticleResult:
+        """Run ``groups`` x ``per_group`` particles on ``S = resolution`` fields; see the module docstring."""
+        for term in self.particle_terms + self.aux_terms:
+            term.check(per_group)
+        reference = self.prior.mean
+        channels = len(self.prior.channels)
+        state_shape = tuple(self.space.state_shape(channels, resolution))
+        batch = groups * per_group
+        scale = float(self.prior.sigma_data)
+        draw = lambda shape: scale * torch.randn(  # noqa: E731
+            (batch, *shape), generator=generator, dtype=reference.dtype, device=generator.device
+        ).to(reference.device)
+        particles = draw(state_shape).requires_grad_(True)
+        aux = draw((channels, resolution, resolution)).requires_grad_(True) if self.aux_terms else None
+        betas = self.config.betas
+        optimiser = torch.optim.Adam([particles], lr=self.config.lr, betas=betas)
+        aux_optimiser = torch.optim.Adam([aux], lr=self.config.lr_aux, betas=betas) if self.aux_terms else None
+        counter = [0]
+        sigmas = self.config.sigmas().tolist()
+        for i, sigma in enumerate(sigmas):
+            step = ParticleStep(particles, aux, sigma, i, len(sigmas), per_group, self.prior, self.space, generator, counter)
+            self._descend(optimiser, self.particle_terms, step, particles)
+            if aux_optimiser is not None:
+                after = ParticleStep(particles, aux, sigma, i, len(sigmas), per_group, self.prior, self.space, generator, counter)
+                self._descend(aux_optimiser, self.aux_terms, after, aux)
+        with torch.no_grad():
+            fields = self.space.decode(particles)
+        return ParticleResult(fields.detach(), None if aux is None else aux.detach(), counter[0])
+
+    @staticmethod
+    def _descend(optimiser, terms, step: ParticleStep, leaf: torch.Tensor) -> None:
+        optimiser.zero_grad(set_to_none=True)
+        total = sum(term.loss(step).sum() for term in terms)
+        total.backward()
+        if leaf.grad is None or not torch.isfinite(leaf.grad).all():
+            names = ", ".join(t.name for t in terms)
+            raise FloatingPointError(
+                f"the gradient of the terms ({names}) is not finite at step {step.step} (sigma = {step.sigma:.4g}); "
+                "lower the learning rates or the term weights"
+            )
+        optimiser.step()

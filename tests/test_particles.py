@@ -1,0 +1,273 @@
+"""Particle methods (RLSD, DWGF): kernel, terms, engine, latent plumbing, mode coverage, bench records.
+
+References are closed forms: the RBF kernel and its gradient, the mixture prior's exact denoiser
+(checked against Tweedie's formula by autograd of the noisy log-density), the particle-mixture
+denoiser, the diversity of hand-made sample sets, and the modes of a posterior known exactly.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from pdeinv.bench import runner
+from pdeinv.bench.diversity import pairwise_cosine, pairwise_relative_distance
+from pdeinv.bench.runner import BenchConfig, run_benchmark
+from pdeinv.datasets import generate, make_config
+from pdeinv.priors.mixture import GaussianMixturePrior
+from pdeinv.sampling import MethodOptions, solve
+from pdeinv.sampling.particles import (
+    DWGFConfig,
+    ParticleConfig,
+    ParticleSolver,
+    RLSDConfig,
+    Repulsion,
+    ScoreDistillation,
+    dwgf_solver,
+    kernel_matrix,
+    log_kernel_sum,
+    rlsd_solver,
+    run_particles,
+)
+from pdeinv.sampling.particles.engine import ParticleStep
+from pdeinv.sampling.particles.modes import AmbiguousMixture
+from pdeinv.sampling.particles.terms import MixtureRegulariser, mixture_denoiser
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def _step(particles, sigma=0.5, per_group=2, prior=None, noise=None):
+    from pdeinv.sampling.sampler import FieldSpace
+
+    step = ParticleStep(particles, None, sigma, 0, 1, per_group, prior, FieldSpace(), torch.Generator(), [0])
+    if noise is not None:
+        step.noise = noise
+    return step
+
+
+# kernel -------------------------------------------------------------------------------------------
+
+
+def test_bandwidth_gives_non_zero_repulsion_for_two_particles():
+    # h = d^2 / log 3, so k_12 = exp(-log 3) = 1/3 (the reference's log(N - 1) would give h = inf, k = 1).
+    f = torch.tensor([[[0.0, 0.0], [3.0, 4.0]]], dtype=torch.float64, requires_grad=True)
+    k = kernel_matrix(f)
+    assert k[0, 0, 1].item() == pytest.approx(1 / 3, rel=1e-12)
+    potential = log_kernel_sum(f)
+    assert potential[0, 0].item() == pytest.approx(-math.log(3), rel=1e-12)
+    gradient = torch.autograd.grad(potential.sum(), f)[0]
+    h = 25 / math.log(3)
+    expected = -2 / h * (f[0, 0] - f[0, 1]).detach()  # moves particle 0 away from particle 1
+    assert torch.allclose(gradient[0, 0], expected, rtol=1e-12)
+    assert torch.allclose(gradient[0, 1], -expected, rtol=1e-12)
+
+
+def test_repulsion_gradient_matches_its_closed_form_for_three_particles():
+    f = torch.randn(2, 3, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    f.requires_grad_(True)
+    gradient = torch.autograd.grad(log_kernel_sum(f).sum(), f)[0]
+    d2 = torch.cdist(f, f).detach() ** 2
+    upper = torch.triu_indices(3, 3, offset=1)
+    h = d2[:, upper[0], upper[1]].median(dim=1).values / math.log(4)
+    for g in range(2):
+        k = torch.exp(-d2[g] / h[g]).fill_diagonal_(0)
+        weights = k / k.sum(1, keepdim=True)
+        expected = -2 / h[g] * (weights.sum(1, keepdim=True) * f[g] - weights @ f[g]).detach()
+        assert torch.allclose(gradient[g], expected, rtol=1e-10)
+
+
+def test_repulsion_rejects_single_particles_and_mismatched_features():
+    with pytest.raises(ValueError, match="at least 2 particles"):
+        Repulsion(0.1).check(1)
+    Repulsion(0.0).check(1)  # the non-repulsive variant runs with one particle
+    step = _step(torch.zeros(4, 1, 2, 2), per_group=2)
+    with pytest.raises(ValueError, match=r"features have shape \(3, 4\) but there are 4 particles"):
+        Repulsion(0.1, features=lambda s: torch.zeros(3, 4)).loss(step)
+    with pytest.raises(ValueError, match="2-D tensor"):
+        Repulsion(0.1, features=lambda s: torch.zeros(4, 2, 2)).loss(step)
+    with pytest.raises(ValueError, match="unknown features"):
+        Repulsion(0.1, features="dino")
+
+
+def test_rlsd_refuses_one_particle_with_repulsion_and_runs_without():
+    setting = AmbiguousMixture()
+    prior, problem = setting.prior().double(), setting.problem(2, torch.Generator().manual_seed(0))
+    options = MethodOptions(steps=3, samples=1, prior=prior)
+    with pytest.raises(ValueError, match="samples >= 2"):
+        run_particles(rlsd_solver, RLSDConfig(repulsion=0.1), problem, options)
+    result = run_particles(rlsd_solver, RLSDConfig(repulsion=0.0), problem, options)
+    assert tuple(result.samples.shape) == (2, 1, 1, 4, 4)
+
+
+# priors and terms ---------------------------------------------------------------------------------
+
+
+def test_mixture_denoiser_is_tweedies_formula():
+    # E[x0 | x] = x + sigma^2 grad log p_sigma(x), p_sigma the mixture with variances s^2 + sigma^2.
+    g = torch.Generator().manual_seed(1)
+    means = torch.randn(3, 1, 2, 2, generator=g, dtype=torch.float64)
+    weights = torch.tensor([0.2, 0.5, 0.3], dtype=torch.float64)
+    prior = GaussianMixturePrior(means, component_std=0.4, weights=weights).double()
+    x = torch.randn(5, 1, 2, 2, generator=g, dtype=torch.float64, requires_grad=True)
+    sigma = 0.7
+    variance = 0.4**2 + sigma**2
+    squared = (x.flatten(1)[:, None] - means.flatten(1)[None]).pow(2).sum(-1)
+    log_density = torch.logsumexp(weights.log() - squared / (2 * variance), dim=1).sum()
+    score = torch.autograd.grad(log_density, x)[0]
+    assert torch.allclose(prior.denoise(x.detach(), sigma), x.detach() + sigma**2 * score, rtol=1e-10)
+
+
+def test_mixture_denoiser_of_particles_is_the_posterior_over_particles():
+    particles = torch.tensor([[0.0, 0.0], [2.0, 0.0]], dtype=torch.float64).reshape(2, 1, 1, 2)
+    noise = torch.tensor([[0.5, 0.0], [0.0, 0.0]], dtype=torch.float64).reshape(2, 1, 1, 2)
+    step = _step(particles, sigma=1.0, noise=noise)
+    # particle 0 at z_t = (0.5, 0): distances 0.25 and 2.25, weights softmax(-d/2).
+    w = torch.softmax(torch.tensor([-0.125, -1.125], dtype=torch.float64), 0)
+    assert torch.allclose(mixture_denoiser(step)[0].flatten(), w[0] * particles[0].flatten() + w[1] * particles[1].flatten())
+    one = _step(particles[:1], sigma=1.0, per_group=1, noise=noise[:1])
+    assert torch.equal(mixture_denoiser(one), particles[:1])  # one particle: DWGF's regulariser is SDS
+
+
+def test_dwgf_regulariser_with_one_particle_is_score_distillation():
+    means = torch.zeros(1, 1, 2, 2, dtype=torch.float64)
+    prior = GaussianMixturePrior(means, component_std=1.0).double()
+    z = torch.ones(1, 1, 2, 2, dtype=torch.float64, requires_grad=True)
+    noise = torch.full((1, 1, 2, 2), 0.5, dtype=torch.float64)
+    grads = []
+    for term in (MixtureRegulariser(0.3), ScoreDistillation(0.3)):
+        step = _step(z, sigma=2.0, per_group=1, prior=prior, noise=noise)
+        grads.append(torch.autograd.grad(term.loss(step).sum(), z)[0])
+    # Gaussian N(0, 1): D(z_t) = z_t / (1 + sigma^2) = (1 + 2 * 0.5) / 5; gradient 0.3 (z - D) / 4.
+    expected = torch.full_like(z, 0.3 * (1 - 2 / 5) / 4)
+    assert torch.allclose(grads[0], expected, rtol=1e-12) and torch.allclose(grads[1], expected, rtol=1e-12)
+
+
+def test_diversity_metrics_of_known_sets():
+    s = torch.randn(1, 1, 1, 4, 4, dtype=torch.float64)
+    opposite = torch.cat([s, -s], 1)
+    assert pairwise_relative_distance(opposite).item() == pytest.approx(2.0, rel=1e-12)
+    assert pairwise_cosine(opposite).item() == pytest.approx(-1.0, rel=1e-12)
+    same = s.expand(1, 3, 1, 4, 4)
+    assert pairwise_relative_distance(same).item() == pytest.approx(0.0, abs=1e-12)
+    assert pairwise_cosine(same).item() == pytest.approx(1.0, rel=1e-12)
+    with pytest.raises(ValueError, match="K >= 2"):
+        pairwise_cosine(s)
+
+
+# engine, latent space -----------------------------------------------------------------------------
+
+
+class FlatSpace:
+    """A linear invertible latent space: the state is the flattened field ``(C S S,)``."""
+
+    field_space = False
+
+    def __init__(self, channels: int, resolution: int):
+        self.shape = (channels, resolution, resolution)
+
+    def encode(self, field):
+        return field.flatten(1)
+
+    def decode(self, state):
+        return state.reshape(-1, *self.shape)
+
+    def state_shape(self, channels, resolution):
+        return (channels * resolution * resolution,)
+
+
+class LatentMixturePrior(GaussianMixturePrior):
+    """The mixture prior seen through :class:`FlatSpace`: ``denoise`` on flat states, ``space`` attached."""
+
+    def __init__(self, means, component_std):
+        super().__init__(means, component_std)
+        self.space = FlatSpace(means.shape[1], means.shape[-1])
+
+    def denoise(self, x, sigma):
+        return super().denoise(self.space.decode(x), sigma).flatten(1)
+
+
+@pytest.mark.parametrize("method", ["rlsd", "dwgf"])
+def test_latent_particles_through_a_linear_invertible_space_match_field_space(method):
+    # The flat space draws the same noise in the same order and Adam acts per coordinate, so the run
+    # in latent space must reproduce the field-space run; the autoencoder term is zero (D(E(x)) = x; with
+    # decoder_std = 0 it draws no noise, so both runs consume the same random numbers).
+    setting = AmbiguousMixture()
+    field_prior = setting.prior().double()
+    latent_prior = LatentMixturePrior(setting.means(), setting.component_std).double()
+    problem = setting.problem(3, torch.Generator().manual_seed(2))
+    build, config = (rlsd_solver, RLSDConfig(repulsion=0.1)) if method == "rlsd" else (dwgf_solver, DWGFConfig(decoder_std=0.0))
+    config = type(config)(**{**config.__dict__, "engine": ParticleConfig(steps=20)})
+    results = [
+        run_particles(build, config, problem, MethodOptions(samples=3, prior=p, seed=4))
+        for p in (field_prior, latent_prior)
+    ]
+    assert torch.allclose(results[0].samples, results[1].samples, atol=1e-10)
+    assert results[0].nfe == 20
+
+
+def test_engine_rejects_empty_methods_and_non_finite_gradients():
+    prior = GaussianMixturePrior(torch.zeros(1, 1, 2, 2), 1.0)
+    with pytest.raises(ValueError, match="at least one particle term"):
+        ParticleSolver(prior, ParticleConfig(steps=2), [])
+    with pytest.raises(FloatingPointError, match="not finite"):
+        ParticleSolver(prior, ParticleConfig(steps=2), [ScoreDistillation(float("inf"))]).run(
+            1, 1, torch.Generator(), 2
+        )
+
+
+# the exact multi-modal posterior ------------------------------------------------------------------
+
+
+def test_repulsion_covers_more_posterior_modes():
+    # 4 equally likely posterior modes, 4 particles per measurement, 32 measurements.
+    setting = AmbiguousMixture(hidden=2)
+    prior, problem = setting.prior().double(), setting.problem(32, torch.Generator().manual_seed(0))
+    covered = {}
+    for gamma in (0.0, 0.1):
+        config = RLSDConfig(repulsion=gamma, engine=ParticleConfig(steps=100))
+        result = run_particles(rlsd_solver, config, problem, MethodOptions(samples=4, prior=prior, batch_size=32, seed=1))
+        covered[gamma] = setting.modes_covered(result.samples).double().mean().item()
+        hidden = result.samples.flatten(2)[..., setting.hidden_pixels].abs()
+        assert hidden.median().item() == pytest.approx(setting.amplitude, abs=0.15)  # particles sit on modes
+    assert covered[0.1] >= covered[0.0] + 0.3, covered
+
+
+def test_particle_methods_run_from_the_registry():
+    setting = AmbiguousMixture()
+    problem = setting.problem(2, torch.Generator().manual_seed(0))
+    problem.input_channel = "field"  # the registry checks the prior covers both roles
+    for method in ("rlsd", "rlsd-norep", "dwgf"):
+        result = solve(method, problem, MethodOptions(steps=3, samples=2, prior=setting.prior().double()))
+        assert tuple(result.samples.shape) == (2, 2, 1, 4, 4) and result.nfe == 3
+
+
+# bench record -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def helmholtz_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "helmholtz_64_test.h5"
+    generate(make_config("helmholtz", resolution=64, n=2, seed=2), path)
+    return path
+
+
+def test_bench_records_single_sample_error_and_diversity(helmholtz_file, monkeypatch):
+    means = torch.zeros(2, 2, 64, 64)
+    means[1] += 1.0
+    prior = GaussianMixturePrior(means, 0.5, channels=("source", "solution"))
+    monkeypatch.setattr(runner, "load", lambda name, device="cpu": prior)
+    config = BenchConfig("helmholtz-inverse-64", "dwgf", n=2, steps=2, samples=3, data=str(helmholtz_file), raw_prior=True)
+    record = run_benchmark(config)
+    assert {"rel_l2_single", "rel_l2_single_std", "diversity"} <= set(record)
+    assert set(record["diversity"]) == {"pairwise_relative_distance", "pairwise_cosine"}
+    assert record["rel_l2_single"] > 0 and -1 <= record["diversity"]["pairwise_cosine"] <= 1
+    single = run_benchmark(BenchConfig("helmholtz-inverse-64", "dwgf", n=2, steps=2, data=str(helmholtz_file), raw_prior=True))
+    assert "diversity" not in single and "rel_l2_single" not in single
