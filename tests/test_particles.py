@@ -131,7 +131,8 @@ def test_mixture_denoiser_of_particles_is_the_posterior_over_particles():
     step = _step(particles, sigma=1.0, noise=noise)
     # particle 0 at z_t = (0.5, 0): distances 0.25 and 2.25, weights softmax(-d/2).
     w = torch.softmax(torch.tensor([-0.125, -1.125], dtype=torch.float64), 0)
-    assert torch.allclose(mixture_denoiser(step)[0].flatten(), w[0] * particles[0].flatten() + w[1] * particles[1].flatten())
+    expected = w[0] * particles[0].flatten() + w[1] * particles[1].flatten()
+    assert torch.allclose(mixture_denoiser(step)[0].flatten(), expected)
     one = _step(particles[:1], sigma=1.0, per_group=1, noise=noise[:1])
     assert torch.equal(mixture_denoiser(one), particles[:1])  # one particle: DWGF's regulariser is SDS
 
@@ -203,7 +204,10 @@ def test_latent_particles_through_a_linear_invertible_space_match_field_space(me
     field_prior = setting.prior().double()
     latent_prior = LatentMixturePrior(setting.means(), setting.component_std).double()
     problem = setting.problem(3, torch.Generator().manual_seed(2))
-    build, config = (rlsd_solver, RLSDConfig(repulsion=0.1)) if method == "rlsd" else (dwgf_solver, DWGFConfig(decoder_std=0.0))
+    if method == "rlsd":
+        build, config = rlsd_solver, RLSDConfig(repulsion=0.1)
+    else:
+        build, config = dwgf_solver, DWGFConfig(decoder_std=0.0)
     config = type(config)(**{**config.__dict__, "engine": ParticleConfig(steps=20)})
     results = [
         run_particles(build, config, problem, MethodOptions(samples=3, prior=p, seed=4))
@@ -233,7 +237,8 @@ def test_repulsion_covers_more_posterior_modes():
     covered = {}
     for gamma in (0.0, 0.1):
         config = RLSDConfig(repulsion=gamma, engine=ParticleConfig(steps=100))
-        result = run_particles(rlsd_solver, config, problem, MethodOptions(samples=4, prior=prior, batch_size=32, seed=1))
+        options = MethodOptions(samples=4, prior=prior, batch_size=32, seed=1)
+        result = run_particles(rlsd_solver, config, problem, options)
         covered[gamma] = setting.modes_covered(result.samples).double().mean().item()
         hidden = result.samples.flatten(2)[..., setting.hidden_pixels].abs()
         assert hidden.median().item() == pytest.approx(setting.amplitude, abs=0.15)  # particles sit on modes
@@ -264,10 +269,10 @@ def test_bench_records_single_sample_error_and_diversity(helmholtz_file, monkeyp
     means[1] += 1.0
     prior = GaussianMixturePrior(means, 0.5, channels=("source", "solution"))
     monkeypatch.setattr(runner, "load", lambda name, device="cpu": prior)
-    config = BenchConfig("helmholtz-inverse-64", "dwgf", n=2, steps=2, samples=3, data=str(helmholtz_file), raw_prior=True)
-    record = run_benchmark(config)
+    settings = dict(n=2, steps=2, data=str(helmholtz_file), raw_prior=True)
+    record = run_benchmark(BenchConfig("helmholtz-inverse-64", "dwgf", samples=3, **settings))
     assert {"rel_l2_single", "rel_l2_single_std", "diversity"} <= set(record)
     assert set(record["diversity"]) == {"pairwise_relative_distance", "pairwise_cosine"}
     assert record["rel_l2_single"] > 0 and -1 <= record["diversity"]["pairwise_cosine"] <= 1
-    single = run_benchmark(BenchConfig("helmholtz-inverse-64", "dwgf", n=2, steps=2, data=str(helmholtz_file), raw_prior=True))
+    single = run_benchmark(BenchConfig("helmholtz-inverse-64", "dwgf", **settings))
     assert "diversity" not in single and "rel_l2_single" not in single

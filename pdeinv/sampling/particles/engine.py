@@ -181,10 +181,11 @@ class ParticleSolver:
         counter = [0]
         sigmas = self.config.sigmas().tolist()
         for i, sigma in enumerate(sigmas):
-            step = ParticleStep(particles, aux, sigma, i, len(sigmas), per_group, self.prior, self.space, generator, counter)
+            shared = (per_group, self.prior, self.space, generator, counter)
+            step = ParticleStep(particles, aux, sigma, i, len(sigmas), *shared)
             self._descend(optimiser, self.particle_terms, step, particles)
             if aux_optimiser is not None:
-                after = ParticleStep(particles, aux, sigma, i, len(sigmas), per_group, self.prior, self.space, generator, counter)
+                after = ParticleStep(particles, aux, sigma, i, len(sigmas), *shared)
                 self._descend(aux_optimiser, self.aux_terms, after, aux)
         with torch.no_grad():
             fields = self.space.decode(particles)

@@ -17,7 +17,8 @@ The repulsion potential of particle :math:`i` is :math:`\log \sum_{j \ne i} k_{i
 other particles held fixed (the particle-guidance form), so descending it moves :math:`f_i` away
 from its neighbours:
 
-.. math:: \nabla_{f_i} \log \sum_{j \ne i} k_{ij} = -\frac{2}{h} \sum_{j \ne i} \frac{k_{ij}}{\sum_{l \ne i} k_{il}} (f_i - f_j).
+.. math:: \nabla_{f_i} \log \sum_{j \ne i} k_{ij}
+    = -\frac{2}{h} \sum_{j \ne i} \frac{k_{ij}}{\sum_{l \ne i} k_{il}} (f_i - f_j).
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ normalised units (:class:`~pdeinv.sampling.particles.terms.Measurement`). ``samp
 RLSD (augmented form, Zilberstein et al. 2025), particles :math:`(z^i, x^i)`, per iteration
 
 .. math::
-    L_z &= \tfrac12 \overline{(x - \mathcal D(z))^2} + \frac{\lambda}{\rho}\,\langle \mathrm{sg}[z - D_\theta(z_t)], z\rangle/d
+    L_z &= \tfrac12 \overline{(x - \mathcal D(z))^2}
+          + \frac{\lambda}{\rho}\,\langle \mathrm{sg}[z - D_\theta(z_t)], z\rangle/d
           + \gamma \sigma_t^2 \log \textstyle\sum_{j \ne i} k(f_i, f_j), \\
     L_x &= \tfrac12 \overline{r(x)^2} + \tfrac\rho2 \overline{(x - \mathrm{sg}[\mathcal D(z)])^2},
 
@@ -17,7 +18,8 @@ the estimate is the data-space variable :math:`x` (as in the reference code).
 
 DWGF (Wang & Akyildiz 2025), particles :math:`z^i`, per iteration
 
-.. math:: L = \tfrac12 \overline{r(\mathcal D(z) + s n)^2} + \gamma \langle \mathrm{sg}[D_\mu(z_t) - D_\theta(z_t)], z\rangle/d
+.. math:: L = \tfrac12 \overline{r(\mathcal D(z) + s n)^2}
+          + \gamma \langle \mathrm{sg}[D_\mu(z_t) - D_\theta(z_t)], z\rangle/d
           + c\,\langle \mathrm{sg}[-(\mathcal D(\mathcal E(\tilde x)) - x_0)], x_0\rangle/n,
 
 the last (autoencoder) term only in a latent space; the estimate is :math:`\mathcal D(z)`.

@@ -73,7 +73,8 @@ class AmbiguousMixture:
         sensor = MaskedInpainting(s, mask.reshape(s, s))
         means = self.means()
         components = torch.randint(len(means), (n,), generator=generator)
-        fields = means[components] + self.component_std * torch.randn(n, 1, s, s, generator=generator, dtype=torch.float64)
+        spread = torch.randn(n, 1, s, s, generator=generator, dtype=torch.float64)
+        fields = means[components] + self.component_std * spread
         noise = self.noise_std * torch.randn(fields.shape, generator=generator, dtype=torch.float64)
         y = sensor.A(fields + noise)
         return InverseProblem(

@@ -26,6 +26,10 @@ from pdeinv.sampling.particles.kernel import check_features, log_kernel_sum
 from pdeinv.sampling.terms import ObservationTerm, select_channels
 
 
+def _randn_like(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=generator.device).to(x)
+
+
 def _mean(x: torch.Tensor) -> torch.Tensor:
     return x.flatten(1).mean(1)
 
@@ -69,7 +73,10 @@ class Measurement:
 
 
 class ScoreDistillation(ParticleTerm):
-    r""":math:`w\,\langle \mathrm{sg}[z - D_\theta(z_t, \sigma_t)], z\rangle / d`: RED-diff / SDS with weight :math:`\sigma/\alpha`."""
+    r"""RED-diff / SDS with weight :math:`\sigma/\alpha`.
+
+    Loss :math:`w\,\langle \mathrm{sg}[z - D_\theta(z_t, \sigma_t)], z\rangle / d`.
+    """
 
     name = "score distillation"
 
@@ -168,7 +175,10 @@ class DataFit(ParticleTerm):
 
 
 class DecoderLikelihood(ParticleTerm):
-    r""":math:`\tfrac w2 \overline{r(\mathcal D(z) + s\,n)^2}`, :math:`n \sim N(0, I)`: the likelihood through the decoder (DWGF)."""
+    r"""The likelihood through the decoder (DWGF).
+
+    Loss :math:`\tfrac w2 \overline{r(\mathcal D(z) + s\,n)^2}`, :math:`n \sim N(0, I)`.
+    """
 
     name = "decoder likelihood"
 
@@ -179,8 +189,7 @@ class DecoderLikelihood(ParticleTerm):
     def loss(self, step: ParticleStep) -> torch.Tensor:
         field = step.field
         if self.decoder_std > 0:
-            noise = torch.randn(field.shape, generator=step.generator, dtype=field.dtype, device=step.generator.device)
-            field = field + self.decoder_std * noise.to(field)
+            field = field + self.decoder_std * _randn_like(field, step.generator)
         return 0.5 * self.weight * _mean(self.measurement.residual(field) ** 2)
 
 
@@ -215,7 +224,9 @@ class MixtureRegulariser(ParticleTerm):
 
 
 class AutoencoderScore(ParticleTerm):
-    r"""DWGF's encoder-decoder prior score :math:`\nabla \log p(x_0) \approx (\mathcal D(\mathcal E(\tilde x)) - x_0)/\rho^2`.
+    r"""DWGF's encoder-decoder prior score.
+
+    :math:`\nabla \log p(x_0) \approx (\mathcal D(\mathcal E(\tilde x)) - x_0)/\rho^2`.
 
     Surrogate :math:`w\,\langle \mathrm{sg}[-(\mathcal D(\mathcal E(\tilde x)) - x_0)], x_0 \rangle / n`,
     :math:`x_0 = \mathcal D(z)`, :math:`\tilde x = x_0 + s\,n`; its gradient in :math:`z` is
@@ -234,7 +245,6 @@ class AutoencoderScore(ParticleTerm):
         with torch.no_grad():
             perturbed = field.detach()
             if self.decoder_std > 0:
-                noise = torch.randn(field.shape, generator=step.generator, dtype=field.dtype, device=step.generator.device)
-                perturbed = perturbed + self.decoder_std * noise.to(field)
+                perturbed = perturbed + self.decoder_std * _randn_like(field, step.generator)
             reconstructed = step.space.decode(step.space.encode(perturbed))
         return self.weight * _surrogate(-(reconstructed - field.detach()), field)
