@@ -165,16 +165,7 @@ class ParticleSolver:
         """Run ``groups`` x ``per_group`` particles on ``S = resolution`` fields; see the module docstring."""
         for term in self.particle_terms + self.aux_terms:
             term.check(per_group)
-        reference = self.prior.mean
-        channels = len(self.prior.channels)
-        state_shape = tuple(self.space.state_shape(channels, resolution))
-        batch = groups * per_group
-        scale = float(self.prior.sigma_data)
-        draw = lambda shape: scale * torch.randn(  # noqa: E731
-            (batch, *shape), generator=generator, dtype=reference.dtype, device=generator.device
-        ).to(reference.device)
-        particles = draw(state_shape).requires_grad_(True)
-        aux = draw((channels, resolution, resolution)).requires_grad_(True) if self.aux_terms else None
+        particles, aux = self._initial(groups * per_group, generator, resolution)
         betas = self.config.betas
         optimiser = torch.optim.Adam([particles], lr=self.config.lr, betas=betas)
         aux_optimiser = torch.optim.Adam([aux], lr=self.config.lr_aux, betas=betas) if self.aux_terms else None
@@ -190,6 +181,20 @@ class ParticleSolver:
         with torch.no_grad():
             fields = self.space.decode(particles)
         return ParticleResult(fields.detach(), None if aux is None else aux.detach(), counter[0])
+
+    def _initial(self, batch: int, generator: torch.Generator, resolution: int):
+        """Particles ``sigma_data * N(0, I)`` in the state space and, for methods with them, auxiliary fields."""
+        reference = self.prior.mean
+        channels = len(self.prior.channels)
+        scale = float(self.prior.sigma_data)
+
+        def draw(shape) -> torch.Tensor:
+            noise = torch.randn((batch, *shape), generator=generator, dtype=reference.dtype, device=generator.device)
+            return (scale * noise.to(reference.device)).requires_grad_(True)
+
+        particles = draw(tuple(self.space.state_shape(channels, resolution)))
+        aux = draw((channels, resolution, resolution)) if self.aux_terms else None
+        return particles, aux
 
     @staticmethod
     def _descend(optimiser, terms, step: ParticleStep, leaf: torch.Tensor) -> None:
