@@ -89,3 +89,19 @@ def test_edm_denoiser_starts_at_its_base_and_round_trips_through_a_checkpoint(tm
     torch.testing.assert_close(prior.denoise(x, 0.7), base(x, 0.7))
     loaded = load(save_prior(prior, tmp_path / "p", card))
     torch.testing.assert_close(loaded.denoise(x, 0.7), prior.denoise(x, 0.7))
+
+
+def test_gaussian_jvp_is_the_jacobian_of_the_denoiser_also_in_operator_consistent_form():
+    from pdeinv.priors.consistent import OperatorConsistentPrior
+
+    size, sigma = 16, 0.4
+    exact = helmholtz_joint_prior(size)
+    g = torch.Generator().manual_seed(4)
+    base = SpectralGaussianDenoiser.fit(exact.sample(2000, g, dtype=torch.float64).float(), "dst")
+    backbone = build_backbone("fno", channels=2, width=8, n_layers=1, n_modes=4)
+    prior = EDMDenoiser(backbone, EDMConfig(), channels=exact.channels, std=exact.std, resolution=size, base=base)
+    consistent = OperatorConsistentPrior(prior, Helmholtz(size, k=1.0))
+    x, v = torch.randn(2, 2, 2, size, size, generator=g).unbind(0)
+    for model in (prior, consistent):
+        _, expected = torch.func.jvp(lambda z: model.denoise(z, sigma), (x,), (v,))
+        torch.testing.assert_close(model.gaussian_jvp(v, sigma), expected, rtol=1e-4, atol=1e-6)

@@ -113,3 +113,12 @@ class FieldPrior(nn.Module):
     def denoise(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
         r"""Posterior mean :math:`E[x_0 \mid x_0 + \sigma n = x]` of a normalised field ``(B, C, S, S)``."""
         raise NotImplementedError(f"{type(self).__name__} must implement denoise(x, sigma)")
+
+    def gaussian_jvp(self, v: torch.Tensor, sigma: float) -> torch.Tensor | None:
+        r""":math:`J_G v` for the Jacobian :math:`J_G` of the prior's Gaussian part, or ``None`` if it has none.
+
+        :math:`\sigma^2 J_G = \operatorname{Cov}[x_0 \mid x_\sigma]` under that Gaussian, so
+        Tweedie-covariance guidance can use it instead of differentiating the network ``M`` times.
+        ``v`` is a normalised field direction ``(B, C, S, S)``; exact for a Gaussian prior.
+        """
+        return None

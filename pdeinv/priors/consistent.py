@@ -62,9 +62,19 @@ class OperatorConsistentPrior(FieldPrior):
         estimate = self.prior.denoise(x, sigma)
         i, o = self.input_index, self.output_index
         source = self.mean[i] + self.std[i] * estimate[:, i : i + 1]
-        solution = (self.operator.A(source) - self.mean[o]) / self.std[o]
+        return self._with_output(estimate, (self.operator.A(source) - self.mean[o]) / self.std[o])
+
+    def gaussian_jvp(self, v: torch.Tensor, sigma: float) -> torch.Tensor | None:
+        """The inner prior's :math:`J_G v` with its output channel replaced by the (linear) solve of its input."""
+        inner = self.prior.gaussian_jvp(v, sigma)
+        if inner is None:
+            return None
+        i, o = self.input_index, self.output_index
+        return self._with_output(inner, self.operator.A(self.std[i] * inner[:, i : i + 1]) / self.std[o])
+
+    def _with_output(self, estimate: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
         channels = [estimate[:, c : c + 1] for c in range(estimate.shape[1])]
-        channels[o] = solution.to(estimate.dtype)
+        channels[self.output_index] = output.to(estimate.dtype)
         return torch.cat(channels, dim=1)
 
 

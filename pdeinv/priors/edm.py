@@ -163,6 +163,10 @@ class EDMDenoiser(FieldPrior):
         skip = c.c_skip * x if self.base is None else self.base(x, s.reshape(-1))
         return skip + c.c_out * out.to(x.dtype)
 
+    def gaussian_jvp(self, v: torch.Tensor, sigma: float) -> torch.Tensor | None:
+        """:math:`W_\sigma v`, the Jacobian of the Gaussian base (``None`` without one)."""
+        return None if self.base is None else self.base.linear(v, sigma)
+
     def denoise(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
         r"""Posterior-mean estimate :math:`E[x_0 \mid x]`; validates ``x`` then applies :meth:`forward`."""
         check_field(x, channels=len(self.channels), name="x")

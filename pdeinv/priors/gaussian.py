@@ -166,6 +166,10 @@ class LinearGaussianPrior(FieldPrior):
         )
         return self._forward_map(sqrt(xi))
 
+    def gaussian_jvp(self, v: torch.Tensor, sigma: float) -> torch.Tensor:
+        """:math:`J v`: the zero-mean exact denoiser is linear, so its Jacobian is itself."""
+        return self.denoise(v, sigma)
+
     def sample(self, n: int, generator: torch.Generator, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """Exact normalised samples ``(n, K, S, S)``: :math:`G a`, :math:`a \\sim N(0, C)`."""
         return self._forward_map(self.grf.sample(n, generator, dtype=dtype))

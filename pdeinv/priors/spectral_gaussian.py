@@ -63,6 +63,10 @@ def wavenumbers(basis: str, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.meshgrid(kx.round().long(), ky.round().long(), indexing="ij")
 
 
+def _solve_dtype(basis: str) -> torch.dtype:
+    return torch.complex128 if basis == "fft" else torch.float64
+
+
 def _grid_scale(basis: str, size: int) -> float:
     """Coefficient variance per unit density: :math:`S^2` (fft) or :math:`S - 1` (dst)."""
     return float(size**2 if basis == "fft" else size - 1)
@@ -174,18 +178,22 @@ class SpectralGaussianDenoiser(nn.Module):
         return kx.clamp(1, self.resolution - 2) - 1, ky.clamp(1, self.resolution - 2) - 1
 
     def forward(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
-        r"""Wiener estimate :math:`E[x_0 \mid x]`, ``(B, C, S, S) -> (B, C, S, S)``; ``sigma`` float or ``(B,)``."""
-        check_field(x, channels=self.channels, name="x")
-        size = x.shape[-1]
-        s2 = sigma_column(sigma, x).reshape(-1, 1, 1, 1).double() ** 2
-        values, vectors = torch.linalg.eigh(self.covariance(size).to(torch.complex128 if self.basis == "fft" else torch.float64))
+        r"""Wiener estimate :math:`E[x_0 \mid x] = m + W_\sigma (x - m)`, ``(B, C, S, S) -> (B, C, S, S)``."""
+        offset = self.offset.to(x).reshape(1, -1, 1, 1)
+        return offset + self.linear(x - offset, sigma)
+
+    def linear(self, v: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
+        r"""The filter :math:`W_\sigma v`, also the Jacobian of :meth:`forward`; ``sigma`` float or ``(B,)``."""
+        check_field(v, channels=self.channels, name="v")
+        size = v.shape[-1]
+        s2 = sigma_column(sigma, v).double() ** 2
+        values, vectors = torch.linalg.eigh(self.covariance(size).to(_solve_dtype(self.basis)))
         values = values.clamp_min(0.0)
-        offset = self.offset.double().reshape(1, -1, 1, 1)
-        coefficients = to_coefficients(x.double() - offset, self.basis).permute(0, 2, 3, 1)
+        coefficients = to_coefficients(v.double(), self.basis).permute(0, 2, 3, 1)
         projected = (vectors.conj().transpose(-1, -2) @ coefficients[..., None])[..., 0]
         shrunk = projected * (values / (values + s2))
         estimate = (vectors @ shrunk[..., None])[..., 0].permute(0, 3, 1, 2)
-        return (from_coefficients(estimate, self.basis, size) + offset).to(x.dtype)
+        return from_coefficients(estimate, self.basis, size).to(v.dtype)
 
     def extra_repr(self) -> str:
         return f"basis={self.basis!r}, channels={self.channels}, resolution={self.resolution}"

@@ -265,24 +265,67 @@ class ObservationTerm(Term):
         return (solved * r).sum(1) - value
 
     def _tweedie_covariance(self, state: GuidanceState, n_measurements: int) -> torch.Tensor:
-        r""":math:`K_b = \sigma_y^2 I + \sigma^2 G J G^\top` per sample, ``(B, M, M)``, in one batched backward pass."""
-        clean = state.denoised.detach().requires_grad_(True)
-        residual_of_clean = self.residual(
+        r""":math:`K_b = \sigma_y^2 I + \sigma^2 G J G^\top` per sample, ``(B, M, M)``.
+
+        With a prior that has a closed-form Gaussian part (``prior.gaussian_jvp``) in field space,
+        :math:`J` is that part's Jacobian, which does not depend on :math:`x_t`: :math:`K` is
+        formed once for the batch without differentiating the network. Otherwise :math:`J` is the
+        network's own Jacobian, by one backward pass batched over the ``M`` unit vectors.
+        """
+        spread = self._gaussian_spread(state, n_measurements) if state.field_space else None
+        if spread is None:
+            spread = self._network_spread(state, n_measurements)
+        spread = 0.5 * (spread + spread.transpose(1, 2))
+        eye = torch.eye(n_measurements, dtype=spread.dtype, device=spread.device)
+        return self.noise_std**2 * eye + state.sigma**2 * spread
+
+    def _linearised(self, clean: torch.Tensor, state: GuidanceState):
+        """Residual of ``clean`` (a leaf), :math:`G^\top p` for a probe ``p``, and the probe."""
+        residual = self.residual(
             select_channels(state.prior.to_physical(state.decode(clean)), state.prior.channels, self.channels)
         )
-        probe = torch.zeros_like(residual_of_clean, requires_grad=True)
-        adjoint_probe = torch.autograd.grad(residual_of_clean, clean, probe, create_graph=True)[0]
+        probe = torch.zeros_like(residual, requires_grad=True)
+        adjoint_probe = torch.autograd.grad(residual, clean, probe, create_graph=True)[0]
+        return residual, adjoint_probe, probe
+
+    def _adjoint_units(self, residual: torch.Tensor, clean: torch.Tensor, n_measurements: int) -> torch.Tensor:
+        """:math:`G^\top e_m` for every unit vector, ``(M, B, *state_shape)``."""
         units = torch.eye(n_measurements, dtype=clean.dtype, device=clean.device)[:, None, :]
-        units = units.expand(n_measurements, *residual_of_clean.shape)
-        adjoint = torch.autograd.grad(residual_of_clean, clean, units, retain_graph=True, is_grads_batched=True)[0]
+        units = units.expand(n_measurements, *residual.shape)
+        return torch.autograd.grad(residual, clean, units, retain_graph=True, is_grads_batched=True)[0]
+
+    def _gaussian_spread(self, state: GuidanceState, n_measurements: int) -> torch.Tensor | None:
+        """:math:`G J_G G^\top` from the prior's Gaussian part, ``(B, M, M)``, or ``None`` without one.
+
+        :math:`G` (the linear part of the residual in the normalised field) and :math:`J_G` are the
+        same for every sample, so the ``M x M`` matrix is formed once for the batch.
+        """
+        prior = state.prior
+        index = [channel_index(prior.channels, c) for c in self.channels]
+        std = prior.std.to(state.denoised)[index].reshape(1, -1, 1, 1)
+
+        def linear(v: torch.Tensor) -> torch.Tensor:
+            return (self.scale * self.forward(v[:, index] * std)).flatten(1)
+
+        direction = torch.zeros_like(state.denoised[:1]).requires_grad_(True)
+        units = torch.eye(n_measurements, dtype=direction.dtype, device=direction.device)[:, None, :]
+        adjoint = torch.autograd.grad(linear(direction), direction, units, is_grads_batched=True)[0][:, 0]
+        moved = prior.gaussian_jvp(adjoint, state.sigma)
+        if moved is None:
+            return None
+        spread = linear(moved.to(adjoint.dtype)).detach().transpose(0, 1)
+        return spread[None].expand(state.x.shape[0], -1, -1)
+
+    def _network_spread(self, state: GuidanceState, n_measurements: int) -> torch.Tensor:
+        """:math:`G J G^\top` with the network's Jacobian at :math:`x_t`, ``(B, M, M)``."""
+        clean = state.denoised.detach().requires_grad_(True)
+        residual, adjoint_probe, probe = self._linearised(clean, state)
+        adjoint = self._adjoint_units(residual, clean, n_measurements)
         jacobian_adjoint = torch.autograd.grad(
             state.denoised, state.x, adjoint, retain_graph=True, is_grads_batched=True
         )[0]
         columns = torch.autograd.grad(adjoint_probe, probe, jacobian_adjoint, is_grads_batched=True)[0]
-        spread = columns.permute(1, 2, 0).detach()
-        spread = 0.5 * (spread + spread.transpose(1, 2))
-        eye = torch.eye(n_measurements, dtype=spread.dtype, device=spread.device)
-        return self.noise_std**2 * eye + state.sigma**2 * spread
+        return columns.permute(1, 2, 0).detach()
 
 
 class PhysicsTerm(Term):
