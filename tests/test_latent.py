@@ -181,3 +181,14 @@ def test_reconstruction_errors_per_channel(trained):
     truth = physical.numpy()
     expected = np.linalg.norm((rebuilt - truth).reshape(3, 2, -1), axis=-1) / np.linalg.norm(truth.reshape(3, 2, -1), axis=-1)
     assert errors.shape == (3, 2) and np.allclose(errors.numpy(), expected, rtol=1e-4)
+
+
+def test_shipped_latent_prior_loads_with_its_shipped_autoencoder():
+    from pdeinv.priors.checkpoint import shipped_priors
+
+    prior = load("ns-latent")
+    assert isinstance(prior, LatentPrior) and prior.channels == ("vorticity[0]", "vorticity[-1]")
+    assert prior.space.state_shape(2, 64) == (4, 16, 16)
+    assert "ns-latent" in shipped_priors() and "ns-autoencoder" not in shipped_priors()
+    floor = load_autoencoder("ns-autoencoder").card["quality"]["test"]
+    assert floor["vorticity[-1]"]["mean"] < 0.02

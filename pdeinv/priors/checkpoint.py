@@ -84,10 +84,11 @@ def save_prior(prior: EDMDenoiser, directory: str | Path, card: dict) -> Path:
 
 
 def shipped_priors() -> list[str]:
-    """Names of the priors shipped in ``pdeinv/priors/checkpoints/``."""
+    """Names of the priors shipped in ``pdeinv/priors/checkpoints/`` (not the autoencoders and encoders beside them)."""
     if not SHIPPED.is_dir():
         return []
-    return sorted(p.name for p in SHIPPED.iterdir() if (p / CARD).is_file())
+    cards = [p / CARD for p in SHIPPED.iterdir() if (p / CARD).is_file()]
+    return sorted(c.parent.name for c in cards if json.loads(c.read_text()).get("format") == FORMAT)
 
 
 def resolve(name_or_path: str | Path) -> Path:
