@@ -164,7 +164,7 @@ class EDMDenoiser(FieldPrior):
         return skip + c.c_out * out.to(x.dtype)
 
     def gaussian_jvp(self, v: torch.Tensor, sigma: float) -> torch.Tensor | None:
-        """:math:`W_\sigma v`, the Jacobian of the Gaussian base (``None`` without one)."""
+        r""":math:`W_\sigma v`, the Jacobian of the Gaussian base (``None`` without one)."""
         return None if self.base is None else self.base.linear(v, sigma)
 
     def denoise(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
