@@ -69,12 +69,13 @@ def load_autoencoder(name_or_path: str | Path, device: str | torch.device = "cpu
 
 
 def fingerprint(module: torch.nn.Module) -> str:
-    """SHA-256 of a module's state (names, shapes and float32 values, in name order)."""
+    """SHA-256 of a module's state (names, shapes and float32 values, complex as (real, imag), in name order)."""
     digest = hashlib.sha256()
     for name, tensor in sorted(module.state_dict().items()):
         digest.update(name.encode())
         digest.update(str(tuple(tensor.shape)).encode())
-        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+        values = torch.view_as_real(tensor.detach().cpu()) if tensor.is_complex() else tensor.detach().cpu()
+        digest.update(values.to(torch.float32).contiguous().numpy().tobytes())
     return digest.hexdigest()
 
 
