@@ -35,7 +35,7 @@ SHIPPED = "helmholtz-joint"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the ``pdeinv demo`` options on ``parser``."""
     parser.add_argument("--n", type=int, default=2, help="number of sources to reconstruct (default 2)")
-    parser.add_argument("--method", default="fundps", help="diffusion method (default fundps)")
+    parser.add_argument("--method", default="tmpd", help="diffusion method (default tmpd)")
     parser.add_argument("--steps", type=int, default=50, help="sampling steps (default 50)")
     parser.add_argument("--samples", type=int, default=2, help="posterior samples per measurement (default 2)")
     parser.add_argument("--prior", default=None, help=f"prior name or checkpoint directory (default {SHIPPED})")
