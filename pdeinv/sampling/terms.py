@@ -29,6 +29,9 @@ from pdeinv.sampling.schedule import GuidanceSchedule
 
 REDUCTIONS = ("norm", "sqnorm", "mse", "huber")
 OBSERVATION_LOSSES = REDUCTIONS + ("gaussian", "tweedie")
+# Added to the Tweedie covariance, relative to its mean diagonal, when its float64 Cholesky
+# factorisation fails (smooth fields' nearly collinear sensor covariances at large sigma).
+TWEEDIE_RELATIVE_JITTER = 1e-10
 
 
 @dataclass
@@ -254,13 +257,18 @@ class ObservationTerm(Term):
                 f"term {self.name!r}: loss='tweedie' needs the denoiser's Jacobian at x_t; it cannot be used "
                 "inside DAPS's Langevin loop (use loss='gaussian' there)"
             )
-        factor, info = torch.linalg.cholesky_ex(self._tweedie_covariance(state, r.shape[1]))
+        covariance = self._tweedie_covariance(state, r.shape[1]).double()
+        factor, info = torch.linalg.cholesky_ex(covariance)
+        if bool((info != 0).any()):
+            scale = covariance.diagonal(dim1=1, dim2=2).mean(-1)[:, None, None]
+            eye = torch.eye(r.shape[1], dtype=covariance.dtype, device=covariance.device)
+            factor, info = torch.linalg.cholesky_ex(covariance + TWEEDIE_RELATIVE_JITTER * scale * eye)
         if bool((info != 0).any()):
             raise ValueError(
                 f"term {self.name!r}: the predicted measurement covariance is singular at sigma = {state.sigma:.4g} "
                 "(sensors where the prior has no variance, or duplicates); give the term a noise_std > 0"
             )
-        solved = torch.cholesky_solve(r.detach()[..., None], factor)[..., 0]
+        solved = torch.cholesky_solve(r.detach().double()[..., None], factor)[..., 0].to(r.dtype)
         value = 0.5 * (solved * r.detach()).sum(1)
         return (solved * r).sum(1) - value
 
@@ -280,7 +288,7 @@ class ObservationTerm(Term):
         return self.noise_std**2 * eye + state.sigma**2 * spread
 
     def _linearised(self, clean: torch.Tensor, state: GuidanceState):
-        """Residual of ``clean`` (a leaf), :math:`G^\top p` for a probe ``p``, and the probe."""
+        r"""Residual of ``clean`` (a leaf), :math:`G^\top p` for a probe ``p``, and the probe."""
         residual = self.residual(
             select_channels(state.prior.to_physical(state.decode(clean)), state.prior.channels, self.channels)
         )
@@ -289,25 +297,25 @@ class ObservationTerm(Term):
         return residual, adjoint_probe, probe
 
     def _adjoint_units(self, residual: torch.Tensor, clean: torch.Tensor, n_measurements: int) -> torch.Tensor:
-        """:math:`G^\top e_m` for every unit vector, ``(M, B, *state_shape)``."""
+        r""":math:`G^\top e_m` for every unit vector, ``(M, B, *state_shape)``."""
         units = torch.eye(n_measurements, dtype=clean.dtype, device=clean.device)[:, None, :]
         units = units.expand(n_measurements, *residual.shape)
         return torch.autograd.grad(residual, clean, units, retain_graph=True, is_grads_batched=True)[0]
 
     def _gaussian_spread(self, state: GuidanceState, n_measurements: int) -> torch.Tensor | None:
-        """:math:`G J_G G^\top` from the prior's Gaussian part, ``(B, M, M)``, or ``None`` without one.
+        r""":math:`G J_G G^\top` from the prior's Gaussian part, ``(B, M, M)``, or ``None`` without one.
 
         :math:`G` (the linear part of the residual in the normalised field) and :math:`J_G` are the
         same for every sample, so the ``M x M`` matrix is formed once for the batch.
         """
         prior = state.prior
         index = [channel_index(prior.channels, c) for c in self.channels]
-        std = prior.std.to(state.denoised)[index].reshape(1, -1, 1, 1)
+        std = prior.std.to(state.denoised.device, torch.float64)[index].reshape(1, -1, 1, 1)
 
         def linear(v: torch.Tensor) -> torch.Tensor:
             return (self.scale * self.forward(v[:, index] * std)).flatten(1)
 
-        direction = torch.zeros_like(state.denoised[:1]).requires_grad_(True)
+        direction = torch.zeros_like(state.denoised[:1], dtype=torch.float64).requires_grad_(True)
         units = torch.eye(n_measurements, dtype=direction.dtype, device=direction.device)[:, None, :]
         adjoint = torch.autograd.grad(linear(direction), direction, units, is_grads_batched=True)[0][:, 0]
         moved = prior.gaussian_jvp(adjoint, state.sigma)
@@ -317,7 +325,7 @@ class ObservationTerm(Term):
         return spread[None].expand(state.x.shape[0], -1, -1)
 
     def _network_spread(self, state: GuidanceState, n_measurements: int) -> torch.Tensor:
-        """:math:`G J G^\top` with the network's Jacobian at :math:`x_t`, ``(B, M, M)``."""
+        r""":math:`G J G^\top` with the network's Jacobian at :math:`x_t`, ``(B, M, M)``."""
         clean = state.denoised.detach().requires_grad_(True)
         residual, adjoint_probe, probe = self._linearised(clean, state)
         adjoint = self._adjoint_units(residual, clean, n_measurements)
