@@ -57,8 +57,8 @@ class ReSampleConfig:
     """
 
     start_fraction: float = 0.5
-    every: int = 2
-    iterations: int = 30
+    every: int = 5
+    iterations: int = 20
     lr: float = 1e-2
     tolerance: float = 1e-3
     resampling: float = 40.0
