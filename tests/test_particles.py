@@ -276,3 +276,30 @@ def test_bench_records_single_sample_error_and_diversity(helmholtz_file, monkeyp
     assert record["rel_l2_single"] > 0 and -1 <= record["diversity"]["pairwise_cosine"] <= 1
     single = run_benchmark(BenchConfig("helmholtz-inverse-64", "dwgf", **settings))
     assert "diversity" not in single and "rel_l2_single" not in single
+
+
+def test_particle_methods_run_in_the_latent_space_of_a_latent_prior():
+    # pdeinv.latent's LatentPrior carries its autoencoder as prior.space; here an untrained tiny autoencoder
+    # and an exact mixture prior on its latents. DWGF then adds the encoder-decoder prior-score term.
+    from pdeinv.latent import AutoencoderConfig, FieldAutoencoder, LatentPrior
+    from pdeinv.operators.inpainting import BoxInpainting
+    from pdeinv.sampling import InverseProblem
+    from pdeinv.sampling.particles.terms import AutoencoderScore
+
+    torch.manual_seed(0)
+    tiny = {"block_out_channels": [8, 8], "norm_num_groups": 4}
+    config = AutoencoderConfig(**tiny)
+    autoencoder = FieldAutoencoder(config, channels=("a", "b"), mean=[0, 0], std=[1, 1], resolution=16)
+    latent_shape = autoencoder.latent_shape(16)
+    means = torch.stack([torch.zeros(latent_shape), torch.ones(latent_shape)])
+    prior = LatentPrior(GaussianMixturePrior(means, 0.5), autoencoder)
+    sensor = BoxInpainting(16, box=0.5)
+    y = sensor.A(torch.randn(2, 1, 16, 16))
+    problem = InverseProblem(None, sensor, y, "output", "output", "a", "b", "test", grid="periodic")
+    solver = dwgf_solver(problem, prior, y.repeat_interleave(2, 0), DWGFConfig())
+    assert any(isinstance(t, AutoencoderScore) for t in solver.particle_terms)
+    autoencoder.eval()
+    for build, config in ((rlsd_solver, RLSDConfig()), (dwgf_solver, DWGFConfig())):
+        result = run_particles(build, config, problem, MethodOptions(steps=3, samples=2, prior=prior))
+        assert tuple(result.samples.shape) == (2, 2, 1, 16, 16) and torch.isfinite(result.samples).all()
+        assert result.nfe == 3
