@@ -18,7 +18,7 @@ so every denoised estimate satisfies the PDE. For other data it is the best *lin
 this form, and :class:`~pdeinv.priors.edm.EDMDenoiser` lets a network learn only the rest.
 
 Function-space convention: the covariances are stored as densities independent of the grid,
-:math:`P_k = \Sigma_k / S^2` (``fft``) or :math:`\Sigma_k / (S - 1)` (``dst``), indexed by the
+:math:`P_k = \Sigma_k / S^2` (``fft``) or :math:`\Sigma_k / (S - 1)^2` (``dst``), indexed by the
 physical wavenumber :math:`k`. On a finer grid the modes seen in training keep their density; a
 mode beyond them takes the density of the known mode in the same direction on the outermost
 known shell, times :math:`(r / r_0)^{(p_c + p_d)/2}` for the channel pair ``(c, d)``, where
@@ -68,8 +68,12 @@ def _solve_dtype(basis: str) -> torch.dtype:
 
 
 def _grid_scale(basis: str, size: int) -> float:
-    """Coefficient variance per unit density: :math:`S^2` (fft) or :math:`S - 1` (dst)."""
-    return float(size**2 if basis == "fft" else size - 1)
+    """Coefficient variance per unit density: :math:`S^2` (fft) or :math:`(S - 1)^2` (dst).
+
+    An orthonormal 2-D transform's coefficient of a smooth function grows like the square root of
+    the number of points per unit area: :math:`S \hat f_k` (fft), :math:`2 (S - 1) \hat f_k` (dst).
+    """
+    return float(size**2 if basis == "fft" else (size - 1) ** 2)
 
 
 def _power_law_exponents(density: torch.Tensor, radius: torch.Tensor, r_max: float) -> torch.Tensor:
