@@ -287,21 +287,6 @@ class ObservationTerm(Term):
         eye = torch.eye(n_measurements, dtype=spread.dtype, device=spread.device)
         return self.noise_std**2 * eye + state.sigma**2 * spread
 
-    def _linearised(self, clean: torch.Tensor, state: GuidanceState):
-        r"""Residual of ``clean`` (a leaf), :math:`G^\top p` for a probe ``p``, and the probe."""
-        residual = self.residual(
-            select_channels(state.prior.to_physical(state.decode(clean)), state.prior.channels, self.channels)
-        )
-        probe = torch.zeros_like(residual, requires_grad=True)
-        adjoint_probe = torch.autograd.grad(residual, clean, probe, create_graph=True)[0]
-        return residual, adjoint_probe, probe
-
-    def _adjoint_units(self, residual: torch.Tensor, clean: torch.Tensor, n_measurements: int) -> torch.Tensor:
-        r""":math:`G^\top e_m` for every unit vector, ``(M, B, *state_shape)``."""
-        units = torch.eye(n_measurements, dtype=clean.dtype, device=clean.device)[:, None, :]
-        units = units.expand(n_measurements, *residual.shape)
-        return torch.autograd.grad(residual, clean, units, retain_graph=True, is_grads_batched=True)[0]
-
     def _gaussian_spread(self, state: GuidanceState, n_measurements: int) -> torch.Tensor | None:
         r""":math:`G J_G G^\top` from the prior's Gaussian part, ``(B, M, M)``, or ``None`` without one.
 
@@ -325,10 +310,16 @@ class ObservationTerm(Term):
         return spread[None].expand(state.x.shape[0], -1, -1)
 
     def _network_spread(self, state: GuidanceState, n_measurements: int) -> torch.Tensor:
-        r""":math:`G J G^\top` with the network's Jacobian at :math:`x_t`, ``(B, M, M)``."""
+        r""":math:`G J G^\top` with the network's Jacobian at :math:`x_t`, ``(B, M, M)``, by backward passes batched over the ``M`` unit vectors."""
         clean = state.denoised.detach().requires_grad_(True)
-        residual, adjoint_probe, probe = self._linearised(clean, state)
-        adjoint = self._adjoint_units(residual, clean, n_measurements)
+        residual = self.residual(
+            select_channels(state.prior.to_physical(state.decode(clean)), state.prior.channels, self.channels)
+        )
+        probe = torch.zeros_like(residual, requires_grad=True)
+        adjoint_probe = torch.autograd.grad(residual, clean, probe, create_graph=True)[0]
+        units = torch.eye(n_measurements, dtype=clean.dtype, device=clean.device)[:, None, :]
+        units = units.expand(n_measurements, *residual.shape)
+        adjoint = torch.autograd.grad(residual, clean, units, retain_graph=True, is_grads_batched=True)[0]
         jacobian_adjoint = torch.autograd.grad(
             state.denoised, state.x, adjoint, retain_graph=True, is_grads_batched=True
         )[0]
