@@ -115,3 +115,23 @@ def test_dst_densities_transfer_to_a_finer_grid():
     # Sine modes 1..6 (well inside the 16-grid band, where both grids resolve the source's spectrum).
     ratio = (transferred[:6, :6, 0, 0] / measured[:6, :6, 0, 0]).log().abs()
     assert ratio.median() < 0.15
+
+
+def _forced(size: int) -> torch.Tensor:
+    """A band-limited deterministic field on the periodic cell grid ``x_i = i / S``, ``(1, 1, S, S)``."""
+    x = torch.arange(size) / size
+    xx, yy = torch.meshgrid(x, x, indexing="ij")
+    return (0.8 * torch.sin(2 * torch.pi * (xx + yy)) + 0.5 * torch.cos(4 * torch.pi * xx))[None, None]
+
+
+def test_fft_base_learns_a_mean_field_that_transfers_exactly_to_a_finer_grid():
+    g = torch.Generator().manual_seed(4)
+    noise = GaussianPrior(ns_vorticity_grf(16), "w").sample(4000, g)
+    base = SpectralGaussianDenoiser.fit(_forced(16) + 0.1 * noise / noise.std(), "fft")
+    # 4000 samples of unit-0.1 noise estimate the mean to ~0.1 / sqrt(4000) per pixel.
+    assert _relative(base.mean_field(16), _forced(16)) < 0.01
+    # A trigonometric polynomial inside the known band is resampled exactly by zero padding.
+    assert _relative(base.mean_field(32), _forced(32)) < 0.01
+    # Under overwhelming noise the Wiener estimate falls back to the mean, not to a constant.
+    x = 1e4 * torch.randn(2, 1, 32, 32, generator=g)
+    assert _relative(base(x, 1e4), _forced(32).expand(2, -1, -1, -1)) < 0.02

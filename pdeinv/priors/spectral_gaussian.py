@@ -11,7 +11,9 @@ because :math:`T` is orthonormal) is the Wiener filter
 .. math:: E[\hat x_k \mid \hat y_k] = \Sigma_k (\Sigma_k + \sigma^2 I)^{-1} \hat y_k
           = U_k \,\mathrm{diag}\!\Big(\frac{\lambda_{k}}{\lambda_{k} + \sigma^2}\Big) U_k^H \hat y_k,
 
-with :math:`\Sigma_k = U_k \Lambda_k U_k^H`. This is exact for a stationary Gaussian field
+with :math:`\Sigma_k = U_k \Lambda_k U_k^H`, applied to the field minus its mean
+:math:`m = E[x]` (a field, not a constant: forced flows carry a deterministic part that a
+zero-mean stationary model would mistake for random-phase variance). This is exact for a stationary Gaussian field
 (``fft``) and, in the ``dst`` basis, for a linear Dirichlet problem whose operator is diagonal
 there (Helmholtz, Poisson): the joint covariance of (source, solution) is then rank one per mode,
 so every denoised estimate satisfies the PDE. For other data it is the best *linear* denoiser of
@@ -23,7 +25,9 @@ physical wavenumber :math:`k`. On a finer grid the modes seen in training keep t
 mode beyond them takes the density of the known mode in the same direction on the outermost
 known shell, times :math:`(r / r_0)^{(p_c + p_d)/2}` for the channel pair ``(c, d)``, where
 :math:`p_c` is the power-law exponent of channel ``c``'s spectrum fitted on the outer half of the
-known shells (this keeps a rank-one :math:`\Sigma_k` rank one).
+known shells (this keeps a rank-one :math:`\Sigma_k` rank one). The mean field is stored the same
+way, as amplitudes :math:`\hat m_k / S` (``fft``) or :math:`\hat m_k / (S - 1)` (``dst``), and is zero
+beyond the known modes.
 """
 
 from __future__ import annotations
@@ -102,8 +106,10 @@ class SpectralGaussianDenoiser(nn.Module):
     density : torch.Tensor
         :math:`P_k`, ``(K_1, K_2, C, C)`` on the coefficient grid of ``S_0`` (complex for fft).
     offset : torch.Tensor
-        Per-channel constant :math:`m_c` removed before filtering and added back, ``(C,)``: the
-        channel mean (fft) or the boundary value (dst, the normalised value of a physical zero).
+        Per-channel constant removed before filtering and added back, ``(C,)``: the channel mean
+        (fft) or the boundary value (dst, the normalised value of a physical zero).
+    mean : torch.Tensor
+        The mean field about ``offset`` as grid-independent amplitudes, ``(K_1, K_2, C)``.
     """
 
     resolution_free = True
@@ -118,6 +124,8 @@ class SpectralGaussianDenoiser(nn.Module):
         dtype = torch.complex64 if basis == "fft" else torch.float32
         self.register_buffer("density", torch.zeros(shape, dtype=dtype))
         self.register_buffer("offset", torch.zeros(self.channels))
+        self.register_buffer("mean", torch.zeros(shape[:-1], dtype=dtype))
+        self._spectra: dict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
     @classmethod
     def fit(cls, fields: torch.Tensor, basis: str, chunk: int = 512) -> SpectralGaussianDenoiser:
@@ -133,16 +141,30 @@ class SpectralGaussianDenoiser(nn.Module):
         offset = boundary_values(fields) if basis == "dst" else fields.double().mean(dim=(0, 2, 3))
         if basis == "dst":
             _check_zero_boundary(fields - offset.reshape(1, -1, 1, 1).float())
-        total = None
+        total, first = 0, 0
         for part in fields.split(chunk):
             centred = part.double() - offset.reshape(1, -1, 1, 1)
             c = to_coefficients(centred, basis).permute(0, 2, 3, 1)
-            outer = (c[..., :, None] * c[..., None, :].conj()).sum(0)
-            total = outer if total is None else total + outer
+            total = total + (c[..., :, None] * c[..., None, :].conj()).sum(0)
+            first = first + c.sum(0)
+        n, scale = fields.shape[0], _grid_scale(basis, size)
+        mean = first / n
+        covariance = total / n - mean[..., :, None] * mean[..., None, :].conj()
         model = cls(basis, channels, size)
-        model.density.copy_((total / (fields.shape[0] * _grid_scale(basis, size))).to(model.density.dtype))
+        model.density.copy_((covariance / scale).to(model.density.dtype))
+        model.mean.copy_((mean / scale**0.5).to(model.mean.dtype))
         model.offset.copy_(offset.float())
         return model
+
+    def mean_field(self, size: int) -> torch.Tensor:
+        """The data mean :math:`m` on an ``S x S`` grid, ``(1, C, S, S)``."""
+        kx, ky = wavenumbers(self.basis, size)
+        band = self._band()
+        inside = ((kx.abs() <= band) & (ky.abs() <= band)).to(self.mean.device)
+        amplitudes = self.mean[self._index(kx.to(self.mean.device), ky.to(self.mean.device))]
+        coefficients = torch.where(inside[..., None], amplitudes, 0) * _grid_scale(self.basis, size) ** 0.5
+        field = from_coefficients(coefficients.permute(2, 0, 1)[None], self.basis, size)
+        return self.offset.reshape(1, -1, 1, 1) + field.real.to(self.offset.dtype)
 
     def covariance(self, size: int) -> torch.Tensor:
         r""":math:`\Sigma_k` on the coefficient grid of an ``S x S`` field, ``(K_1, K_2, C, C)``."""
@@ -183,21 +205,32 @@ class SpectralGaussianDenoiser(nn.Module):
 
     def forward(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
         r"""Wiener estimate :math:`E[x_0 \mid x] = m + W_\sigma (x - m)`, ``(B, C, S, S) -> (B, C, S, S)``."""
-        offset = self.offset.to(x).reshape(1, -1, 1, 1)
-        return offset + self.linear(x - offset, sigma)
+        mean = self._spectrum(x.shape[-1], x.device)[2].to(x.dtype)
+        return mean + self.linear(x - mean, sigma)
 
     def linear(self, v: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
         r"""The filter :math:`W_\sigma v`, also the Jacobian of :meth:`forward`; ``sigma`` float or ``(B,)``."""
         check_field(v, channels=self.channels, name="v")
         size = v.shape[-1]
         s2 = sigma_column(sigma, v).double() ** 2
-        values, vectors = torch.linalg.eigh(self.covariance(size).to(_solve_dtype(self.basis)))
-        values = values.clamp_min(0.0)
+        values, vectors, _ = self._spectrum(size, v.device)
         coefficients = to_coefficients(v.double(), self.basis).permute(0, 2, 3, 1)
         projected = (vectors.conj().transpose(-1, -2) @ coefficients[..., None])[..., 0]
         shrunk = projected * (values / (values + s2))
         estimate = (vectors @ shrunk[..., None])[..., 0].permute(0, 3, 1, 2)
         return from_coefficients(estimate, self.basis, size).to(v.dtype)
+
+    def _spectrum(self, size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Eigenvalues, eigenvectors of :math:`\Sigma_k` and the mean field on an ``S x S`` grid, cached.
+
+        The cache key includes the buffers' versions, so a refit or a loaded state invalidates it.
+        """
+        key = (size, str(device)) + tuple((b.data_ptr(), b._version) for b in (self.density, self.mean, self.offset))
+        if key not in self._spectra:
+            values, vectors = torch.linalg.eigh(self.covariance(size).to(_solve_dtype(self.basis)))
+            mean = self.mean_field(size).to(device)
+            self._spectra = {key: (values.clamp_min(0.0).to(device), vectors.to(device), mean)}
+        return self._spectra[key]
 
     def extra_repr(self) -> str:
         return f"basis={self.basis!r}, channels={self.channels}, resolution={self.resolution}"
