@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from pdeinv.datasets import ns_vorticity_grf
+from pdeinv.datasets.dct import dct2, idct2
 from pdeinv.operators.helmholtz import Helmholtz
 from pdeinv.priors.backbones import build_backbone
 from pdeinv.priors.checkpoint import load, save_prior
@@ -135,3 +136,39 @@ def test_fft_base_learns_a_mean_field_that_transfers_exactly_to_a_finer_grid():
     # Under overwhelming noise the Wiener estimate falls back to the mean, not to a constant.
     x = 1e4 * torch.randn(2, 1, 32, 32, generator=g)
     assert _relative(base(x, 1e4), _forced(32).expand(2, -1, -1, -1)) < 0.02
+
+
+def test_dct_base_of_a_cut_cosine_field_matches_its_exact_wiener_filter():
+    size, sigma = 16, 0.5
+    g = torch.Generator().manual_seed(5)
+    k = torch.arange(size - 2, dtype=torch.float64)
+    variance = (1 + k[:, None] ** 2 + k[None, :] ** 2) ** -2.0
+
+    def interior_to_field(coefficients: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.pad(idct2(coefficients), (1, 1, 1, 1))
+
+    fields = interior_to_field(variance.sqrt() * torch.randn(20000, 1, size - 2, size - 2, generator=g, dtype=torch.float64))
+    base = SpectralGaussianDenoiser.fit(fields.float(), "dct")
+    x = fields[:8] + sigma * torch.randn(8, 1, size, size, generator=g, dtype=torch.float64)
+    exact = interior_to_field(variance / (variance + sigma**2) * dct2(x[..., 1:-1, 1:-1]))
+    assert _relative(base(x.float(), sigma).double(), exact) < 0.02
+
+
+def test_operator_consistent_gaussian_part_is_symmetric_positive_even_for_an_inconsistent_base():
+    from pdeinv.priors.consistent import OperatorConsistentPrior
+
+    size, sigma = 16, 0.4
+    exact = helmholtz_joint_prior(size)
+    g = torch.Generator().manual_seed(6)
+    base = SpectralGaussianDenoiser.fit(exact.sample(2000, g, dtype=torch.float64).float(), "dct")
+    backbone = build_backbone("fno", channels=2, width=8, n_layers=1, n_modes=4)
+    prior = EDMDenoiser(backbone, EDMConfig(), channels=exact.channels, std=exact.std, resolution=size, base=base)
+    consistent = OperatorConsistentPrior(prior, Helmholtz(size, k=1.0))
+    u, v = torch.randn(2, 1, 2, size, size, generator=g, dtype=torch.float64).unbind(0)
+    ju, jv = consistent.gaussian_jvp(u, sigma), consistent.gaussian_jvp(v, sigma)
+    # sigma^2 J is a covariance: <u, J v> = <J u, v> and <v, J v> >= 0.
+    assert abs(float((u * jv).sum() - (ju * v).sum())) < 1e-8 * float(ju.norm() * v.norm())
+    assert float((v * jv).sum()) > 0
+    # Its output channel is the solve of its input channel.
+    solve = Helmholtz(size, k=1.0).A(exact.std[0] * jv[:, :1]) / exact.std[1]
+    torch.testing.assert_close(jv[:, 1:], solve)

@@ -65,17 +65,41 @@ class OperatorConsistentPrior(FieldPrior):
         return self._with_output(estimate, (self.operator.A(source) - self.mean[o]) / self.std[o])
 
     def gaussian_jvp(self, v: torch.Tensor, sigma: float) -> torch.Tensor | None:
-        """The inner prior's :math:`J_G v` with its output channel replaced by the (linear) solve of its input."""
-        inner = self.prior.gaussian_jvp(v, sigma)
+        r""":math:`L J_{aa} L^\top v`, the posterior covariance over :math:`\sigma^2` of ``x_0 = L a_0``.
+
+        With :math:`L = (I, \hat A)^\top` mapping a normalised input to the normalised joint field
+        (:math:`\hat A = (s_a / s_u) A`) and :math:`J_{aa}` the input block of the inner Gaussian
+        part's Jacobian, :math:`\operatorname{Cov}[x_0 \mid x_\sigma] = \sigma^2 L J_{aa} L^\top`.
+        It equals the Jacobian of :meth:`denoise`'s Gaussian part when the inner Gaussian is itself
+        consistent with ``A`` (then :math:`J_{au} = J_{aa} \hat A^\top`), and unlike that Jacobian it
+        stays symmetric positive semi-definite when it is not (a Gaussian part fitted in a basis that
+        does not diagonalise ``A``).
+        """
+        i, o = self.input_index, self.output_index
+        pulled = v[:, i : i + 1] + self.std[i] * self.operator.A_adjoint(v[:, o : o + 1]) / self.std[o]
+        probe = self._with_output(self._with_input(v, pulled), torch.zeros_like(pulled))
+        inner = self.prior.gaussian_jvp(probe, sigma)
         if inner is None:
             return None
-        i, o = self.input_index, self.output_index
         return self._with_output(inner, self.operator.A(self.std[i] * inner[:, i : i + 1]) / self.std[o])
 
-    def _with_output(self, estimate: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
-        channels = [estimate[:, c : c + 1] for c in range(estimate.shape[1])]
-        channels[self.output_index] = output.to(estimate.dtype)
+    def _with_input(self, estimate: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+        channels = list(estimate.split(1, dim=1))
+        channels[self.input_index] = value.to(estimate.dtype)
         return torch.cat(channels, dim=1)
+
+    def _with_output(self, estimate: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+        return _replace_channel(estimate, self.output_index, value)
+
+    def _with_input(self, estimate: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+        return _replace_channel(estimate, self.input_index, value)
+
+
+def _replace_channel(fields: torch.Tensor, index: int, value: torch.Tensor) -> torch.Tensor:
+    """``(B, C, S, S)`` fields with channel ``index`` replaced by ``value`` ``(B, 1, S, S)``."""
+    channels = list(fields.split(1, dim=1))
+    channels[index] = value.to(fields.dtype)
+    return torch.cat(channels, dim=1)
 
 
 def consistent_if_linear(prior: FieldPrior, operator, input_channel: str, output_channel: str) -> FieldPrior:

@@ -3,7 +3,8 @@ r"""A Gaussian denoiser fitted to data: per-mode Wiener filtering in a fixed ort
 Let :math:`\hat x_k = (T x)_k` be the coefficients of a normalised field ``(C, S, S)`` in an
 orthonormal spectral basis :math:`T` (``"fft"``: the unitary 2-D real FFT, for periodic fields;
 ``"dst"``: the orthonormal DST-I of the interior of a vertex grid, for fields that vanish on the
-boundary). If the coefficients of different modes are uncorrelated with per-mode channel
+boundary; ``"dct"``: the orthonormal DCT-II of the same interior, for such fields when their
+interior is a cosine series that is cut to zero at the boundary, as DiffusionPDE's sources are). If the coefficients of different modes are uncorrelated with per-mode channel
 covariance :math:`\Sigma_k = E[\hat x_k \hat x_k^H]` (``C x C``), the posterior mean of
 :math:`x` given :math:`x + \sigma n` (white noise, per-coefficient variance :math:`\sigma^2`
 because :math:`T` is orthonormal) is the Wiener filter
@@ -20,13 +21,13 @@ so every denoised estimate satisfies the PDE. For other data it is the best *lin
 this form, and :class:`~pdeinv.priors.edm.EDMDenoiser` lets a network learn only the rest.
 
 Function-space convention: the covariances are stored as densities independent of the grid,
-:math:`P_k = \Sigma_k / S^2` (``fft``) or :math:`\Sigma_k / (S - 1)^2` (``dst``), indexed by the
+:math:`P_k = \Sigma_k / S^2` (``fft``) or :math:`\Sigma_k / (S - 1)^2` (``dst``, ``dct``), indexed by the
 physical wavenumber :math:`k`. On a finer grid the modes seen in training keep their density; a
 mode beyond them takes the density of the known mode in the same direction on the outermost
 known shell, times :math:`(r / r_0)^{(p_c + p_d)/2}` for the channel pair ``(c, d)``, where
 :math:`p_c` is the power-law exponent of channel ``c``'s spectrum fitted on the outer half of the
 known shells (this keeps a rank-one :math:`\Sigma_k` rank one). The mean field is stored the same
-way, as amplitudes :math:`\hat m_k / S` (``fft``) or :math:`\hat m_k / (S - 1)` (``dst``), and is zero
+way, as amplitudes :math:`\hat m_k / S` (``fft``) or :math:`\hat m_k / (S - 1)` (``dst``, ``dct``), and is zero
 beyond the known modes.
 """
 
@@ -35,26 +36,32 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from pdeinv.datasets.dct import dct2, idct2
 from pdeinv.operators.base import check_field
 from pdeinv.operators.sine_transform import dst1_2d
 from pdeinv.priors.base import sigma_column
 
-BASES = ("fft", "dst")
+BASES = ("fft", "dst", "dct")
 BOUNDARY_TOLERANCE = 1e-3
 
 
 def to_coefficients(x: torch.Tensor, basis: str) -> torch.Tensor:
-    """``(B, C, S, S)`` field to its coefficients: complex ``(B, C, S, S//2+1)`` (fft) or real ``(B, C, S-2, S-2)`` (dst)."""
+    """``(B, C, S, S)`` field to its coefficients.
+
+    Complex ``(B, C, S, S//2+1)`` (fft) or real ``(B, C, S-2, S-2)`` of the interior (dst, dct).
+    """
     if basis == "fft":
         return torch.fft.rfft2(x, norm="ortho")
-    return dst1_2d(x[..., 1:-1, 1:-1])
+    interior = x[..., 1:-1, 1:-1]
+    return dct2(interior) if basis == "dct" else dst1_2d(interior)
 
 
 def from_coefficients(coefficients: torch.Tensor, basis: str, size: int) -> torch.Tensor:
-    """Inverse of :func:`to_coefficients` onto an ``S x S`` grid (``dst``: zero boundary)."""
+    """Inverse of :func:`to_coefficients` onto an ``S x S`` grid (dst, dct: zero boundary)."""
     if basis == "fft":
         return torch.fft.irfft2(coefficients, s=(size, size), norm="ortho")
-    return nn.functional.pad(dst1_2d(coefficients), (1, 1, 1, 1))
+    interior = idct2(coefficients) if basis == "dct" else dst1_2d(coefficients)
+    return nn.functional.pad(interior, (1, 1, 1, 1))
 
 
 def wavenumbers(basis: str, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -62,6 +69,8 @@ def wavenumbers(basis: str, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     if basis == "fft":
         kx = torch.fft.fftfreq(size, 1.0 / size)
         ky = torch.arange(size // 2 + 1, dtype=kx.dtype)
+    elif basis == "dct":
+        kx = ky = torch.arange(size - 2, dtype=torch.float32)
     else:
         kx = ky = torch.arange(1, size - 1, dtype=torch.float32)
     return torch.meshgrid(kx.round().long(), ky.round().long(), indexing="ij")
@@ -72,10 +81,11 @@ def _solve_dtype(basis: str) -> torch.dtype:
 
 
 def _grid_scale(basis: str, size: int) -> float:
-    """Coefficient variance per unit density: :math:`S^2` (fft) or :math:`(S - 1)^2` (dst).
+    r"""Coefficient variance per unit density: :math:`S^2` (fft) or :math:`(S - 1)^2` (dst, dct).
 
     An orthonormal 2-D transform's coefficient of a smooth function grows like the square root of
-    the number of points per unit area: :math:`S \hat f_k` (fft), :math:`2 (S - 1) \hat f_k` (dst).
+    the number of points per unit area: :math:`S \hat f_k` (fft) and about :math:`2 (S - 1) \hat f_k`
+    (dst, dct).
     """
     return float(size**2 if basis == "fft" else (size - 1) ** 2)
 
@@ -94,7 +104,7 @@ class SpectralGaussianDenoiser(nn.Module):
 
     Parameters
     ----------
-    basis : {"fft", "dst"}
+    basis : {"fft", "dst", "dct"}
         Spectral basis.
     channels : int
         Number of field channels ``C``.
@@ -107,7 +117,7 @@ class SpectralGaussianDenoiser(nn.Module):
         :math:`P_k`, ``(K_1, K_2, C, C)`` on the coefficient grid of ``S_0`` (complex for fft).
     offset : torch.Tensor
         Per-channel constant removed before filtering and added back, ``(C,)``: the channel mean
-        (fft) or the boundary value (dst, the normalised value of a physical zero).
+        (fft) or the boundary value (dst, dct: the normalised value of a physical zero).
     mean : torch.Tensor
         The mean field about ``offset`` as grid-independent amplitudes, ``(K_1, K_2, C)``.
     """
@@ -138,8 +148,8 @@ class SpectralGaussianDenoiser(nn.Module):
         """
         check_field(fields, name="fields")
         size, channels = fields.shape[-1], fields.shape[1]
-        offset = boundary_values(fields) if basis == "dst" else fields.double().mean(dim=(0, 2, 3))
-        if basis == "dst":
+        offset = fields.double().mean(dim=(0, 2, 3)) if basis == "fft" else boundary_values(fields)
+        if basis != "fft":
             _check_zero_boundary(fields - offset.reshape(1, -1, 1, 1).float())
         total, first = 0, 0
         for part in fields.split(chunk):
@@ -193,7 +203,7 @@ class SpectralGaussianDenoiser(nn.Module):
 
     def _band(self) -> int:
         """Largest wavenumber per axis measured without aliasing on the training grid."""
-        return self.resolution // 2 - 1 if self.basis == "fft" else self.resolution - 2
+        return {"fft": self.resolution // 2 - 1, "dst": self.resolution - 2, "dct": self.resolution - 3}[self.basis]
 
     def _index(self, kx: torch.Tensor, ky: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Positions of wavenumbers in the stored coefficient grid."""
@@ -201,6 +211,8 @@ class SpectralGaussianDenoiser(nn.Module):
             n = self.resolution
             kx = kx.clamp(-(n // 2), n // 2 - 1)
             return kx % n, ky.clamp(0, n // 2)
+        if self.basis == "dct":
+            return kx.clamp(0, self.resolution - 3), ky.clamp(0, self.resolution - 3)
         return kx.clamp(1, self.resolution - 2) - 1, ky.clamp(1, self.resolution - 2) - 1
 
     def forward(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
@@ -221,7 +233,7 @@ class SpectralGaussianDenoiser(nn.Module):
         return from_coefficients(estimate, self.basis, size).to(v.dtype)
 
     def _spectrum(self, size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Eigenvalues, eigenvectors of :math:`\Sigma_k` and the mean field on an ``S x S`` grid, cached.
+        r"""Eigenvalues, eigenvectors of :math:`\Sigma_k` and the mean field on an ``S x S`` grid, cached.
 
         The cache key includes the buffers' versions, so a refit or a loaded state invalidates it.
         """
