@@ -78,10 +78,11 @@ class TrainConfig:
         Transform each sample by a random element of the operator's symmetry group.
     edm : EDMConfig
         Preconditioning and training-noise distribution.
-    gaussian_base : {"none", "auto", "fft", "dst"}
+    gaussian_base : {"none", "auto", "fft", "dst", "dct"}
         Replace EDM's skip path by the Wiener denoiser fitted to the training fields
         (:mod:`pdeinv.priors.spectral_gaussian`) so the network learns only the non-Gaussian part;
-        ``"auto"`` picks ``dst`` for vertex-grid fields that vanish on the boundary, else ``fft``.
+        ``"auto"`` picks ``dst`` for vertex-grid fields that vanish on the boundary, else ``fft``;
+        ``"dct"`` suits fields whose interior is a cosine series cut to zero at the boundary.
     device : str
         ``"cpu"`` or ``"cuda"``; bf16 autocast is used on CUDA only.
     data, command : str
