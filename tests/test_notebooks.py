@@ -34,6 +34,7 @@ NOTEBOOKS = {
     "03_navier_stokes.ipynb": (("ns-joint",), 7),
     "04_equireg_ablation.ipynb": (("ns-joint",), 3),
     "05_benchmarking.ipynb": (("helmholtz-joint",), 3),
+    "06_latent_and_particles.ipynb": (("ns-autoencoder", "ns-latent", "ns-joint"), 10),
 }
 
 
@@ -145,3 +146,26 @@ def test_05_benchmarking(tmp_path):
     # kriging is the exact posterior mean: below every diffusion method, and the best up to sampling noise
     assert inverse["kriging"] < min(inverse["dps"], inverse["fundps"])
     assert inverse["kriging"] <= 1.1 * min(inverse.values())
+
+
+def test_06_latent_and_particles(tmp_path):
+    result = _result("06_latent_and_particles.ipynb", tmp_path, "latent_particles.json")
+    autoencoder = result["autoencoder"]
+    # the shipped autoencoder's floor: about 1 % on w(T) and 5 % on the rough w0 (card: 32 test fields)
+    assert autoencoder["rel_l2_wT"] < 0.05 and autoencoder["rel_l2_w0"] < 0.15
+    latent = result["latent_task"]
+    assert set(latent["rel_l2"]) == {"pinv", "tmpd", "latent-dps", "psld"}
+    assert _finite(*latent["rel_l2"].values(), latent["floor_wT"])
+    assert latent["nfe"]["pinv"] == 0 and all(latent["nfe"][m] > 0 for m in ("tmpd", "latent-dps", "psld"))
+    assert latent["rel_l2"]["tmpd"] < 0.5  # 256 noisy values of a smooth field and the joint prior
+    particles = result["particles"]
+    assert set(particles["methods"]) == {"rlsd", "rlsd-norep", "dwgf"}
+    for row in particles["per_field"]:
+        # triangle inequality: the particle mean is never further from the truth than the average particle
+        assert row["particle mean (%)"] <= row["mean single particle (%)"] + 1e-9, row
+    by_field = {(r["method"], r["field"]): r for r in particles["per_field"]}
+    for field in range(particles["n"]):
+        # same seed and noise; repulsion is the only difference, and it spreads the set on every field
+        repulsive, plain = by_field[("rlsd", field)], by_field[("rlsd-norep", field)]
+        assert repulsive["pairwise distance"] > plain["pairwise distance"], field
+        assert repulsive["pairwise cosine"] < plain["pairwise cosine"], field
