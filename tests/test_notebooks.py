@@ -94,18 +94,18 @@ def _finite(*values) -> bool:
 
 def test_01_quickstart(tmp_path):
     result = _result("01_quickstart.ipynb", tmp_path, "quickstart.json")
-    kriging, diffusion = result["rel_l2"]["kriging"], result["rel_l2"]["fundps"]
+    kriging, diffusion = result["rel_l2"]["kriging"], result["rel_l2"]["tmpd"]
     assert _finite(kriging, diffusion)
     assert kriging < 0.3  # exact posterior mean from 123 noise-free readings
     assert kriging < diffusion  # the Bayes limit on a linear-Gaussian problem
-    assert result["nfe"]["fundps"] > 0 and result["nfe"]["kriging"] == 0
+    assert result["nfe"]["tmpd"] > 0 and result["nfe"]["kriging"] == 0
 
 
 def test_02_uncertainty(tmp_path):
     result = _result("02_helmholtz_inverse_uncertainty.ipynb", tmp_path, "uncertainty.json")
     posteriors = result["posteriors"]
     kriging = posteriors["kriging"]
-    assert set(posteriors) == {"kriging", "FunDPS, trained prior", "FunDPS, exact prior"}
+    assert set(posteriors) == {"kriging", "TMPD, trained prior", "TMPD, exact prior"}
     # the exact posterior is calibrated: +-2 std holds about 95 % of the pixels of a typical source
     assert 0.80 <= kriging["coverage ±2 std (%)"] / 100 <= 1.0
     assert kriging["std ratio"] == pytest.approx(1.0) and kriging["distance to Bayes mean (%)"] == pytest.approx(0.0)
@@ -142,9 +142,9 @@ def test_05_benchmarking(tmp_path):
     assert set(errors) == {"helmholtz-forward-64", "helmholtz-inverse-64"}
     assert all(_finite(*by_method.values()) for by_method in errors.values())
     inverse = errors["helmholtz-inverse-64"]
-    assert {"kriging", "adjoint", "dps", "fundps"} <= set(inverse)
+    assert {"kriging", "adjoint", "dps", "tmpd"} <= set(inverse)
     # kriging is the exact posterior mean: below every diffusion method, and the best up to sampling noise
-    assert inverse["kriging"] < min(inverse["dps"], inverse["fundps"])
+    assert inverse["kriging"] < min(inverse["dps"], inverse["tmpd"])
     assert inverse["kriging"] <= 1.1 * min(inverse.values())
 
 
