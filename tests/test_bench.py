@@ -209,7 +209,7 @@ def test_bench_cli_writes_json_and_table(tmp_path, test_file, capsys):
     assert DESIGN_KEYS <= set(record) and len(record["rel_l2"]) == 2
     assert cli.main(["bench", "--table", str(out), "--out", str(tmp_path / "table.md")]) == 0
     table = (tmp_path / "table.md").read_text()
-    assert "| helmholtz-forward-64 | interp-solve | 2 |" in table
+    assert "| helmholtz-forward-64 | interp-solve | - | - | 2 |" in table
     assert f"{100 * record['rel_l2_mean']:.2f}" in results_table([record])
     assert cli.main(args + ["--data", str(tmp_path / "none.h5"), "--out", str(out)]) == 1
     assert "pdeinv data generate helmholtz" in capsys.readouterr().err
@@ -311,3 +311,10 @@ def test_demo_runs_and_writes_a_figure(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "kriging" in printed and "+equireg" in printed
     assert (tmp_path / "demo.png").stat().st_size > 1000
+
+
+def test_results_table_marks_raw_prior_runs_apart():
+    base = {"task": "t", "method": "dps", "n": 2, "rel_l2_mean": 0.5, "rel_l2_std": 0.1, "seconds_per_sample": 1.0,
+            "nfe": 9, "device": "cpu", "steps": 5, "prior": "helmholtz-joint"}
+    table = results_table([base, {**base, "raw_prior": True}])
+    assert "| dps | helmholtz-joint | 5 |" in table and "| dps | helmholtz-joint (raw) | 5 |" in table

@@ -221,18 +221,25 @@ def write_json(record: dict, path: str | Path) -> Path:
 
 
 def results_table(records: list[dict]) -> str:
-    """A markdown table of run records, sorted by task then method."""
+    """A markdown table of run records, sorted by task, method and steps."""
     header = (
-        "| task | method | n | rel. L2 % (mean ± std) | s / sample | NFE | device |\n"
-        "|---|---|---|---|---|---|---|"
+        "| task | method | prior | steps | n | rel. L2 % (mean ± std) | s / sample | NFE | device |\n"
+        "|---|---|---|---|---|---|---|---|---|"
     )
     rows = [
-        f"| {r['task']} | {r['method']} | {r['n']} | {100 * r['rel_l2_mean']:.2f} ± {100 * r['rel_l2_std']:.2f} | "
+        f"| {r['task']} | {r['method']} | {_prior_label(r)} | {r.get('steps') or '-'} | {r['n']} | "
+        f"{100 * r['rel_l2_mean']:.2f} ± {100 * r['rel_l2_std']:.2f} | "
         f"{r['seconds_per_sample']:.3g} | {r['nfe']} | {r['device']} |"
-        for r in sorted(records, key=lambda r: (r["task"], r["method"]))
+        for r in sorted(records, key=lambda r: (r["task"], r["method"], r.get("steps") or 0))
     ]
     sampled = [r for r in records if "diversity" in r]
     return "\n".join([header, *rows]) + ("\n\n" + samples_table(sampled) if sampled else "")
+
+
+def _prior_label(record: dict) -> str:
+    """The record's prior, marked when it ran raw instead of in operator-consistent form."""
+    prior = record.get("prior") or "-"
+    return f"{prior} (raw)" if record.get("raw_prior") and prior != "-" else prior
 
 
 def samples_table(records: list[dict]) -> str:
