@@ -110,6 +110,12 @@ def test_cli_trains_from_field_file_and_checkpoint_loads(tmp_path):
     assert torch.allclose(prior.mean, dataset.mean) and torch.allclose(prior.std, dataset.std)
     x = torch.randn(2, 2, 17, 17)
     assert prior.denoise(x, 0.5).shape == x.shape
+    evaluate = ["train", "--evaluate", str(out), "--eval-samples", "4", "--eval-steps", "3"]
+    assert main(evaluate) == 0 and main(evaluate + ["--eval-consistent"]) == 0
+    quality = json.loads((out / "card.json").read_text())["quality"]
+    # The untrained network's joint samples violate the PDE; the consistent form solves it exactly.
+    assert quality["17"]["physics_consistency_median"] > 1e-2
+    assert quality["17-consistent"]["physics_consistency_median"] < 1e-5
 
 
 DDP_SCRIPT = """

@@ -99,6 +99,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-samples", type=int, default=64, help="unconditional samples for --evaluate")
     parser.add_argument("--eval-steps", type=int, default=32, help="Heun steps per sample for --evaluate")
     parser.add_argument("--eval-resolution", type=int, help="grid size for --evaluate (default: training size)")
+    parser.add_argument(
+        "--eval-consistent", action="store_true",
+        help="--evaluate the operator-consistent form (linear PDEs), as pdeinv bench uses it",
+    )
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -185,7 +189,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         return 0
 
     figures = evaluate_checkpoint(
-        args.evaluate, data=args.data, n=args.eval_samples, steps=args.eval_steps, resolution=args.eval_resolution
+        args.evaluate, data=args.data, n=args.eval_samples, steps=args.eval_steps, resolution=args.eval_resolution,
+        consistent=args.eval_consistent,
     )
     print(json.dumps(figures, indent=2))
     return 0

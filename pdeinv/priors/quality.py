@@ -125,6 +125,7 @@ def evaluate_checkpoint(
     steps: int = 32,
     resolution: int | None = None,
     seed: int = 0,
+    consistent: bool = False,
 ) -> dict:
     """Measure a checkpoint's quality figures and write them into its card.
 
@@ -140,11 +141,20 @@ def evaluate_checkpoint(
         Evaluation grid size (default: the training resolution; 128 tests zero-shot transfer).
     seed : int
         Seed of the initial noise.
+    consistent : bool
+        Sample the operator-consistent form (:class:`~pdeinv.priors.consistent.OperatorConsistentPrior`,
+        linear PDEs only), in which ``pdeinv bench`` uses the prior; its solution channel is the
+        solve of its input channel, so the figure of interest is then the spectrum.
 
     Returns
     -------
     dict
-        The figures stored under ``card["quality"][str(S)]``.
+        The figures stored under ``card["quality"][key]``, ``key`` = ``"S"`` or ``"S-consistent"``.
+
+    Raises
+    ------
+    ValueError
+        If ``consistent`` is set for a nonlinear PDE.
     """
     from pdeinv.priors.checkpoint import load, read_card, resolve, write_card
     from pdeinv.priors.data import load_training_data
@@ -155,6 +165,8 @@ def evaluate_checkpoint(
     size = resolution or prior.resolution
     reference = load_training_data(data or card["data"]["path"], channels=list(prior.channels), resolution=size)
     operator = operator_for(reference.provenance["attrs"], size)
+    if consistent:
+        prior = _consistent(prior, operator)
     start = time.perf_counter()
     result = physics_consistency(prior, operator, n=n, resolution=size, steps=steps,
                                  generator=torch.Generator().manual_seed(seed))
@@ -171,6 +183,16 @@ def evaluate_checkpoint(
         "spectrum_ratio": {name: [round(float(v), 4) for v in ratio[c]] for c, name in enumerate(prior.channels)},
         "seconds": round(time.perf_counter() - start, 1),
     }
-    card.setdefault("quality", {})[str(size)] = figures
+    card.setdefault("quality", {})[f"{size}-consistent" if consistent else str(size)] = figures
     write_card(path, card)
     return figures
+
+
+def _consistent(prior, operator):
+    """``prior`` in operator-consistent form (channel 0 the input, 1 the solution)."""
+    from pdeinv.priors.consistent import consistent_if_linear
+
+    wrapped = consistent_if_linear(prior, operator, prior.channels[0], prior.channels[1])
+    if wrapped is prior:
+        raise ValueError(f"an operator-consistent form needs a linear PDE; {type(operator).__name__} is not linear")
+    return wrapped
