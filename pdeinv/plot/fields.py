@@ -192,7 +192,7 @@ def _measurement_panel(measurement, points, resolution: int, extent) -> Panel:
     values = to_numpy(measurement, "measurement").ravel()
     if values.shape[0] != xy.shape[0]:
         raise ValueError(f"measurement has {values.shape[0]} values for {xy.shape[0]} points")
-    return ScatterPanel(xy, values, "measurement", f"measurement ({len(values)} points)")
+    return ScatterPanel(xy, values, "measurement", f"{len(values)} measured points")
 
 
 def reconstruction_panels(
