@@ -169,7 +169,7 @@ def test_reconstruction_panels_scales_titles_and_markers(tmp_path):
     error = float(torch.linalg.norm(reconstruction - truth) / torch.linalg.norm(truth))
     assert estimate_ax.get_title() == f"reconstruction\nrel. L2 error {100 * error:.2f} %"
     assert [ax.get_title() for ax in (measured, true_ax, error_ax, std_ax)] == [
-        "measurement (3 points)", "truth", "absolute error", "posterior std"]
+        "3 measured points", "truth", "absolute error", "posterior std"]
     assert clim(true_ax) == clim(estimate_ax)
     abs_error = (reconstruction - truth).abs()
     top = max(float(abs_error.max()), float(std.max()))
