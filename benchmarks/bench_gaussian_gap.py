@@ -85,7 +85,8 @@ def main() -> None:
         seconds = time.perf_counter() - start
         for sigma in args.sigmas:
             excess, distance = gap(model, exact, clean, sigma, seed=2)
-            rows.append(f"| {base} | {args.steps} | {seconds:.0f} | {sigma:g} | {100 * excess:.2f} % | {distance:.3f} |")
+            row = (base, args.steps, f"{seconds:.0f}", f"{sigma:g}", f"{100 * excess:.2f} %", f"{distance:.3f}")
+            rows.append("| " + " | ".join(map(str, row)) + " |")
     print(f"GRF {args.resolution} x {args.resolution}, {args.n_train} training fields, {args.n_test} test fields")
     print("| Gaussian base | steps | train s | sigma | excess error | distance to exact |")
     print("| --- | --- | --- | --- | --- | --- |")

@@ -92,16 +92,21 @@ def test_edm_denoiser_starts_at_its_base_and_round_trips_through_a_checkpoint(tm
     torch.testing.assert_close(loaded.denoise(x, 0.7), prior.denoise(x, 0.7))
 
 
-def test_gaussian_jvp_is_the_jacobian_of_the_denoiser_also_in_operator_consistent_form():
+def _helmholtz_priors(size: int, basis: str, g: torch.Generator):
+    """A small EDM prior around a ``basis`` base fitted to exact Helmholtz pairs, raw and operator-consistent."""
     from pdeinv.priors.consistent import OperatorConsistentPrior
 
-    size, sigma = 16, 0.4
     exact = helmholtz_joint_prior(size)
-    g = torch.Generator().manual_seed(4)
-    base = SpectralGaussianDenoiser.fit(exact.sample(2000, g, dtype=torch.float64).float(), "dst")
+    base = SpectralGaussianDenoiser.fit(exact.sample(2000, g, dtype=torch.float64).float(), basis)
     backbone = build_backbone("fno", channels=2, width=8, n_layers=1, n_modes=4)
     prior = EDMDenoiser(backbone, EDMConfig(), channels=exact.channels, std=exact.std, resolution=size, base=base)
-    consistent = OperatorConsistentPrior(prior, Helmholtz(size, k=1.0))
+    return prior, OperatorConsistentPrior(prior, Helmholtz(size, k=1.0))
+
+
+def test_gaussian_jvp_is_the_jacobian_of_the_denoiser_also_in_operator_consistent_form():
+    size, sigma = 16, 0.4
+    g = torch.Generator().manual_seed(4)
+    prior, consistent = _helmholtz_priors(size, "dst", g)
     x, v = torch.randn(2, 2, 2, size, size, generator=g).unbind(0)
     for model in (prior, consistent):
         _, expected = torch.func.jvp(lambda z: model.denoise(z, sigma), (x,), (v,))
@@ -147,7 +152,8 @@ def test_dct_base_of_a_cut_cosine_field_matches_its_exact_wiener_filter():
     def interior_to_field(coefficients: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.pad(idct2(coefficients), (1, 1, 1, 1))
 
-    fields = interior_to_field(variance.sqrt() * torch.randn(20000, 1, size - 2, size - 2, generator=g, dtype=torch.float64))
+    white = torch.randn(20000, 1, size - 2, size - 2, generator=g, dtype=torch.float64)
+    fields = interior_to_field(variance.sqrt() * white)
     base = SpectralGaussianDenoiser.fit(fields.float(), "dct")
     x = fields[:8] + sigma * torch.randn(8, 1, size, size, generator=g, dtype=torch.float64)
     exact = interior_to_field(variance / (variance + sigma**2) * dct2(x[..., 1:-1, 1:-1]))
@@ -155,20 +161,14 @@ def test_dct_base_of_a_cut_cosine_field_matches_its_exact_wiener_filter():
 
 
 def test_operator_consistent_gaussian_part_is_symmetric_positive_even_for_an_inconsistent_base():
-    from pdeinv.priors.consistent import OperatorConsistentPrior
-
     size, sigma = 16, 0.4
-    exact = helmholtz_joint_prior(size)
     g = torch.Generator().manual_seed(6)
-    base = SpectralGaussianDenoiser.fit(exact.sample(2000, g, dtype=torch.float64).float(), "dct")
-    backbone = build_backbone("fno", channels=2, width=8, n_layers=1, n_modes=4)
-    prior = EDMDenoiser(backbone, EDMConfig(), channels=exact.channels, std=exact.std, resolution=size, base=base)
-    consistent = OperatorConsistentPrior(prior, Helmholtz(size, k=1.0))
+    prior, consistent = _helmholtz_priors(size, "dct", g)
     u, v = torch.randn(2, 1, 2, size, size, generator=g, dtype=torch.float64).unbind(0)
     ju, jv = consistent.gaussian_jvp(u, sigma), consistent.gaussian_jvp(v, sigma)
     # sigma^2 J is a covariance: <u, J v> = <J u, v> and <v, J v> >= 0.
     assert abs(float((u * jv).sum() - (ju * v).sum())) < 1e-8 * float(ju.norm() * v.norm())
     assert float((v * jv).sum()) > 0
     # Its output channel is the solve of its input channel.
-    solve = Helmholtz(size, k=1.0).A(exact.std[0] * jv[:, :1]) / exact.std[1]
+    solve = Helmholtz(size, k=1.0).A(prior.std[0] * jv[:, :1]) / prior.std[1]
     torch.testing.assert_close(jv[:, 1:], solve)

@@ -83,11 +83,6 @@ class OperatorConsistentPrior(FieldPrior):
             return None
         return self._with_output(inner, self.operator.A(self.std[i] * inner[:, i : i + 1]) / self.std[o])
 
-    def _with_input(self, estimate: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
-        channels = list(estimate.split(1, dim=1))
-        channels[self.input_index] = value.to(estimate.dtype)
-        return torch.cat(channels, dim=1)
-
     def _with_output(self, estimate: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
         return _replace_channel(estimate, self.output_index, value)
 

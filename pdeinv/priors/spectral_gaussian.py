@@ -4,31 +4,33 @@ Let :math:`\hat x_k = (T x)_k` be the coefficients of a normalised field ``(C, S
 orthonormal spectral basis :math:`T` (``"fft"``: the unitary 2-D real FFT, for periodic fields;
 ``"dst"``: the orthonormal DST-I of the interior of a vertex grid, for fields that vanish on the
 boundary; ``"dct"``: the orthonormal DCT-II of the same interior, for such fields when their
-interior is a cosine series that is cut to zero at the boundary, as DiffusionPDE's sources are). If the coefficients of different modes are uncorrelated with per-mode channel
-covariance :math:`\Sigma_k = E[\hat x_k \hat x_k^H]` (``C x C``), the posterior mean of
-:math:`x` given :math:`x + \sigma n` (white noise, per-coefficient variance :math:`\sigma^2`
-because :math:`T` is orthonormal) is the Wiener filter
+interior is a cosine series that is cut to zero at the boundary, as DiffusionPDE's sources are).
+If the coefficients of different modes are uncorrelated with per-mode channel covariance
+:math:`\Sigma_k = E[\hat x_k \hat x_k^H]` (``C x C``), the posterior mean of :math:`x` given
+:math:`x + \sigma n` (white noise, per-coefficient variance :math:`\sigma^2` because :math:`T`
+is orthonormal) is the Wiener filter
 
 .. math:: E[\hat x_k \mid \hat y_k] = \Sigma_k (\Sigma_k + \sigma^2 I)^{-1} \hat y_k
           = U_k \,\mathrm{diag}\!\Big(\frac{\lambda_{k}}{\lambda_{k} + \sigma^2}\Big) U_k^H \hat y_k,
 
 with :math:`\Sigma_k = U_k \Lambda_k U_k^H`, applied to the field minus its mean
 :math:`m = E[x]` (a field, not a constant: forced flows carry a deterministic part that a
-zero-mean stationary model would mistake for random-phase variance). This is exact for a stationary Gaussian field
-(``fft``) and, in the ``dst`` basis, for a linear Dirichlet problem whose operator is diagonal
-there (Helmholtz, Poisson): the joint covariance of (source, solution) is then rank one per mode,
-so every denoised estimate satisfies the PDE. For other data it is the best *linear* denoiser of
-this form, and :class:`~pdeinv.priors.edm.EDMDenoiser` lets a network learn only the rest.
+zero-mean stationary model would mistake for random-phase variance). This is exact for a
+stationary Gaussian field (``fft``) and, in the ``dst`` basis, for a linear Dirichlet problem
+whose operator is diagonal there (Helmholtz, Poisson): the joint covariance of (source, solution)
+is then rank one per mode, so every denoised estimate satisfies the PDE. For other data it is the
+best *linear* denoiser of this form, and :class:`~pdeinv.priors.edm.EDMDenoiser` lets a network
+learn only the rest.
 
 Function-space convention: the covariances are stored as densities independent of the grid,
-:math:`P_k = \Sigma_k / S^2` (``fft``) or :math:`\Sigma_k / (S - 1)^2` (``dst``, ``dct``), indexed by the
-physical wavenumber :math:`k`. On a finer grid the modes seen in training keep their density; a
+:math:`P_k = \Sigma_k / S^2` (``fft``) or :math:`\Sigma_k / (S - 1)^2` (``dst``, ``dct``), indexed by
+the physical wavenumber :math:`k`. On a finer grid the modes seen in training keep their density; a
 mode beyond them takes the density of the known mode in the same direction on the outermost
 known shell, times :math:`(r / r_0)^{(p_c + p_d)/2}` for the channel pair ``(c, d)``, where
 :math:`p_c` is the power-law exponent of channel ``c``'s spectrum fitted on the outer half of the
 known shells (this keeps a rank-one :math:`\Sigma_k` rank one). The mean field is stored the same
-way, as amplitudes :math:`\hat m_k / S` (``fft``) or :math:`\hat m_k / (S - 1)` (``dst``, ``dct``), and is zero
-beyond the known modes.
+way, as amplitudes :math:`\hat m_k / S` (``fft``) or :math:`\hat m_k / (S - 1)` (``dst``, ``dct``), and is
+zero beyond the known modes.
 """
 
 from __future__ import annotations
