@@ -35,7 +35,7 @@ from pdeinv import __version__
 from pdeinv.bench.diversity import pairwise_cosine, pairwise_relative_distance
 from pdeinv.bench.tasks import get_task, relative_l2
 from pdeinv.priors import load
-from pdeinv.priors.consistent import consistent_if_linear
+from pdeinv.priors.consistent import OperatorConsistentPrior, consistent_if_linear
 from pdeinv.sampling.methods import BASELINES, parse_method, solve
 from pdeinv.sampling.problem import MethodOptions
 
@@ -93,6 +93,11 @@ def _task_prior(config: BenchConfig, problem):
     """The run's prior: operator-consistent for a linear PDE unless ``config.raw_prior``."""
     prior = load(config.prior or DEFAULT_PRIORS[problem.pde], device=config.device)
     if config.raw_prior:
+        if isinstance(prior, OperatorConsistentPrior):
+            raise ValueError(
+                f"the prior {config.prior or DEFAULT_PRIORS[problem.pde]!r} was trained in operator-consistent form "
+                "and has no raw joint form; drop --raw-prior"
+            )
         return prior
     return consistent_if_linear(prior, problem.operator, problem.input_channel, problem.output_channel)
 

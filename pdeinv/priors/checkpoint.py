@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from pdeinv.priors.base import FieldPrior
 from pdeinv.priors.backbones import BACKBONES, build_backbone
 from pdeinv.priors.edm import EDMConfig, EDMDenoiser
 from pdeinv.priors.spectral_gaussian import SpectralGaussianDenoiser
@@ -193,7 +194,7 @@ def _check_shapes(expected: dict[str, torch.Tensor], found: dict[str, torch.Tens
         )
 
 
-def load(name_or_path: str | Path, device: str | torch.device = "cpu") -> EDMDenoiser:
+def load(name_or_path: str | Path, device: str | torch.device = "cpu") -> FieldPrior:
     """Load a trained prior from a checkpoint directory or a shipped name.
 
     Parameters
@@ -205,8 +206,10 @@ def load(name_or_path: str | Path, device: str | torch.device = "cpu") -> EDMDen
 
     Returns
     -------
-    EDMDenoiser
-        In eval mode, implementing the prior contract (``denoise``, ``channels``, ``mean``, ``std``, ...).
+    EDMDenoiser or OperatorConsistentPrior
+        In eval mode, implementing the prior contract (``denoise``, ``channels``, ``mean``, ``std``, ...);
+        an :class:`~pdeinv.priors.consistent.OperatorConsistentPrior` around the network when it was
+        trained in that form (card key ``operator_consistent``).
 
     Raises
     ------
@@ -227,4 +230,9 @@ def load(name_or_path: str | Path, device: str | torch.device = "cpu") -> EDMDen
     weights = _read_weights(directory / WEIGHTS)
     _check_shapes(prior.state_dict(), weights, directory / WEIGHTS)
     prior.load_state_dict(weights)
-    return prior.to(device).eval()
+    prior = prior.to(device).eval()
+    if "operator_consistent" in card:
+        from pdeinv.priors.consistent import consistent_from_card
+
+        prior = consistent_from_card(prior, card).to(device).eval()
+    return prior

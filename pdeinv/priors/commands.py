@@ -92,6 +92,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--gaussian-base", choices=("none", "auto") + BASES, default="none",
         help="learn only the residual of the Wiener denoiser fitted to the data (default none)",
     )
+    parser.add_argument(
+        "--operator-consistent", action="store_true",
+        help="linear PDEs: train with the solution channel set to the solve of the input channel, as sampled",
+    )
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--resume", action="store_true", help="continue a killed run from --out")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -128,6 +132,7 @@ def _train(args: argparse.Namespace) -> int:
         augment_symmetries=args.augment_symmetries,
         edm=EDMConfig(sigma_data=args.sigma_data),
         gaussian_base=args.gaussian_base,
+        operator_consistent=args.operator_consistent,
         device=args.device,
         data=args.data,
         command=shlex.join(["pdeinv", *sys.argv[1:]]),

@@ -5,14 +5,20 @@ denoiser of the output channel is determined by that of the input channel:
 
 .. math:: E[u_0 \mid x] = E[A a_0 \mid x] = A\,E[a_0 \mid x],
 
-where ``x`` is the noisy joint field. :class:`OperatorConsistentPrior` keeps a trained joint
-prior's input-channel estimate (which sees both noisy channels) and replaces its output-channel
-estimate by ``A`` of it. This loses nothing relative to the exact denoiser and makes every
-denoised estimate, hence every sample, satisfy the PDE to solver precision; measurement
-guidance on the output channel then flows through the exact solver.
+where ``x`` is the noisy joint field. :class:`OperatorConsistentPrior` keeps a joint prior's
+input-channel estimate (which sees both noisy channels) and replaces its output-channel estimate
+by ``A`` of it. This loses nothing relative to the exact denoiser and makes every denoised
+estimate, hence every sample, satisfy the PDE to solver precision; measurement guidance on the
+output channel then flows through the exact solver.
+
+The same projection can be applied while training (``pdeinv train --operator-consistent``): the
+loss on the output channel then reaches the network's input-channel estimate through :math:`A`,
+and :func:`consistent_from_card` restores the form when the checkpoint is loaded.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -27,9 +33,10 @@ class OperatorConsistentPrior(FieldPrior):
     prior : FieldPrior
         Joint prior over ``(B, C, S, S)`` normalised fields with channels ``input_channel`` and
         ``output_channel``.
-    operator : deepinv.physics.LinearPhysics
+    operator : deepinv.physics.LinearPhysics or callable
         The linear forward map ``A`` on physical ``(B, 1, S, S)`` fields (e.g. ``Helmholtz(S)``),
-        built for the resolution the prior is used at.
+        built for the resolution the prior is used at; or a function ``S -> A`` building it for
+        any grid size (for a resolution-free prior, e.g. one loaded from a checkpoint).
     input_channel, output_channel : str
         Channel names of ``a`` and ``u = A a`` in ``prior.channels``.
 
@@ -39,30 +46,43 @@ class OperatorConsistentPrior(FieldPrior):
         If the operator is not linear or a channel name is not one of the prior's.
     """
 
-    def __init__(self, prior: FieldPrior, operator, input_channel: str = "source", output_channel: str = "solution"):
-        import deepinv
-
-        if not isinstance(operator, deepinv.physics.LinearPhysics):
-            raise ValueError(
-                f"an operator-consistent prior needs a linear operator (E[A a] = A E[a]); "
-                f"{type(operator).__name__} is not a deepinv LinearPhysics"
-            )
+    def __init__(
+        self,
+        prior: FieldPrior,
+        operator,
+        input_channel: str = "source",
+        output_channel: str = "solution",
+    ):
         missing = [c for c in (input_channel, output_channel) if c not in prior.channels]
         if missing:
             raise ValueError(f"the prior's channels are {prior.channels}; {missing} not among them")
         super().__init__(prior.channels, prior.mean, prior.std, prior.sigma_data, prior.resolution, prior.card)
         self.prior = prior
-        self.operator = operator
+        self._build: Callable[[int], object] | None = None if _is_physics(operator) else operator
+        self._operators: dict[int, object] = {}
+        self.operator = _check_linear(operator if self._build is None else operator(prior.resolution))
         self.resolution_free = prior.resolution_free
         self.input_index = prior.channels.index(input_channel)
         self.output_index = prior.channels.index(output_channel)
 
+    def operator_at(self, size: int):
+        """The forward map for an ``S x S`` grid: the given operator, or the factory's (cached per size)."""
+        if self._build is None or size == self.prior.resolution:
+            return self.operator
+        if size not in self._operators:
+            self._operators[size] = _check_linear(self._build(size))
+        return self._operators[size]
+
     def denoise(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
         r"""``(B, C, S, S) -> (B, C, S, S)``: the inner estimate with its output channel set to ``A`` of its input."""
-        estimate = self.prior.denoise(x, sigma)
+        return self.project(self.prior.denoise(x, sigma))
+
+    def project(self, estimate: torch.Tensor) -> torch.Tensor:
+        """Normalised joint fields ``(B, C, S, S)`` with the output channel replaced by the solve of the input."""
         i, o = self.input_index, self.output_index
         source = self.mean[i] + self.std[i] * estimate[:, i : i + 1]
-        return self._with_output(estimate, (self.operator.A(source) - self.mean[o]) / self.std[o])
+        solution = self.operator_at(estimate.shape[-1]).A(source)
+        return self._with_output(estimate, (solution - self.mean[o]) / self.std[o])
 
     def gaussian_jvp(self, v: torch.Tensor, sigma: float) -> torch.Tensor | None:
         r""":math:`L J_{aa} L^\top v`, the posterior covariance over :math:`\sigma^2` of ``x_0 = L a_0``.
@@ -76,18 +96,36 @@ class OperatorConsistentPrior(FieldPrior):
         does not diagonalise ``A``).
         """
         i, o = self.input_index, self.output_index
-        pulled = v[:, i : i + 1] + self.std[i] * self.operator.A_adjoint(v[:, o : o + 1]) / self.std[o]
+        operator = self.operator_at(v.shape[-1])
+        pulled = v[:, i : i + 1] + self.std[i] * operator.A_adjoint(v[:, o : o + 1]) / self.std[o]
         probe = self._with_output(self._with_input(v, pulled), torch.zeros_like(pulled))
         inner = self.prior.gaussian_jvp(probe, sigma)
         if inner is None:
             return None
-        return self._with_output(inner, self.operator.A(self.std[i] * inner[:, i : i + 1]) / self.std[o])
+        return self._with_output(inner, operator.A(self.std[i] * inner[:, i : i + 1]) / self.std[o])
 
     def _with_output(self, estimate: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
         return _replace_channel(estimate, self.output_index, value)
 
     def _with_input(self, estimate: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
         return _replace_channel(estimate, self.input_index, value)
+
+
+def _is_physics(operator) -> bool:
+    import deepinv
+
+    return isinstance(operator, deepinv.physics.Physics)
+
+
+def _check_linear(operator):
+    import deepinv
+
+    if not isinstance(operator, deepinv.physics.LinearPhysics):
+        raise ValueError(
+            f"an operator-consistent prior needs a linear operator (E[A a] = A E[a]); "
+            f"{type(operator).__name__} is not a deepinv LinearPhysics"
+        )
+    return operator
 
 
 def _replace_channel(fields: torch.Tensor, index: int, value: torch.Tensor) -> torch.Tensor:
@@ -98,9 +136,44 @@ def _replace_channel(fields: torch.Tensor, index: int, value: torch.Tensor) -> t
 
 
 def consistent_if_linear(prior: FieldPrior, operator, input_channel: str, output_channel: str) -> FieldPrior:
-    """``prior`` in operator-consistent form when ``operator`` is linear, else ``prior`` unchanged."""
+    """``prior`` in operator-consistent form when ``operator`` is linear, else ``prior`` unchanged.
+
+    A prior that is already operator-consistent (e.g. loaded from a checkpoint trained in that
+    form) is returned as it is.
+    """
     import deepinv
 
-    if not isinstance(operator, deepinv.physics.LinearPhysics):
+    if isinstance(prior, OperatorConsistentPrior) or not isinstance(operator, deepinv.physics.LinearPhysics):
         return prior
     return OperatorConsistentPrior(prior, operator, input_channel, output_channel)
+
+
+def consistent_from_card(prior: FieldPrior, card: dict) -> OperatorConsistentPrior:
+    """``prior`` in the operator-consistent form named by ``card["operator_consistent"]``.
+
+    The forward map is rebuilt from the training data's attributes (``card["data"]["attrs"]``) for
+    whatever grid size the prior is evaluated at.
+    """
+    from pdeinv.priors.quality import operator_for
+
+    spec, attrs = card["operator_consistent"], card["data"]["attrs"]
+    return OperatorConsistentPrior(
+        prior, lambda size: operator_for(attrs, size), spec["input_channel"], spec["output_channel"]
+    )
+
+
+def consistency_spec(attrs: dict, channels: Sequence[str]) -> dict:
+    """The card entry of an operator-consistent prior trained on ``channels`` of a file with root ``attrs``.
+
+    Raises
+    ------
+    ValueError
+        If the file does not name one input and one output field among ``channels``.
+    """
+    inputs, outputs = list(attrs.get("input_fields", [])), list(attrs.get("output_fields", []))
+    if len(inputs) != 1 or len(outputs) != 1 or not {inputs[0], outputs[0]} <= set(channels):
+        raise ValueError(
+            f"operator-consistent training needs the file's input and output fields as channels; the file has "
+            f"input_fields={inputs}, output_fields={outputs} and the channels are {list(channels)}"
+        )
+    return {"input_channel": inputs[0], "output_channel": outputs[0]}

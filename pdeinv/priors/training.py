@@ -34,6 +34,7 @@ from pdeinv.priors.augment import augment, symmetry_group
 from pdeinv.priors.backbones import backbone_config, build_backbone, config_dict
 from pdeinv.priors.checkpoint import FORMAT, FORMAT_VERSION, atomic_torch_save, save_prior
 from pdeinv.priors.data import TrainingData
+from pdeinv.priors.consistent import consistency_spec, consistent_from_card
 from pdeinv.priors.edm import EDMConfig, EDMDenoiser, edm_loss, sample_training_sigma
 from pdeinv.priors.spectral_gaussian import BASES, SpectralGaussianDenoiser, choose_basis
 
@@ -83,6 +84,11 @@ class TrainConfig:
         (:mod:`pdeinv.priors.spectral_gaussian`) so the network learns only the non-Gaussian part;
         ``"auto"`` picks ``dst`` for vertex-grid fields that vanish on the boundary, else ``fft``;
         ``"dct"`` suits fields whose interior is a cosine series cut to zero at the boundary.
+    operator_consistent : bool
+        Train the joint prior of a linear PDE in operator-consistent form
+        (:mod:`pdeinv.priors.consistent`): the output channel of every denoised estimate is the
+        solve of its input channel, in the loss as at sampling, so the loss on the solution also
+        trains the input estimate, and the loaded prior satisfies the PDE to solver precision.
     device : str
         ``"cpu"`` or ``"cuda"``; bf16 autocast is used on CUDA only.
     data, command : str
@@ -108,6 +114,7 @@ class TrainConfig:
     augment_symmetries: bool = False
     edm: EDMConfig = field(default_factory=EDMConfig)
     gaussian_base: str = "none"
+    operator_consistent: bool = False
     device: str = "cpu"
     data: str = ""
     command: str = ""
@@ -153,6 +160,8 @@ def build_model(config: TrainConfig, data: TrainingData) -> tuple[EDMDenoiser, d
     base = _fit_base(config.gaussian_base, data)
     if base is not None:
         card["preconditioning"]["gaussian_base"] = {"basis": base.basis, "resolution": base.resolution}
+    if config.operator_consistent:
+        card["operator_consistent"] = consistency_spec(data.provenance.get("attrs", {}), data.channels)
     model = EDMDenoiser(
         backbone,
         config.edm,
@@ -207,6 +216,7 @@ class Trainer:
             )
         self.model, self.card = self.build(config, data)
         self.model.to(self.env.device)
+        self.consistent = consistent_from_card(self.model, self.card) if "operator_consistent" in self.card else None
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
         self.net = (
             DistributedDataParallel(self.model, device_ids=[self.env.device] if self.env.device.type == "cuda" else None)
@@ -232,7 +242,12 @@ class Trainer:
         cfg = self.config
         sigma = sample_training_sigma(len(x0), cfg.edm, self.generator).to(x0.device)
         noise = torch.randn(x0.shape, generator=self.generator).to(x0.device)
-        return edm_loss(self.net, x0, sigma, noise, cfg.edm.sigma_data)
+        return edm_loss(self._denoiser, x0, sigma, noise, cfg.edm.sigma_data)
+
+    def _denoiser(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """The trained network's estimate, projected onto the PDE when training operator-consistently."""
+        estimate = self.net(x, sigma)
+        return estimate if self.consistent is None else self.consistent.project(estimate)
 
     def _epoch_batches(self, epoch: int) -> torch.Tensor:
         """This rank's batches of sample indices for ``epoch``, shape ``(n_batches, local_batch)``."""
