@@ -165,6 +165,20 @@ def test_methods_reject_mismatched_problems_and_priors(helmholtz_setting):
         )
 
 
+def test_equireg_suffixes_name_the_group():
+    from pdeinv.sampling.methods import EQUIREG_GROUPS, method_names, parse_method
+
+    assert parse_method("tmpd+equireg-d4") == ("tmpd", "+equireg-d4")
+    assert parse_method("fundps+repa+equireg") == ("fundps", "+equireg")
+    assert parse_method("dps") == ("dps", None)
+    assert {"tmpd+equireg", "tmpd+equireg-d4"} <= set(method_names())
+    ns = NavierStokes2D(S, time=0.01, dt=0.01)
+    sensor = PointObservation(S, indices=random_points(4, S, seed=0))
+    problem = InverseProblem(ns, sensor, torch.zeros(1, 1, 4), "output", "input", "a", "b", "navier-stokes")
+    assert EQUIREG_GROUPS["+equireg"](problem) is ns.symmetries and ns.symmetries.name != "D4"
+    assert EQUIREG_GROUPS["+equireg-d4"](problem).name == "D4"
+
+
 @pytest.fixture(scope="module")
 def test_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "helmholtz_64_test.h5"

@@ -38,7 +38,9 @@ A ``+repa`` suffix adds the alignment term of Align & Invert
 (:class:`~pdeinv.latent.repa.RepaTerm`) to a diffusion method whose prior was trained with REPA.
 
 A ``+equireg`` suffix adds :class:`~pdeinv.sampling.terms.EquiRegTerm` (form ``equi``, weight
-0.01, the operator's ``symmetries``) to a diffusion method.
+0.01, the operator's ``symmetries``) to a diffusion method; ``+equireg-d4`` uses the plain
+rotations and flips of the square instead, the ablation row for an operator whose true group is
+another one (forced Navier-Stokes).
 
 The Navier-Stokes residual needs a full solve per evaluation, so the NS presets carry no PDE
 term (FunDPS's and DiffusionPDE's NS "residual" :math:`\partial_x w + \partial_y w` is not the
@@ -54,6 +56,7 @@ from dataclasses import dataclass
 import deepinv
 import torch
 
+from pdeinv.operators.symmetry import SymmetryGroup, dihedral_group
 from pdeinv.sampling.baselines import (
     adjoint_inversion,
     deepinv_dps,
@@ -67,7 +70,10 @@ from pdeinv.sampling.sampler import DAPSConfig, PosteriorSampler, SamplerConfig
 from pdeinv.sampling.schedule import GuidanceSchedule
 from pdeinv.sampling.terms import EquiRegTerm, ObservationTerm, PhysicsTerm, Term, channel_index
 
-EQUIREG_SUFFIX = "+equireg"
+EQUIREG_GROUPS: dict[str, Callable[[InverseProblem], SymmetryGroup]] = {
+    "+equireg": lambda problem: problem.operator.symmetries,
+    "+equireg-d4": lambda problem: dihedral_group(),
+}
 REPA_SUFFIX = "+repa"
 PSLD_GAMMA = 0.1
 DPS_TOTAL_GUIDANCE = 1000.0
@@ -306,26 +312,31 @@ PARTICLES = {
 
 def method_names() -> list[str]:
     """Every registered name, ``+equireg`` variants of the diffusion methods included."""
-    guided = sorted(GUIDED) + sorted(f"{name}{EQUIREG_SUFFIX}" for name in GUIDED)
+    guided = sorted(GUIDED) + sorted(f"{name}{suffix}" for name in GUIDED for suffix in EQUIREG_GROUPS)
     guided += sorted(f"{name}{REPA_SUFFIX}" for name in GUIDED)
     return sorted(BASELINES) + guided + sorted(PARTICLES)
 
 
-def parse_method(name: str) -> tuple[str, bool]:
-    """Split ``"fundps+equireg"`` into ``("fundps", True)``, checking that the method exists (``+repa`` allowed)."""
+def parse_method(name: str) -> tuple[str, str | None]:
+    """Split ``"fundps+equireg"`` into ``("fundps", "+equireg")`` (``None``: no EquiReg), checking the names.
+
+    ``+repa`` may appear as well; the EquiReg suffix is one of ``EQUIREG_GROUPS``.
+    """
     name, repa = split_repa(name)
-    base, equireg = (name[: -len(EQUIREG_SUFFIX)], True) if name.endswith(EQUIREG_SUFFIX) else (name, False)
+    suffixes = [suffix for suffix in EQUIREG_GROUPS if name.endswith(suffix)]
+    equireg = suffixes[0] if suffixes else None
+    base = name[: -len(equireg)] if equireg else name
     if repa and base not in GUIDED:
         raise ValueError(f"{REPA_SUFFIX} applies to diffusion methods ({', '.join(sorted(GUIDED))}), not {base!r}")
     if base not in GUIDED and base not in BASELINES and base not in PARTICLES:
         raise ValueError(f"unknown method {name!r}; choose one of {', '.join(method_names())}")
     if equireg and base not in GUIDED:
-        raise ValueError(f"{EQUIREG_SUFFIX} applies to diffusion methods ({', '.join(sorted(GUIDED))}), not {base!r}")
+        raise ValueError(f"{equireg} applies to diffusion methods ({', '.join(sorted(GUIDED))}), not {base!r}")
     return base, equireg
 
 
-def _equireg_term(problem: InverseProblem) -> EquiRegTerm:
-    return EquiRegTerm(problem.operator.symmetries, output_channels=(problem.output_channel,))
+def _equireg_term(problem: InverseProblem, suffix: str) -> EquiRegTerm:
+    return EquiRegTerm(EQUIREG_GROUPS[suffix](problem), output_channels=(problem.output_channel,))
 
 
 def split_repa(name: str) -> tuple[str, bool]:
@@ -356,7 +367,7 @@ def run_guided(
     collected, nfe = [], 0
     for rows in torch.arange(problem.n).split(options.batch_size):
         y = problem.measurements[rows].to(prior.mean).repeat_interleave(k, 0)
-        terms = preset.terms(y) + ([_equireg_term(problem)] if options.equireg else [])
+        terms = preset.terms(y) + ([_equireg_term(problem, options.equireg)] if options.equireg else [])
         if repa:
             from pdeinv.latent.repa import repa_term
 
@@ -372,7 +383,7 @@ def run_guided(
 
 
 def solve(method: str, problem: InverseProblem, options: MethodOptions) -> Reconstruction:
-    """Run registered method ``method`` (``+equireg`` allowed on diffusion methods) on ``problem``."""
+    """Run registered method ``method`` (EquiReg suffixes allowed on diffusion methods) on ``problem``."""
     base, equireg = parse_method(method)
     repa = split_repa(method)[1]
     if base in BASELINES:

@@ -209,8 +209,9 @@ class MethodOptions:
         The diffusion prior (``pdeinv.priors.load(...)``); required by diffusion methods.
     batch_size : int
         Measurements processed together (each with ``samples`` chains).
-    equireg : bool
-        Add the EquiReg term (the ``+equireg`` suffix).
+    equireg : str, optional
+        Add the EquiReg term on the group named by this method suffix (``"+equireg"``: the
+        operator's symmetries; ``"+equireg-d4"``: plain D4); ``None`` for none.
     """
 
     steps: int | None = None
@@ -218,7 +219,7 @@ class MethodOptions:
     seed: int = 0
     prior: object | None = None
     batch_size: int = 4
-    equireg: bool = False
+    equireg: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("samples", "batch_size"):
