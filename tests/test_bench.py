@@ -332,3 +332,10 @@ def test_results_table_marks_raw_prior_runs_apart():
             "nfe": 9, "device": "cpu", "steps": 5, "prior": "helmholtz-joint"}
     table = results_table([base, {**base, "raw_prior": True}])
     assert "| dps | helmholtz-joint | 5 |" in table and "| dps | helmholtz-joint (raw) | 5 |" in table
+
+
+def test_results_table_shows_a_non_default_equireg_weight():
+    base = {"task": "t", "method": "tmpd+equireg", "n": 2, "rel_l2_mean": 0.5, "rel_l2_std": 0.1,
+            "seconds_per_sample": 1.0, "nfe": 9, "device": "cpu", "steps": 5, "prior": "ns-joint"}
+    table = results_table([{**base, "equireg_weight": 0.01}, {**base, "equireg_weight": 100.0}])
+    assert "| tmpd+equireg | ns-joint |" in table and "| tmpd+equireg (λ=100) | ns-joint |" in table

@@ -42,6 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="for a linear PDE, use the joint prior as trained instead of its operator-consistent form",
     )
+    parser.add_argument(
+        "--equireg-weight", type=float, default=BenchConfig.equireg_weight,
+        help=f"weight of the EquiReg term of +equireg methods (default {BenchConfig.equireg_weight:g})"
+    )
     parser.add_argument("--table", nargs="+", metavar="RUN", help="aggregate run JSON files into a markdown table")
     parser.add_argument("--out", help="output JSON (a run) or markdown file (--table)")
 
@@ -70,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         device=args.device,
         raw_prior=args.raw_prior,
+        equireg_weight=args.equireg_weight,
     )
     try:
         record = run_benchmark(config)

@@ -63,6 +63,8 @@ class BenchConfig:
     raw_prior : bool
         Use the trained joint prior as it is; by default, for a linear PDE its solution channel is
         replaced by the solve of its input channel (:class:`~pdeinv.priors.consistent.OperatorConsistentPrior`).
+    equireg_weight : float
+        Weight of the EquiReg term of ``+equireg`` methods.
     """
 
     task: str
@@ -76,6 +78,7 @@ class BenchConfig:
     batch_size: int = 4
     device: str = "cpu"
     raw_prior: bool = False
+    equireg_weight: float = MethodOptions.equireg_weight
 
     def __post_init__(self) -> None:
         if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 1:
@@ -125,7 +128,10 @@ def _shard_result(config: BenchConfig, rank: int, world: int) -> dict:
     problem = task.problem(inputs, outputs, settings)
     prior = _task_prior(config, problem) if _needs_prior(config.method) else None
     indices = torch.arange(config.n)[rank::world]
-    options = MethodOptions(config.steps, config.samples, config.seed + rank, prior, config.batch_size)
+    options = MethodOptions(
+        config.steps, config.samples, config.seed + rank, prior, config.batch_size,
+        equireg_weight=config.equireg_weight,
+    )
     truth = (outputs if task.target == "output" else inputs)[indices]
     start = time.perf_counter()
     reconstruction = solve(config.method, problem.select(indices), options)
@@ -187,6 +193,7 @@ def _record(config: BenchConfig, parts: list[dict], world: int) -> dict:
         "seed": config.seed,
         "prior": (config.prior or DEFAULT_PRIORS[task.pde]) if _needs_prior(config.method) else None,
         "raw_prior": config.raw_prior,
+        **({"equireg_weight": config.equireg_weight} if parse_method(config.method)[1] else {}),
         "data": str(config.data or task.default_data()),
         "n_points": task.n_points,
         "processes": world,
@@ -232,13 +239,19 @@ def results_table(records: list[dict]) -> str:
         "|---|---|---|---|---|---|---|---|---|"
     )
     rows = [
-        f"| {r['task']} | {r['method']} | {_prior_label(r)} | {r.get('steps') or '-'} | {r['n']} | "
+        f"| {r['task']} | {_method_label(r)} | {_prior_label(r)} | {r.get('steps') or '-'} | {r['n']} | "
         f"{100 * r['rel_l2_mean']:.2f} ± {100 * r['rel_l2_std']:.2f} | "
         f"{r['seconds_per_sample']:.3g} | {r['nfe']} | {r['device']} |"
-        for r in sorted(records, key=lambda r: (r["task"], r["method"], r.get("steps") or 0))
+        for r in sorted(records, key=lambda r: (r["task"], _method_label(r), r.get("steps") or 0))
     ]
     sampled = [r for r in records if "diversity" in r]
     return "\n".join([header, *rows]) + ("\n\n" + samples_table(sampled) if sampled else "")
+
+
+def _method_label(record: dict) -> str:
+    """The record's method, with its EquiReg weight when that is not the default."""
+    weight = record.get("equireg_weight", MethodOptions.equireg_weight)
+    return record["method"] if weight == MethodOptions.equireg_weight else f"{record['method']} (λ={weight:g})"
 
 
 def _prior_label(record: dict) -> str:

@@ -335,8 +335,10 @@ def parse_method(name: str) -> tuple[str, str | None]:
     return base, equireg
 
 
-def _equireg_term(problem: InverseProblem, suffix: str) -> EquiRegTerm:
-    return EquiRegTerm(EQUIREG_GROUPS[suffix](problem), output_channels=(problem.output_channel,))
+def _equireg_term(problem: InverseProblem, options: MethodOptions) -> EquiRegTerm:
+    schedule = GuidanceSchedule(weight=options.equireg_weight)
+    group = EQUIREG_GROUPS[options.equireg](problem)
+    return EquiRegTerm(group, schedule=schedule, output_channels=(problem.output_channel,))
 
 
 def split_repa(name: str) -> tuple[str, bool]:
@@ -367,7 +369,7 @@ def run_guided(
     collected, nfe = [], 0
     for rows in torch.arange(problem.n).split(options.batch_size):
         y = problem.measurements[rows].to(prior.mean).repeat_interleave(k, 0)
-        terms = preset.terms(y) + ([_equireg_term(problem, options.equireg)] if options.equireg else [])
+        terms = preset.terms(y) + ([_equireg_term(problem, options)] if options.equireg else [])
         if repa:
             from pdeinv.latent.repa import repa_term
 

@@ -212,6 +212,8 @@ class MethodOptions:
     equireg : str, optional
         Add the EquiReg term on the group named by this method suffix (``"+equireg"``: the
         operator's symmetries; ``"+equireg-d4"``: plain D4); ``None`` for none.
+    equireg_weight : float
+        Weight of the EquiReg term (0.01, EquiReg's published ``equi_alpha``, by default).
     """
 
     steps: int | None = None
@@ -220,6 +222,7 @@ class MethodOptions:
     prior: object | None = None
     batch_size: int = 4
     equireg: str | None = None
+    equireg_weight: float = 0.01
 
     def __post_init__(self) -> None:
         for name in ("samples", "batch_size"):
@@ -228,6 +231,8 @@ class MethodOptions:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.steps is not None and (not isinstance(self.steps, int) or self.steps < 1):
             raise ValueError(f"steps must be a positive integer or None, got {self.steps!r}")
+        if not self.equireg_weight > 0:
+            raise ValueError(f"equireg_weight must be positive, got {self.equireg_weight!r}")
 
 
 @dataclass
