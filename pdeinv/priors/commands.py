@@ -32,7 +32,7 @@ import shlex
 import sys
 
 from pdeinv.priors.edm import EDMConfig
-from pdeinv.priors.spectral_gaussian import BASES
+from pdeinv.priors.spectral_gaussian import BASE_CHOICES
 
 
 def _option(text: str) -> tuple[str, object]:
@@ -89,7 +89,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="transform samples by the operator's symmetry group (D4 for Helmholtz/Poisson, the NS group for NS)",
     )
     parser.add_argument(
-        "--gaussian-base", choices=("none", "auto") + BASES, default="none",
+        "--gaussian-base", choices=BASE_CHOICES, default="none",
         help="learn only the residual of the Wiener denoiser fitted to the data (default none)",
     )
     parser.add_argument(

@@ -44,6 +44,7 @@ from pdeinv.operators.sine_transform import dst1_2d
 from pdeinv.priors.base import sigma_column
 
 BASES = ("fft", "dst", "dct")
+BASE_CHOICES = ("none", "auto") + BASES  # the training option: no base, a basis picked from the data, or one
 BOUNDARY_TOLERANCE = 1e-3
 
 

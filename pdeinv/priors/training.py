@@ -33,12 +33,11 @@ from pdeinv.priors import distributed
 from pdeinv.priors.augment import augment, symmetry_group
 from pdeinv.priors.backbones import backbone_config, build_backbone, config_dict
 from pdeinv.priors.checkpoint import FORMAT, FORMAT_VERSION, atomic_torch_save, save_prior
-from pdeinv.priors.data import TrainingData
 from pdeinv.priors.consistent import consistency_spec, consistent_from_card
+from pdeinv.priors.data import TrainingData
 from pdeinv.priors.edm import EDMConfig, EDMDenoiser, edm_loss, sample_training_sigma
-from pdeinv.priors.spectral_gaussian import BASES, SpectralGaussianDenoiser, choose_basis
+from pdeinv.priors.spectral_gaussian import BASE_CHOICES, SpectralGaussianDenoiser, choose_basis
 
-GAUSSIAN_BASES = ("none", "auto") + BASES
 STATE = "training_state.pt"
 LOG = "log.csv"
 LOCK = ".train.lock"
@@ -129,8 +128,8 @@ class TrainConfig:
             raise ValueError("lr and ema_halflife must be positive, warmup and grad_clip non-negative")
         if isinstance(self.edm, dict):
             self.edm = EDMConfig(**self.edm)
-        if self.gaussian_base not in GAUSSIAN_BASES:
-            raise ValueError(f"gaussian_base must be one of {GAUSSIAN_BASES}, got {self.gaussian_base!r}")
+        if self.gaussian_base not in BASE_CHOICES:
+            raise ValueError(f"gaussian_base must be one of {BASE_CHOICES}, got {self.gaussian_base!r}")
 
 
 def default_backbone_options(config: TrainConfig, data: TrainingData) -> dict:
