@@ -327,11 +327,12 @@ def test_demo_runs_and_writes_a_figure(tmp_path, capsys):
     assert (tmp_path / "demo.png").stat().st_size > 1000
 
 
-def test_results_table_marks_raw_prior_runs_apart():
+def test_results_table_marks_raw_prior_and_gaussian_part_runs_apart():
     base = {"task": "t", "method": "dps", "n": 2, "rel_l2_mean": 0.5, "rel_l2_std": 0.1, "seconds_per_sample": 1.0,
             "nfe": 9, "device": "cpu", "steps": 5, "prior": "helmholtz-joint"}
-    table = results_table([base, {**base, "raw_prior": True}])
+    table = results_table([base, {**base, "raw_prior": True}, {**base, "gaussian_part": True}])
     assert "| dps | helmholtz-joint | 5 |" in table and "| dps | helmholtz-joint (raw) | 5 |" in table
+    assert "| dps | helmholtz-joint (Gaussian part) | 5 |" in table
 
 
 def test_results_table_shows_a_non_default_equireg_weight():

@@ -113,6 +113,29 @@ def test_gaussian_jvp_is_the_jacobian_of_the_denoiser_also_in_operator_consisten
         torch.testing.assert_close(model.gaussian_jvp(v, sigma), expected, rtol=1e-4, atol=1e-6)
 
 
+def test_gaussian_part_switches_the_network_off_and_keeps_the_consistent_form():
+    from pdeinv.priors.edm import GaussianPart
+    from pdeinv.priors.quality import relative_residuals
+
+    size, sigma = 16, 0.4
+    g = torch.Generator().manual_seed(6)
+    prior, consistent = _helmholtz_priors(size, "dct", g)
+    with torch.no_grad():
+        for parameter in prior.backbone.parameters():
+            parameter.normal_(0.0, 0.1, generator=g)
+    part = GaussianPart(prior)
+    x, v = torch.randn(2, 2, 2, size, size, generator=g).unbind(0)
+    torch.testing.assert_close(part.denoise(x, sigma), prior.base(x, torch.tensor([sigma])))
+    assert float((part.denoise(x, sigma) - prior.denoise(x, sigma)).abs().max()) > 1e-3
+    _, expected = torch.func.jvp(lambda z: part.denoise(z, sigma), (x,), (v,))
+    torch.testing.assert_close(part.gaussian_jvp(v, sigma), expected, rtol=1e-4, atol=1e-6)
+    wrapped = consistent.with_prior(part)
+    assert float(relative_residuals(Helmholtz(size, k=1.0), wrapped.to_physical(wrapped.denoise(x, sigma))).max()) < 1e-5
+    prior.base = None
+    with pytest.raises(ValueError, match="without a Gaussian base"):
+        GaussianPart(prior)
+
+
 def test_dst_densities_transfer_to_a_finer_grid():
     g = torch.Generator().manual_seed(5)
     coarse = SpectralGaussianDenoiser.fit(helmholtz_joint_prior(16).sample(4000, g), "dst")

@@ -43,6 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="for a linear PDE, use the joint prior as trained instead of its operator-consistent form",
     )
     parser.add_argument(
+        "--gaussian-part", action="store_true",
+        help="use only the prior's fitted Gaussian base (the network switched off)",
+    )
+    parser.add_argument(
         "--equireg-weight", type=float, default=BenchConfig.equireg_weight,
         help=f"weight of the EquiReg term of +equireg methods (default {BenchConfig.equireg_weight:g})"
     )
@@ -75,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         raw_prior=args.raw_prior,
         equireg_weight=args.equireg_weight,
+        gaussian_part=args.gaussian_part,
     )
     try:
         record = run_benchmark(config)

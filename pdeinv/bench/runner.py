@@ -36,6 +36,7 @@ from pdeinv.bench.diversity import pairwise_cosine, pairwise_relative_distance
 from pdeinv.bench.tasks import get_task, relative_l2
 from pdeinv.priors import load
 from pdeinv.priors.consistent import OperatorConsistentPrior, consistent_if_linear
+from pdeinv.priors.edm import GaussianPart
 from pdeinv.sampling.methods import BASELINES, parse_method, solve
 from pdeinv.sampling.problem import MethodOptions
 
@@ -65,6 +66,9 @@ class BenchConfig:
         replaced by the solve of its input channel (:class:`~pdeinv.priors.consistent.OperatorConsistentPrior`).
     equireg_weight : float
         Weight of the EquiReg term of ``+equireg`` methods.
+    gaussian_part : bool
+        Use only the prior's fitted Gaussian base, the network switched off
+        (:class:`~pdeinv.priors.edm.GaussianPart`).
     """
 
     task: str
@@ -79,6 +83,7 @@ class BenchConfig:
     device: str = "cpu"
     raw_prior: bool = False
     equireg_weight: float = MethodOptions.equireg_weight
+    gaussian_part: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 1:
@@ -95,6 +100,8 @@ def _needs_prior(method: str) -> bool:
 def _task_prior(config: BenchConfig, problem):
     """The run's prior: operator-consistent for a linear PDE unless ``config.raw_prior``."""
     prior = load(config.prior or DEFAULT_PRIORS[problem.pde], device=config.device)
+    if config.gaussian_part:
+        prior = _gaussian_part(prior)
     if config.raw_prior:
         if isinstance(prior, OperatorConsistentPrior):
             raise ValueError(
@@ -103,6 +110,13 @@ def _task_prior(config: BenchConfig, problem):
             )
         return prior
     return consistent_if_linear(prior, problem.operator, problem.input_channel, problem.output_channel)
+
+
+def _gaussian_part(prior):
+    """``prior``'s fitted Gaussian base as a prior, in the same operator-consistent form if it has one."""
+    if isinstance(prior, OperatorConsistentPrior):
+        return prior.with_prior(GaussianPart(prior.prior))
+    return GaussianPart(prior)
 
 
 def _device_name(device: str) -> str:
@@ -193,6 +207,7 @@ def _record(config: BenchConfig, parts: list[dict], world: int) -> dict:
         "seed": config.seed,
         "prior": (config.prior or DEFAULT_PRIORS[task.pde]) if _needs_prior(config.method) else None,
         "raw_prior": config.raw_prior,
+        "gaussian_part": config.gaussian_part,
         **({"equireg_weight": config.equireg_weight} if parse_method(config.method)[1] else {}),
         "data": str(config.data or task.default_data()),
         "n_points": task.n_points,
@@ -257,7 +272,10 @@ def _method_label(record: dict) -> str:
 def _prior_label(record: dict) -> str:
     """The record's prior, marked when it ran raw instead of in operator-consistent form."""
     prior = record.get("prior") or "-"
-    return f"{prior} (raw)" if record.get("raw_prior") and prior != "-" else prior
+    if prior == "-":
+        return prior
+    marks = [mark for key, mark in (("raw_prior", "raw"), ("gaussian_part", "Gaussian part")) if record.get(key)]
+    return f"{prior} ({', '.join(marks)})" if marks else prior
 
 
 def samples_table(records: list[dict]) -> str:

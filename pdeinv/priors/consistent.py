@@ -65,6 +65,12 @@ class OperatorConsistentPrior(FieldPrior):
         self.input_index = prior.channels.index(input_channel)
         self.output_index = prior.channels.index(output_channel)
 
+    def with_prior(self, prior: FieldPrior) -> OperatorConsistentPrior:
+        """The same operator-consistent form around another joint prior with the same channels."""
+        operator = self.operator if self._build is None else self._build
+        channels = self.prior.channels
+        return OperatorConsistentPrior(prior, operator, channels[self.input_index], channels[self.output_index])
+
     def operator_at(self, size: int):
         """The forward map for an ``S x S`` grid: the given operator, or the factory's (cached per size)."""
         if self._build is None or size == self.prior.resolution:
