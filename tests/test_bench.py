@@ -21,7 +21,7 @@ import torch
 import xarray as xr
 
 from pdeinv import cli
-from pdeinv.bench.runner import BenchConfig, results_table, run_benchmark
+from pdeinv.bench.runner import BenchConfig, results_table, run_benchmark, run_label
 from pdeinv.bench.tasks import get_task
 from pdeinv.datasets import generate, helmholtz_source_grf, make_config, ns_vorticity_grf
 from pdeinv.operators import Helmholtz, NavierStokes2D, PointObservation, random_points
@@ -333,6 +333,7 @@ def test_results_table_marks_raw_prior_and_gaussian_part_runs_apart():
     table = results_table([base, {**base, "raw_prior": True}, {**base, "gaussian_part": True}])
     assert "| dps | helmholtz-joint | 5 |" in table and "| dps | helmholtz-joint (raw) | 5 |" in table
     assert "| dps | helmholtz-joint (Gaussian part) | 5 |" in table
+    assert run_label({**base, "raw_prior": True, "gaussian_part": True}) == "dps (raw, Gaussian part)"
 
 
 def test_results_table_shows_a_non_default_equireg_weight():

@@ -254,28 +254,37 @@ def results_table(records: list[dict]) -> str:
         "|---|---|---|---|---|---|---|---|---|"
     )
     rows = [
-        f"| {r['task']} | {_method_label(r)} | {_prior_label(r)} | {r.get('steps') or '-'} | {r['n']} | "
+        f"| {r['task']} | {method_label(r)} | {_prior_label(r)} | {r.get('steps') or '-'} | {r['n']} | "
         f"{100 * r['rel_l2_mean']:.2f} ± {100 * r['rel_l2_std']:.2f} | "
         f"{r['seconds_per_sample']:.3g} | {r['nfe']} | {r['device']} |"
-        for r in sorted(records, key=lambda r: (r["task"], _method_label(r), r.get("steps") or 0))
+        for r in sorted(records, key=lambda r: (r["task"], run_label(r), r.get("steps") or 0))
     ]
     sampled = [r for r in records if "diversity" in r]
     return "\n".join([header, *rows]) + ("\n\n" + samples_table(sampled) if sampled else "")
 
 
-def _method_label(record: dict) -> str:
-    """The record's method, with its EquiReg weight when that is not the default."""
+def method_label(record: dict) -> str:
+    """The record's method, with its EquiReg weight when that is not the default, e.g. ``tmpd+equireg (λ=100)``."""
     weight = record.get("equireg_weight", MethodOptions.equireg_weight)
     return record["method"] if weight == MethodOptions.equireg_weight else f"{record['method']} (λ={weight:g})"
 
 
+def prior_marks(record: dict) -> list[str]:
+    """How the record's prior was changed: ``"raw"`` (``--raw-prior``), ``"Gaussian part"`` (``--gaussian-part``)."""
+    return [mark for key, mark in (("raw_prior", "raw"), ("gaussian_part", "Gaussian part")) if record.get(key)]
+
+
+def run_label(record: dict) -> str:
+    """A label telling runs of one task apart: :func:`method_label` plus the :func:`prior_marks`."""
+    marks = prior_marks(record)
+    return f"{method_label(record)} ({', '.join(marks)})" if marks else method_label(record)
+
+
 def _prior_label(record: dict) -> str:
-    """The record's prior, marked when it ran raw instead of in operator-consistent form."""
+    """The record's prior with its :func:`prior_marks`."""
     prior = record.get("prior") or "-"
-    if prior == "-":
-        return prior
-    marks = [mark for key, mark in (("raw_prior", "raw"), ("gaussian_part", "Gaussian part")) if record.get(key)]
-    return f"{prior} ({', '.join(marks)})" if marks else prior
+    marks = prior_marks(record)
+    return f"{prior} ({', '.join(marks)})" if marks and prior != "-" else prior
 
 
 def samples_table(records: list[dict]) -> str:
