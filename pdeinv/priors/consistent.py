@@ -60,7 +60,7 @@ class OperatorConsistentPrior(FieldPrior):
         self.prior = prior
         self._build: Callable[[int], object] | None = None if _is_physics(operator) else operator
         self._operators: dict[int, object] = {}
-        self.operator = _check_linear(operator if self._build is None else operator(prior.resolution))
+        self.operator = require_linear(operator if self._build is None else operator(prior.resolution))
         self.resolution_free = prior.resolution_free
         self.input_index = prior.channels.index(input_channel)
         self.output_index = prior.channels.index(output_channel)
@@ -76,7 +76,7 @@ class OperatorConsistentPrior(FieldPrior):
         if self._build is None or size == self.prior.resolution:
             return self.operator
         if size not in self._operators:
-            self._operators[size] = _check_linear(self._build(size))
+            self._operators[size] = require_linear(self._build(size))
         return self._operators[size]
 
     def denoise(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
@@ -123,7 +123,8 @@ def _is_physics(operator) -> bool:
     return isinstance(operator, deepinv.physics.Physics)
 
 
-def _check_linear(operator):
+def require_linear(operator):
+    """``operator`` itself if it is a deepinv ``LinearPhysics``; else a ``ValueError`` saying why it must be."""
     import deepinv
 
     if not isinstance(operator, deepinv.physics.LinearPhysics):

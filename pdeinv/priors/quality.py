@@ -190,10 +190,6 @@ def evaluate_checkpoint(
 
 def _consistent(prior, operator):
     """``prior`` in operator-consistent form (channel 0 the input, 1 the solution)."""
-    import deepinv
+    from pdeinv.priors.consistent import consistent_if_linear, require_linear
 
-    from pdeinv.priors.consistent import consistent_if_linear
-
-    if not isinstance(operator, deepinv.physics.LinearPhysics):
-        raise ValueError(f"an operator-consistent form needs a linear PDE; {type(operator).__name__} is not linear")
-    return consistent_if_linear(prior, operator, prior.channels[0], prior.channels[1])
+    return consistent_if_linear(prior, require_linear(operator), prior.channels[0], prior.channels[1])

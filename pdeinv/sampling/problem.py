@@ -16,6 +16,7 @@ import torch
 
 from pdeinv.datasets import helmholtz_source_grf, ns_vorticity_grf
 from pdeinv.operators import Helmholtz, NavierStokes2D
+from pdeinv.sampling.terms import EQUIREG_WEIGHT
 
 ROLES = ("input", "output")
 CHANNELS = {
@@ -222,7 +223,7 @@ class MethodOptions:
     prior: object | None = None
     batch_size: int = 4
     equireg: str | None = None
-    equireg_weight: float = 0.01
+    equireg_weight: float = EQUIREG_WEIGHT
 
     def __post_init__(self) -> None:
         for name in ("samples", "batch_size"):

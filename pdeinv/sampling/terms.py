@@ -27,6 +27,8 @@ import torch.nn.functional as F
 from pdeinv.operators.symmetry import SymmetryGroup, Transform
 from pdeinv.sampling.schedule import GuidanceSchedule
 
+EQUIREG_WEIGHT = 0.01  # EquiReg's published equi_alpha
+
 REDUCTIONS = ("norm", "sqnorm", "mse", "huber")
 OBSERVATION_LOSSES = REDUCTIONS + ("gaussian", "tweedie")
 # Added to the Tweedie covariance, relative to its mean diagonal, when its float64 Cholesky
@@ -459,7 +461,7 @@ class EquiRegTerm(Term):
         elements: str = "random",
         name: str | None = None,
     ):
-        super().__init__(GuidanceSchedule(weight=0.01) if schedule is None else schedule, name)
+        super().__init__(GuidanceSchedule(weight=EQUIREG_WEIGHT) if schedule is None else schedule, name)
         if not isinstance(group, SymmetryGroup):
             raise ValueError(f"group must be a SymmetryGroup (an operator's .symmetries), got {type(group).__name__}")
         if not group.non_trivial():
