@@ -57,6 +57,8 @@ class DenseJointGaussianPrior(FieldPrior):
     E[a | a + e_a, u + e_u] = (I + C B)^-1 C (x_a / n_a + A^T x_u / n_u), and E[u | ...] = A E[a | ...].
     """
 
+    is_gaussian = True
+
     def __init__(self, grf, operator, channels=("source", "solution")):
         cov, a = as_matrix(grf.covariance), as_matrix(operator.A)
         std = [float(torch.diagonal(cov).mean().sqrt()), float(torch.diagonal(a @ cov @ a.T).mean().sqrt())]
@@ -341,3 +343,25 @@ def test_results_table_shows_a_non_default_equireg_weight():
             "seconds_per_sample": 1.0, "nfe": 9, "device": "cpu", "steps": 5, "prior": "ns-joint"}
     table = results_table([{**base, "equireg_weight": 0.01}, {**base, "equireg_weight": 100.0}])
     assert "| tmpd+equireg | ns-joint |" in table and "| tmpd+equireg (λ=100) | ns-joint |" in table
+
+
+
+def test_tmpd_adds_no_model_error_for_a_gaussian_prior(helmholtz_setting):
+    # Tweedie moment projection is exact for a Gaussian prior; a network prior observed on its rough
+    # source channel gets the model-error std instead (pdeinv.sampling.methods.TMPD_MODEL_ERROR).
+    from pdeinv.sampling.methods import TMPD_MODEL_ERROR, tmpd_preset
+
+    class NetworkLike(DenseJointGaussianPrior):
+        is_gaussian = False
+
+    setting = helmholtz_setting
+    problem = setting["problem"]
+    sensor = problem.sensor
+    forward = InverseProblem(
+        problem.operator, sensor, sensor.A(setting["sources"]), "input", "output", "source", "solution", "helmholtz"
+    )
+    noise = {}
+    for name, prior in (("gaussian", setting["prior"]), ("network", NetworkLike(setting["grf"], setting["operator"]))):
+        (term,) = tmpd_preset(forward, prior, MethodOptions(steps=2)).terms(forward.measurements)
+        noise[name] = term.noise_std
+    assert noise == {"gaussian": TMPD_MODEL_ERROR[True], "network": TMPD_MODEL_ERROR[False]}

@@ -131,6 +131,7 @@ def test_gaussian_part_switches_the_network_off_and_keeps_the_consistent_form():
     _, expected = torch.func.jvp(lambda z: part.denoise(z, sigma), (x,), (v,))
     torch.testing.assert_close(part.gaussian_jvp(v, sigma), expected, rtol=1e-4, atol=1e-6)
     wrapped = consistent.with_prior(part)
+    assert part.is_gaussian and wrapped.is_gaussian and not prior.is_gaussian and not consistent.is_gaussian
     assert float(relative_residuals(Helmholtz(size, k=1.0), wrapped.to_physical(wrapped.denoise(x, sigma))).max()) < 1e-5
     prior.base = None
     with pytest.raises(ValueError, match="without a Gaussian base"):

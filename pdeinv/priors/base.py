@@ -65,9 +65,13 @@ class FieldPrior(nn.Module):
     resolution_free : bool
         ``True`` when the denoiser is defined on functions and may be evaluated at any grid size
         (a function-space network), ``False`` when it is tied to ``resolution``.
+    is_gaussian : bool
+        ``True`` when the prior is itself Gaussian: :meth:`denoise` is linear in ``x`` and
+        :meth:`gaussian_jvp` is its exact Jacobian (no network).
     """
 
     resolution_free = False
+    is_gaussian = False
 
     def __init__(
         self,

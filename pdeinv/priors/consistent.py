@@ -62,6 +62,7 @@ class OperatorConsistentPrior(FieldPrior):
         self._operators: dict[int, object] = {}
         self.operator = require_linear(operator if self._build is None else operator(prior.resolution))
         self.resolution_free = prior.resolution_free
+        self.is_gaussian = prior.is_gaussian
         self.input_index = prior.channels.index(input_channel)
         self.output_index = prior.channels.index(output_channel)
 

@@ -188,6 +188,7 @@ class GaussianPart(FieldPrior):
     """
 
     resolution_free = True
+    is_gaussian = True
 
     def __init__(self, denoiser: EDMDenoiser):
         if denoiser.base is None:

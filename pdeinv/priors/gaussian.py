@@ -99,6 +99,8 @@ class LinearGaussianPrior(FieldPrior):
         Conjugate-gradient settings.
     """
 
+    is_gaussian = True
+
     def __init__(self, grf, maps: Sequence[LinearMap], channels: Sequence[str], cg: CGConfig = CGConfig()):
         if len(maps) != len(channels):
             raise ValueError(f"need one linear map per channel, got {len(maps)} maps for channels {tuple(channels)}")

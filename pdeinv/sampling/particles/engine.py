@@ -6,7 +6,9 @@ optionally each with an auxiliary data-space variable (a normalised field ``(C, 
 iteration ``t`` takes one noise level from the EDM schedule
 :math:`\sigma_0 > \dots > \sigma_{T-1}` (``edm_sigmas`` without its final 0) and
 
-1. draws :math:`\varepsilon \sim N(0, I)` per particle and forms :math:`z_t = z + \sigma_t \varepsilon`;
+1. draws :math:`\varepsilon \sim N(0, I)` per particle and forms :math:`z_t = z + \sigma_t \varepsilon`
+   (:math:`z` is the variable the prior acts on: the particle itself, or its decoded field when the
+   space only parametrises fields, ``space.parametrises_field``);
 2. takes one Adam step on the particles :math:`z` with the summed gradient of the *particle terms*;
 3. takes one Adam step on the auxiliary variables with the *auxiliary terms*, which see the freshly
    updated particles.
@@ -88,19 +90,29 @@ class ParticleStep:
         self._counter = counter
 
     @cached_property
+    def prior_state(self) -> torch.Tensor:
+        """The variable the prior acts on, differentiable in the particles.
+
+        The particles themselves (field or latent space), or their decoded field when the space
+        only parametrises the prior's fields (``space.parametrises_field``, e.g.
+        :class:`~pdeinv.sampling.particles.solved_space.SolvedSpace`).
+        """
+        return self.field if getattr(self.space, "parametrises_field", False) else self.particles
+
+    @cached_property
     def noise(self) -> torch.Tensor:
-        """:math:`\\varepsilon \\sim N(0, I)`, shaped like the particles."""
-        z = self.particles
+        """:math:`\\varepsilon \\sim N(0, I)`, shaped like :attr:`prior_state`."""
+        z = self.prior_state
         return torch.randn(z.shape, generator=self.generator, dtype=z.dtype, device=self.generator.device).to(z)
 
     @cached_property
     def noisy(self) -> torch.Tensor:
-        """:math:`z_t = z + \\sigma_t \\varepsilon` (detached)."""
-        return self.particles.detach() + self.sigma * self.noise
+        """:math:`z_t = z + \\sigma_t \\varepsilon` for :math:`z` = :attr:`prior_state` (detached)."""
+        return self.prior_state.detach() + self.sigma * self.noise
 
     @cached_property
     def denoised(self) -> torch.Tensor:
-        """:math:`D_\\theta(z_t, \\sigma_t)` in the state space, without gradient (one network evaluation)."""
+        """:math:`D_\\theta(z_t, \\sigma_t)`, shaped like :attr:`prior_state`, without gradient (one network evaluation)."""
         self._counter[0] += 1
         with torch.no_grad():
             out = self.prior.denoise(self.noisy, self.sigma)

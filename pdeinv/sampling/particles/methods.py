@@ -1,8 +1,9 @@
 r"""RLSD and DWGF as lists of particle terms, run on an :class:`~pdeinv.sampling.problem.InverseProblem`.
 
-Both work in the prior's state space: the normalised field for a field-space prior, or the latent
-of an autoencoder when the prior carries one as ``prior.space`` (``encode/decode/state_shape``;
-``pdeinv.latent``). Measurements enter as residuals :math:`r` of the observed channel in its
+Both work in the prior's state space: the latent of an autoencoder when the prior carries one as
+``prior.space`` (``encode/decode/state_shape``; ``pdeinv.latent``); for a field-space joint prior
+of a linear PDE the normalised input field, decoded to ``(a, A a)``
+(:class:`~pdeinv.sampling.particles.solved_space.SolvedSpace`); otherwise the normalised field. Measurements enter as residuals :math:`r` of the observed channel in its
 normalised units (:class:`~pdeinv.sampling.particles.terms.Measurement`). ``samples`` of
 :class:`~pdeinv.sampling.problem.MethodOptions` is the number of particles per measurement.
 
@@ -29,9 +30,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import deepinv
 import torch
 
 from pdeinv.sampling.particles.engine import ParticleConfig, ParticleSolver
+from pdeinv.sampling.particles.solved_space import SolvedSpace
 from pdeinv.sampling.particles.terms import (
     AutoencoderScore,
     Coupling,
@@ -45,6 +48,9 @@ from pdeinv.sampling.particles.terms import (
 from pdeinv.sampling.problem import InverseProblem, MethodOptions, Reconstruction
 from pdeinv.sampling.sampler import FieldSpace
 from pdeinv.sampling.terms import channel_index
+
+
+STATES = ("auto", "joint", "solved")
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,8 @@ class RLSDConfig:
         :math:`\\gamma`, repulsion weight (0: the non-repulsive ablation).
     features : str
         Features of the kernel, ``"field"`` or ``"latent"``.
+    state : {"auto", "joint", "solved"}
+        The particles' state on a field-space joint prior (:func:`state_space`).
     engine : ParticleConfig
         Steps, learning rates, schedule.
     """
@@ -69,6 +77,7 @@ class RLSDConfig:
     lam: float = 0.1
     repulsion: float = 0.01
     features: str = "field"
+    state: str = "auto"
     engine: ParticleConfig = field(default_factory=ParticleConfig)
 
 
@@ -84,6 +93,8 @@ class DWGFConfig:
         :math:`c`, weight of the encoder-decoder prior score (latent space only).
     decoder_std : float
         :math:`s`, noise added to the decoded field in the likelihood and the autoencoder term.
+    state : {"auto", "joint", "solved"}
+        The particles' state on a field-space joint prior (:func:`state_space`).
     engine : ParticleConfig
         Steps, learning rate, schedule.
     """
@@ -91,12 +102,29 @@ class DWGFConfig:
     gamma: float = 0.15
     autoencoder_weight: float = 0.1
     decoder_std: float = 0.01
+    state: str = "auto"
     engine: ParticleConfig = field(default_factory=ParticleConfig)
 
 
-def state_space(prior):
-    """The prior's state space: ``prior.space`` when it has one (a latent prior), else the field itself."""
-    return getattr(prior, "space", None) or FieldSpace()
+def state_space(prior, problem: InverseProblem | None = None, state: str = "auto"):
+    """The particles' state space.
+
+    ``prior.space`` when the prior has one (a latent prior). Otherwise, with ``state="auto"``,
+    a :class:`~pdeinv.sampling.particles.solved_space.SolvedSpace` when ``problem``'s operator is
+    linear (a solve per iteration is cheap, and the output channel is then exactly the solve of the
+    input), else the joint field itself; ``"joint"`` and ``"solved"`` force one or the other.
+    """
+    if state not in STATES:
+        raise ValueError(f"unknown particle state {state!r}; choose one of {STATES}")
+    own = getattr(prior, "space", None)
+    if own is not None:
+        return own
+    linear = problem is not None and isinstance(problem.operator, deepinv.physics.LinearPhysics)
+    if state == "solved" or (state == "auto" and linear):
+        if problem is None:
+            raise ValueError("a solved particle state needs the problem's operator")
+        return SolvedSpace(problem.operator, prior, problem.input_channel, problem.output_channel)
+    return FieldSpace()
 
 
 def _measurement(problem: InverseProblem, prior, y: torch.Tensor) -> Measurement:
@@ -113,12 +141,12 @@ def rlsd_solver(problem: InverseProblem, prior, y: torch.Tensor, config: RLSDCon
         Repulsion(config.repulsion, config.features),
     ]
     aux_terms = [DataFit(_measurement(problem, prior, y)), Coupling(config.rho, acts_on="aux")]
-    return ParticleSolver(prior, config.engine, particle_terms, aux_terms, state_space(prior))
+    return ParticleSolver(prior, config.engine, particle_terms, aux_terms, state_space(prior, problem, config.state))
 
 
 def dwgf_solver(problem: InverseProblem, prior, y: torch.Tensor, config: DWGFConfig) -> ParticleSolver:
     """The DWGF :class:`ParticleSolver` for measurements ``y`` (one row per particle)."""
-    space = state_space(prior)
+    space = state_space(prior, problem, config.state)
     terms = [
         DecoderLikelihood(_measurement(problem, prior, y), decoder_std=config.decoder_std),
         MixtureRegulariser(config.gamma),

@@ -4,8 +4,9 @@ A term maps a :class:`~pdeinv.sampling.particles.engine.ParticleStep` to a per-p
 ``(B,)``; the engine sums the terms and takes one Adam step. Terms whose gradient is given rather
 than derived are written as surrogates :math:`\langle \mathrm{sg}[g], z \rangle / d` (``sg`` =
 stop-gradient, :math:`d` = the number of state coordinates), whose gradient is :math:`g / d`.
-Notation: :math:`z` particles, :math:`x` auxiliary variables, :math:`\mathcal D` = ``space.decode``,
-:math:`z_t = z + \sigma_t \varepsilon`, :math:`D_\theta` the prior's denoiser, :math:`r(f)` the
+Notation: :math:`z` particles (or ``step.prior_state``, their decoded field, in a space that
+only parametrises the prior's fields), :math:`x` auxiliary variables, :math:`\mathcal D` =
+``space.decode``, :math:`z_t = z + \sigma_t \varepsilon`, :math:`D_\theta` the prior's denoiser, :math:`r(f)` the
 measurement residual of a normalised field :math:`f` in the observed channel's normalised units.
 
 Score distillation in EDM form: with :math:`\hat\varepsilon = (z_t - D_\theta(z_t))/\sigma` the
@@ -81,7 +82,8 @@ class ScoreDistillation(ParticleTerm):
     name = "score distillation"
 
     def loss(self, step: ParticleStep) -> torch.Tensor:
-        return self.weight * _surrogate(step.particles.detach() - step.denoised, step.particles)
+        z = step.prior_state
+        return self.weight * _surrogate(z.detach() - step.denoised, z)
 
 
 FeatureMap = Callable[[ParticleStep], torch.Tensor]
@@ -199,13 +201,15 @@ def mixture_denoiser(step: ParticleStep) -> torch.Tensor:
     .. math:: D_\mu(z_t^i) = \sum_j \operatorname{softmax}_j\!\Big(-\frac{\|z_t^i - z^j\|^2}{2\sigma_t^2}\Big) z^j,
 
     so that :math:`\nabla \log \mu_t(z_t^i) = (D_\mu(z_t^i) - z_t^i)/\sigma_t^2` (the exact score of
-    the particles pushed through the forward kernel). Returns ``(B, *state_shape)``, detached.
+    the particles pushed through the forward kernel). Returns a detached tensor shaped like
+    ``step.prior_state``.
     """
-    clean = step.grouped(step.particles.detach()).flatten(2)
+    z = step.prior_state.detach()
+    clean = step.grouped(z).flatten(2)
     noisy = step.grouped(step.noisy).flatten(2)
     distances = (noisy[:, :, None, :] - clean[:, None, :, :]).pow(2).sum(-1)
     weights = torch.softmax(-distances / (2 * step.sigma**2), dim=-1)
-    return torch.einsum("gij,gjd->gid", weights, clean).reshape(step.particles.shape)
+    return torch.einsum("gij,gjd->gid", weights, clean).reshape(z.shape)
 
 
 class MixtureRegulariser(ParticleTerm):
@@ -220,7 +224,7 @@ class MixtureRegulariser(ParticleTerm):
     name = "diffusion regulariser"
 
     def loss(self, step: ParticleStep) -> torch.Tensor:
-        return self.weight * _surrogate(mixture_denoiser(step) - step.denoised, step.particles)
+        return self.weight * _surrogate(mixture_denoiser(step) - step.denoised, step.prior_state)
 
 
 class AutoencoderScore(ParticleTerm):
