@@ -276,6 +276,9 @@ def test_bench_records_single_sample_error_and_diversity(helmholtz_file, monkeyp
     assert record["rel_l2_single"] > 0 and -1 <= record["diversity"]["pairwise_cosine"] <= 1
     single = run_benchmark(BenchConfig("helmholtz-inverse-64", "dwgf", **settings))
     assert "diversity" not in single and "rel_l2_single" not in single
+    assert record["particle_state"] == "auto"
+    joint = run_benchmark(BenchConfig("helmholtz-inverse-64", "dwgf", samples=2, particle_state="joint", **settings))
+    assert joint["particle_state"] == "joint" and "dwgf (raw, joint state)" in runner.results_table([record, joint])
 
 
 def test_particle_methods_run_in_the_latent_space_of_a_latent_prior():
@@ -355,6 +358,8 @@ def test_state_space_solves_linear_pdes_only():
     assert isinstance(state_space(prior, nonlinear), FieldSpace)
     with pytest.raises(ValueError, match="unknown particle state"):
         state_space(prior, problem, "latent")
+    with pytest.raises(ValueError, match="unknown particle state"):
+        MethodOptions(particle_state="latent")
 
 
 def test_solved_state_carries_sparse_solution_data_to_the_source():
@@ -369,8 +374,9 @@ def test_solved_state_carries_sparse_solution_data_to_the_source():
     exact = kriging_baseline(problem, MethodOptions()).mean
     errors = {}
     for state in ("joint", "solved"):
-        config = DWGFConfig(state=state, decoder_std=0.0, engine=ParticleConfig(steps=100))
-        result = run_particles(dwgf_solver, config, problem, MethodOptions(samples=4, prior=prior, seed=0))
+        config = DWGFConfig(decoder_std=0.0, engine=ParticleConfig(steps=100))
+        options = MethodOptions(samples=4, prior=prior, seed=0, particle_state=state)
+        result = run_particles(dwgf_solver, config, problem, options)
         errors[state] = float(((result.mean - exact).norm() / exact.norm()))
     truth_gap = float((exact - sources).norm() / sources.norm())
     assert errors["solved"] < 0.5 * errors["joint"], errors

@@ -19,6 +19,7 @@ import sys
 from pdeinv.bench.runner import BenchConfig, read_records, results_table, run_benchmark, write_json
 from pdeinv.bench.tasks import TASKS
 from pdeinv.sampling.methods import method_names
+from pdeinv.sampling.problem import PARTICLE_STATES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,6 +51,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--equireg-weight", type=float, default=BenchConfig.equireg_weight,
         help=f"weight of the EquiReg term of +equireg methods (default {BenchConfig.equireg_weight:g})"
     )
+    parser.add_argument(
+        "--particle-state", choices=PARTICLE_STATES, default=BenchConfig.particle_state,
+        help="particle methods on a joint prior: 'solved' = particles are input fields decoded to (a, A a), "
+        "'joint' = both channels free, 'auto' = solved for a linear PDE (default)",
+    )
     parser.add_argument("--table", nargs="+", metavar="RUN", help="aggregate run JSON files into a markdown table")
     parser.add_argument("--out", help="output JSON (a run) or markdown file (--table)")
 
@@ -80,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
         raw_prior=args.raw_prior,
         equireg_weight=args.equireg_weight,
         gaussian_part=args.gaussian_part,
+        particle_state=args.particle_state,
     )
     try:
         record = run_benchmark(config)

@@ -37,7 +37,7 @@ from pdeinv.bench.tasks import get_task, relative_l2
 from pdeinv.priors import load
 from pdeinv.priors.consistent import OperatorConsistentPrior, consistent_if_linear
 from pdeinv.priors.edm import GaussianPart
-from pdeinv.sampling.methods import BASELINES, parse_method, solve
+from pdeinv.sampling.methods import BASELINES, PARTICLES, parse_method, solve
 from pdeinv.sampling.problem import MethodOptions
 
 DEFAULT_PRIORS = {"helmholtz": "helmholtz-joint", "poisson": "poisson-joint", "navier-stokes": "ns-joint"}
@@ -69,6 +69,8 @@ class BenchConfig:
     gaussian_part : bool
         Use only the prior's fitted Gaussian base, the network switched off
         (:class:`~pdeinv.priors.edm.GaussianPart`).
+    particle_state : str
+        State of the particle methods (:class:`~pdeinv.sampling.problem.MethodOptions`).
     """
 
     task: str
@@ -84,6 +86,7 @@ class BenchConfig:
     raw_prior: bool = False
     equireg_weight: float = MethodOptions.equireg_weight
     gaussian_part: bool = False
+    particle_state: str = MethodOptions.particle_state
 
     def __post_init__(self) -> None:
         if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 1:
@@ -144,7 +147,7 @@ def _shard_result(config: BenchConfig, rank: int, world: int) -> dict:
     indices = torch.arange(config.n)[rank::world]
     options = MethodOptions(
         config.steps, config.samples, config.seed + rank, prior, config.batch_size,
-        equireg_weight=config.equireg_weight,
+        equireg_weight=config.equireg_weight, particle_state=config.particle_state,
     )
     truth = (outputs if task.target == "output" else inputs)[indices]
     start = time.perf_counter()
@@ -209,6 +212,7 @@ def _record(config: BenchConfig, parts: list[dict], world: int) -> dict:
         "raw_prior": config.raw_prior,
         "gaussian_part": config.gaussian_part,
         **({"equireg_weight": config.equireg_weight} if parse_method(config.method)[1] else {}),
+        **({"particle_state": config.particle_state} if parse_method(config.method)[0] in PARTICLES else {}),
         "data": str(config.data or task.default_data()),
         "n_points": task.n_points,
         "processes": world,
@@ -270,8 +274,11 @@ def method_label(record: dict) -> str:
 
 
 def prior_marks(record: dict) -> list[str]:
-    """How the record's prior was changed: ``"raw"`` (``--raw-prior``), ``"Gaussian part"`` (``--gaussian-part``)."""
-    return [mark for key, mark in (("raw_prior", "raw"), ("gaussian_part", "Gaussian part")) if record.get(key)]
+    """How the record's prior was used: ``"raw"`` (``--raw-prior``), ``"Gaussian part"`` (``--gaussian-part``),
+    ``"joint state"`` / ``"solved state"`` (``--particle-state``, when not ``auto``)."""
+    marks = [mark for key, mark in (("raw_prior", "raw"), ("gaussian_part", "Gaussian part")) if record.get(key)]
+    state = record.get("particle_state", "auto")
+    return marks + ([f"{state} state"] if state != "auto" else [])
 
 
 def run_label(record: dict) -> str:
@@ -294,7 +301,7 @@ def samples_table(records: list[dict]) -> str:
         "| pairwise cosine | s / sample |\n|---|---|---|---|---|---|---|---|---|---|"
     )
     rows = [
-        f"| {r['task']} | {r['method']} | {r['samples']} | {r.get('steps')} | {r['n']} | "
+        f"| {r['task']} | {run_label(r)} | {r['samples']} | {r.get('steps')} | {r['n']} | "
         f"{100 * r['rel_l2_single']:.2f} ± {100 * r['rel_l2_single_std']:.2f} | "
         f"{100 * r['rel_l2_mean']:.2f} ± {100 * r['rel_l2_std']:.2f} | "
         f"{r['diversity']['pairwise_relative_distance']:.3f} | {r['diversity']['pairwise_cosine']:.3f} | "

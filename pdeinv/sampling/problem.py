@@ -18,6 +18,7 @@ from pdeinv.datasets import helmholtz_source_grf, ns_vorticity_grf
 from pdeinv.operators import Helmholtz, NavierStokes2D
 from pdeinv.sampling.terms import EQUIREG_WEIGHT
 
+PARTICLE_STATES = ("auto", "joint", "solved")
 ROLES = ("input", "output")
 CHANNELS = {
     "helmholtz": ("source", "solution"),
@@ -215,6 +216,11 @@ class MethodOptions:
         operator's symmetries; ``"+equireg-d4"``: plain D4); ``None`` for none.
     equireg_weight : float
         Weight of the EquiReg term (0.01, EquiReg's published ``equi_alpha``, by default).
+    particle_state : {"auto", "joint", "solved"}
+        State of the particle methods on a field-space joint prior: ``"solved"`` parametrises the
+        particles by the input field and decodes them to ``(a, A a)``, ``"joint"`` keeps both
+        channels free, ``"auto"`` solves for a linear operator
+        (:func:`pdeinv.sampling.particles.methods.state_space`).
     """
 
     steps: int | None = None
@@ -224,6 +230,7 @@ class MethodOptions:
     batch_size: int = 4
     equireg: str | None = None
     equireg_weight: float = EQUIREG_WEIGHT
+    particle_state: str = "auto"
 
     def __post_init__(self) -> None:
         for name in ("samples", "batch_size"):
@@ -234,6 +241,8 @@ class MethodOptions:
             raise ValueError(f"steps must be a positive integer or None, got {self.steps!r}")
         if not self.equireg_weight > 0:
             raise ValueError(f"equireg_weight must be positive, got {self.equireg_weight!r}")
+        if self.particle_state not in PARTICLE_STATES:
+            raise ValueError(f"unknown particle state {self.particle_state!r}; choose one of {PARTICLE_STATES}")
 
 
 @dataclass

@@ -45,12 +45,9 @@ from pdeinv.sampling.particles.terms import (
     Repulsion,
     ScoreDistillation,
 )
-from pdeinv.sampling.problem import InverseProblem, MethodOptions, Reconstruction
+from pdeinv.sampling.problem import PARTICLE_STATES, InverseProblem, MethodOptions, Reconstruction
 from pdeinv.sampling.sampler import FieldSpace
 from pdeinv.sampling.terms import channel_index
-
-
-STATES = ("auto", "joint", "solved")
 
 
 @dataclass(frozen=True)
@@ -67,8 +64,6 @@ class RLSDConfig:
         :math:`\\gamma`, repulsion weight (0: the non-repulsive ablation).
     features : str
         Features of the kernel, ``"field"`` or ``"latent"``.
-    state : {"auto", "joint", "solved"}
-        The particles' state on a field-space joint prior (:func:`state_space`).
     engine : ParticleConfig
         Steps, learning rates, schedule.
     """
@@ -77,7 +72,6 @@ class RLSDConfig:
     lam: float = 0.1
     repulsion: float = 0.01
     features: str = "field"
-    state: str = "auto"
     engine: ParticleConfig = field(default_factory=ParticleConfig)
 
 
@@ -93,8 +87,6 @@ class DWGFConfig:
         :math:`c`, weight of the encoder-decoder prior score (latent space only).
     decoder_std : float
         :math:`s`, noise added to the decoded field in the likelihood and the autoencoder term.
-    state : {"auto", "joint", "solved"}
-        The particles' state on a field-space joint prior (:func:`state_space`).
     engine : ParticleConfig
         Steps, learning rate, schedule.
     """
@@ -102,7 +94,6 @@ class DWGFConfig:
     gamma: float = 0.15
     autoencoder_weight: float = 0.1
     decoder_std: float = 0.01
-    state: str = "auto"
     engine: ParticleConfig = field(default_factory=ParticleConfig)
 
 
@@ -114,8 +105,8 @@ def state_space(prior, problem: InverseProblem | None = None, state: str = "auto
     linear (a solve per iteration is cheap, and the output channel is then exactly the solve of the
     input), else the joint field itself; ``"joint"`` and ``"solved"`` force one or the other.
     """
-    if state not in STATES:
-        raise ValueError(f"unknown particle state {state!r}; choose one of {STATES}")
+    if state not in PARTICLE_STATES:
+        raise ValueError(f"unknown particle state {state!r}; choose one of {PARTICLE_STATES}")
     own = getattr(prior, "space", None)
     if own is not None:
         return own
@@ -133,20 +124,27 @@ def _measurement(problem: InverseProblem, prior, y: torch.Tensor) -> Measurement
     return Measurement(problem.sensor, y, channel, prior, 1.0 / std)
 
 
-def rlsd_solver(problem: InverseProblem, prior, y: torch.Tensor, config: RLSDConfig) -> ParticleSolver:
-    """The RLSD :class:`ParticleSolver` for measurements ``y`` (one row per particle)."""
+def rlsd_solver(problem: InverseProblem, prior, y: torch.Tensor, config: RLSDConfig, space=None) -> ParticleSolver:
+    """The RLSD :class:`ParticleSolver` for measurements ``y`` (one row per particle) in ``space``.
+
+    ``space`` defaults to ``state_space(prior, problem)``.
+    """
     particle_terms = [
         Coupling(1.0, acts_on="particles"),
         ScoreDistillation(config.lam / config.rho),
         Repulsion(config.repulsion, config.features),
     ]
     aux_terms = [DataFit(_measurement(problem, prior, y)), Coupling(config.rho, acts_on="aux")]
-    return ParticleSolver(prior, config.engine, particle_terms, aux_terms, state_space(prior, problem, config.state))
+    space = state_space(prior, problem) if space is None else space
+    return ParticleSolver(prior, config.engine, particle_terms, aux_terms, space)
 
 
-def dwgf_solver(problem: InverseProblem, prior, y: torch.Tensor, config: DWGFConfig) -> ParticleSolver:
-    """The DWGF :class:`ParticleSolver` for measurements ``y`` (one row per particle)."""
-    space = state_space(prior, problem, config.state)
+def dwgf_solver(problem: InverseProblem, prior, y: torch.Tensor, config: DWGFConfig, space=None) -> ParticleSolver:
+    """The DWGF :class:`ParticleSolver` for measurements ``y`` (one row per particle) in ``space``.
+
+    ``space`` defaults to ``state_space(prior, problem)``.
+    """
+    space = state_space(prior, problem) if space is None else space
     terms = [
         DecoderLikelihood(_measurement(problem, prior, y), decoder_std=config.decoder_std),
         MixtureRegulariser(config.gamma),
@@ -162,7 +160,8 @@ def run_particles(build, config, problem: InverseProblem, options: MethodOptions
     Parameters
     ----------
     build : callable
-        ``build(problem, prior, y, config) -> ParticleSolver`` (:func:`rlsd_solver`, :func:`dwgf_solver`).
+        ``build(problem, prior, y, config, space) -> ParticleSolver`` (:func:`rlsd_solver`,
+        :func:`dwgf_solver`); ``space`` is ``state_space(prior, problem, options.particle_state)``.
     config : RLSDConfig or DWGFConfig
         The method's settings; ``options.steps`` overrides ``config.engine.steps``.
 
@@ -177,10 +176,11 @@ def run_particles(build, config, problem: InverseProblem, options: MethodOptions
     target = channel_index(prior.channels, problem.channel(problem.target))
     generator = torch.Generator(device=prior.mean.device).manual_seed(options.seed)
     k, s = options.samples, problem.resolution
+    space = state_space(prior, problem, options.particle_state)
     collected, nfe = [], 0
     for rows in torch.arange(problem.n).split(options.batch_size):
         y = problem.measurements[rows].to(prior.mean).repeat_interleave(k, 0)
-        result = build(problem, prior, y, config).run(len(rows), k, generator, s)
+        result = build(problem, prior, y, config, space).run(len(rows), k, generator, s)
         estimate = result.aux if result.aux is not None else result.fields
         physical = prior.to_physical(estimate)[:, [target]]
         collected.append(physical.reshape(len(rows), k, 1, s, s))
