@@ -197,3 +197,52 @@ def test_operator_consistent_gaussian_part_is_symmetric_positive_even_for_an_inc
     # Its output channel is the solve of its input channel.
     solve = Helmholtz(size, k=1.0).A(prior.std[0] * jv[:, :1]) / prior.std[1]
     torch.testing.assert_close(jv[:, 1:], solve)
+
+
+def test_posterior_sqrt_squares_to_the_posterior_covariance_and_is_c_out_for_white_data():
+    g = torch.Generator().manual_seed(8)
+    base = SpectralGaussianDenoiser.fit(GaussianPrior(ns_vorticity_grf(16), "w").sample(500, g), "fft")
+    v = torch.randn(3, 1, 16, 16, generator=g, dtype=torch.float64)
+    sigma = torch.tensor([0.1, 0.7, 4.0], dtype=torch.float64)
+    twice = base.posterior_sqrt(base.posterior_sqrt(v, sigma), sigma)
+    torch.testing.assert_close(twice, sigma.reshape(-1, 1, 1, 1) ** 2 * base.linear(v, sigma))
+    white = SpectralGaussianDenoiser.fit(torch.randn(4000, 1, 16, 16, generator=g), "fft")
+    white.density.fill_(1.0 / 16**2)
+    c_out = sigma / (1 + sigma**2).sqrt()
+    torch.testing.assert_close(white.posterior_sqrt(v, sigma), c_out.reshape(-1, 1, 1, 1) * v)
+
+
+def test_posterior_residual_keeps_the_network_out_of_modes_the_data_do_not_excite(tmp_path):
+    # A base fitted to fields with no power beyond wavenumber 3: whatever the network outputs, the
+    # denoiser's estimate stays free of those modes, and the setting survives a checkpoint.
+    g = torch.Generator().manual_seed(9)
+    smooth = GaussianPrior(ns_vorticity_grf(16), "w").sample(500, g)
+    coefficients = torch.fft.rfft2(smooth, norm="ortho")
+    k = torch.fft.fftfreq(16, 1 / 16).abs()[:, None].maximum(torch.arange(9.0)[None, :])
+    smooth = torch.fft.irfft2(torch.where(k <= 3, coefficients, 0), s=(16, 16), norm="ortho")
+    base = SpectralGaussianDenoiser.fit(smooth, "fft")
+    backbone = build_backbone("fno", channels=1, width=8, n_layers=1, n_modes=4, grid="cell")
+    with torch.no_grad():
+        for parameter in backbone.parameters():
+            parameter.normal_(0.0, 0.3, generator=g)
+    config = {"channels": 1, "width": 8, "n_layers": 1, "n_modes": 4, "grid": "cell"}
+    card = {
+        "format": "pdeinv-prior", "format_version": 1, "backbone": {"name": "fno", "config": config},
+        "preconditioning": {"type": "edm", "sigma_data": 1.0, "p_mean": -1.2, "p_std": 1.2,
+                            "gaussian_base": {"basis": "fft", "resolution": 16}, "residual": "posterior"},
+        "normalization": {"channels": ["w"], "mean": [0.0], "std": [1.0]}, "resolution": 16,
+    }  # fmt: skip
+    prior = EDMDenoiser(backbone, EDMConfig(), channels=["w"], resolution=16, card=card, base=base,
+                        residual="posterior")
+    x = torch.randn(2, 1, 16, 16, generator=g)
+    with torch.no_grad():
+        estimate = torch.fft.rfft2(prior.denoise(x, 2.0), norm="ortho")
+        loaded = load(save_prior(prior, tmp_path / "p", card))
+        torch.testing.assert_close(loaded.denoise(x, 2.0), prior.denoise(x, 2.0))
+        edm = EDMDenoiser(backbone, EDMConfig(), channels=["w"], resolution=16, base=base).denoise(x, 2.0)
+    outside = (k > 3).expand_as(estimate)
+    total = estimate.abs().pow(2).sum()
+    assert float(estimate[outside].abs().pow(2).sum() / total) < 1e-6
+    assert float(torch.fft.rfft2(edm, norm="ortho")[outside].abs().pow(2).sum() / total) > 1e-3
+    with pytest.raises(ValueError, match="needs a base"):
+        EDMDenoiser(backbone, EDMConfig(), channels=["w"], residual="posterior")

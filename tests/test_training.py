@@ -274,3 +274,11 @@ def test_two_runs_cannot_write_one_directory(tmp_path):
     finally:
         held.close()
     assert train(tiny_config(out, steps=1), tiny_data()) is not None
+
+
+def test_posterior_residual_is_trained_recorded_and_reloaded(tmp_path):
+    out = _train_tiny(tmp_path, "navier-stokes", 16, "--gaussian-base", "fft", "--residual", "posterior")
+    card = json.loads((out / "card.json").read_text())
+    assert card["preconditioning"]["residual"] == "posterior" and load(out).residual == "posterior"
+    with pytest.raises(ValueError, match="set gaussian_base"):
+        TrainConfig(out=str(tmp_path / "x"), residual="posterior")

@@ -169,6 +169,7 @@ def prior_from_card(card: dict) -> EDMDenoiser:
         resolution=card["resolution"],
         card=card,
         base=base,
+        residual=pre.get("residual", "edm"),
     )
 
 

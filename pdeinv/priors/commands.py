@@ -31,7 +31,7 @@ import json
 import shlex
 import sys
 
-from pdeinv.priors.edm import EDMConfig
+from pdeinv.priors.edm import RESIDUALS, EDMConfig
 from pdeinv.priors.spectral_gaussian import BASE_CHOICES
 
 
@@ -93,6 +93,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="learn only the residual of the Wiener denoiser fitted to the data (default none)",
     )
     parser.add_argument(
+        "--residual", choices=RESIDUALS, default="edm",
+        help="scale of the network's output: EDM's c_out (default) or the Gaussian base's per-mode posterior std",
+    )
+    parser.add_argument(
         "--operator-consistent", action="store_true",
         help="linear PDEs: train with the solution channel set to the solve of the input channel, as sampled",
     )
@@ -132,6 +136,7 @@ def _train(args: argparse.Namespace) -> int:
         augment_symmetries=args.augment_symmetries,
         edm=EDMConfig(sigma_data=args.sigma_data),
         gaussian_base=args.gaussian_base,
+        residual=args.residual,
         operator_consistent=args.operator_consistent,
         device=args.device,
         data=args.data,

@@ -20,6 +20,15 @@ With a fitted Gaussian base :math:`G(x, \sigma)` (the per-mode Wiener denoiser o
 
 so the network learns only what the best linear (Gaussian) denoiser misses; with the backbone's
 zero-initialised output layer training starts from :math:`D = G`.
+With ``residual="posterior"`` the scalar :math:`c_\text{out}` becomes the base's posterior
+standard deviation per mode, :math:`R_\sigma` with :math:`R_\sigma^2 = \operatorname{Cov}_G[x_0 \mid x]`,
+
+.. math:: D(x, \sigma) = G(x, \sigma) + R_\sigma\,
+          F_\theta\big(c_\text{in}(\sigma)\, x,\; c_\text{noise}(\sigma)\big),
+
+which is :math:`c_\text{out}` for white data and otherwise gives every mode the network's output
+in units of what the base leaves uncertain there: a mode the data barely excite (the fine scales of
+a viscous flow) cannot receive more than its own posterior spread.
 
 Both are trained with :math:`\ln \sigma \sim N(P_\text{mean}, P_\text{std}^2)` and the weighted loss
 :math:`\lambda(\sigma) \lVert D(x_0 + \sigma n, \sigma) - x_0 \rVert^2`,
@@ -36,6 +45,9 @@ from torch import nn
 
 from pdeinv.operators.base import check_field
 from pdeinv.priors.base import FieldPrior, sigma_column
+
+
+RESIDUALS = ("edm", "posterior")
 
 
 @dataclass(frozen=True)
@@ -134,6 +146,14 @@ class EDMDenoiser(FieldPrior):
     base : nn.Module, optional
         Gaussian base ``G(x, sigma)`` replacing the skip path (module docstring); it must be
         resolution-free for the prior to be.
+    residual : {"edm", "posterior"}
+        Scale of the network's output: EDM's :math:`c_\text{out}`, or the base's per-mode posterior
+        standard deviation ``base.posterior_sqrt`` (needs a base).
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``residual``, or ``"posterior"`` without a base.
     """
 
     def __init__(
@@ -147,8 +167,14 @@ class EDMDenoiser(FieldPrior):
         resolution: int = 64,
         card: dict | None = None,
         base: nn.Module | None = None,
+        residual: str = "edm",
     ):
         super().__init__(channels, mean, std, config.sigma_data, resolution, card)
+        if residual not in RESIDUALS:
+            raise ValueError(f"residual must be one of {RESIDUALS}, got {residual!r}")
+        if residual == "posterior" and base is None:
+            raise ValueError("residual='posterior' scales the network by the Gaussian base's posterior std; it needs a base")
+        self.residual = residual
         self.backbone = backbone
         self.config = config
         self.base = base
@@ -159,9 +185,11 @@ class EDMDenoiser(FieldPrior):
         """``D(x, sigma)`` for a normalised noisy field ``(B, C, S, S)`` and ``sigma`` float or ``(B,)``."""
         s = sigma_column(sigma, x)
         c = edm_coefficients(s, self.sigma_data)
-        out = self.backbone(c.c_in * x, c.c_noise.reshape(-1))
+        out = self.backbone(c.c_in * x, c.c_noise.reshape(-1)).to(x.dtype)
         skip = c.c_skip * x if self.base is None else self.base(x, s.reshape(-1))
-        return skip + c.c_out * out.to(x.dtype)
+        if self.residual == "posterior":
+            return skip + self.base.posterior_sqrt(out, s.reshape(-1))
+        return skip + c.c_out * out
 
     def gaussian_jvp(self, v: torch.Tensor, sigma: float) -> torch.Tensor | None:
         r""":math:`W_\sigma v`, the Jacobian of the Gaussian base (``None`` without one)."""

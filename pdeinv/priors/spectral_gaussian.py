@@ -225,14 +225,29 @@ class SpectralGaussianDenoiser(nn.Module):
 
     def linear(self, v: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
         r"""The filter :math:`W_\sigma v`, also the Jacobian of :meth:`forward`; ``sigma`` float or ``(B,)``."""
+        return self._per_mode(v, sigma, lambda values, s2: values / (values + s2))
+
+    def posterior_sqrt(self, v: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
+        r"""The square root of the posterior covariance, :math:`R_\sigma v`, ``(B, C, S, S) -> (B, C, S, S)``.
+
+        .. math:: R_\sigma = U_k\,\mathrm{diag}\Big(\sqrt{\frac{\lambda_k \sigma^2}{\lambda_k + \sigma^2}}\Big) U_k^H,
+                  \qquad R_\sigma^2 = \sigma^2 W_\sigma = \operatorname{Cov}[x_0 \mid x_\sigma],
+
+        per mode; for white data of variance :math:`\sigma_d^2` it is EDM's
+        :math:`c_\text{out} = \sigma\sigma_d / \sqrt{\sigma^2 + \sigma_d^2}`. ``sigma`` float or ``(B,)``.
+        """
+        return self._per_mode(v, sigma, lambda values, s2: (values * s2 / (values + s2)).sqrt())
+
+    def _per_mode(self, v: torch.Tensor, sigma: float | torch.Tensor, gain) -> torch.Tensor:
+        """:math:`U_k \\mathrm{diag}(g(\\lambda_k, \\sigma^2)) U_k^H \\hat v_k` for every mode ``k`` of ``v``."""
         check_field(v, channels=self.channels, name="v")
         size = v.shape[-1]
         s2 = sigma_column(sigma, v).double() ** 2
         values, vectors, _ = self._spectrum(size, v.device)
         coefficients = to_coefficients(v.double(), self.basis).permute(0, 2, 3, 1)
         projected = (vectors.conj().transpose(-1, -2) @ coefficients[..., None])[..., 0]
-        shrunk = projected * (values / (values + s2))
-        estimate = (vectors @ shrunk[..., None])[..., 0].permute(0, 3, 1, 2)
+        scaled = projected * gain(values, s2)
+        estimate = (vectors @ scaled[..., None])[..., 0].permute(0, 3, 1, 2)
         return from_coefficients(estimate, self.basis, size).to(v.dtype)
 
     def _spectrum(self, size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -35,7 +35,7 @@ from pdeinv.priors.backbones import backbone_config, build_backbone, config_dict
 from pdeinv.priors.checkpoint import FORMAT, FORMAT_VERSION, atomic_torch_save, save_prior
 from pdeinv.priors.consistent import consistency_spec, consistent_from_card
 from pdeinv.priors.data import TrainingData
-from pdeinv.priors.edm import EDMConfig, EDMDenoiser, edm_loss, sample_training_sigma
+from pdeinv.priors.edm import RESIDUALS, EDMConfig, EDMDenoiser, edm_loss, sample_training_sigma
 from pdeinv.priors.spectral_gaussian import BASE_CHOICES, SpectralGaussianDenoiser, choose_basis
 
 STATE = "training_state.pt"
@@ -83,6 +83,9 @@ class TrainConfig:
         (:mod:`pdeinv.priors.spectral_gaussian`) so the network learns only the non-Gaussian part;
         ``"auto"`` picks ``dst`` for vertex-grid fields that vanish on the boundary, else ``fft``;
         ``"dct"`` suits fields whose interior is a cosine series cut to zero at the boundary.
+    residual : {"edm", "posterior"}
+        Scale of the network's output (:class:`~pdeinv.priors.edm.EDMDenoiser`): EDM's
+        :math:`c_\text{out}`, or the Gaussian base's per-mode posterior std (needs a base).
     operator_consistent : bool
         Train the joint prior of a linear PDE in operator-consistent form
         (:mod:`pdeinv.priors.consistent`): the output channel of every denoised estimate is the
@@ -113,6 +116,7 @@ class TrainConfig:
     augment_symmetries: bool = False
     edm: EDMConfig = field(default_factory=EDMConfig)
     gaussian_base: str = "none"
+    residual: str = "edm"
     operator_consistent: bool = False
     device: str = "cpu"
     data: str = ""
@@ -130,6 +134,10 @@ class TrainConfig:
             self.edm = EDMConfig(**self.edm)
         if self.gaussian_base not in BASE_CHOICES:
             raise ValueError(f"gaussian_base must be one of {BASE_CHOICES}, got {self.gaussian_base!r}")
+        if self.residual not in RESIDUALS:
+            raise ValueError(f"residual must be one of {RESIDUALS}, got {self.residual!r}")
+        if self.residual == "posterior" and self.gaussian_base == "none":
+            raise ValueError("residual='posterior' scales the network by the Gaussian base; set gaussian_base")
 
 
 def default_backbone_options(config: TrainConfig, data: TrainingData) -> dict:
@@ -159,6 +167,7 @@ def build_model(config: TrainConfig, data: TrainingData) -> tuple[EDMDenoiser, d
     base = _fit_base(config.gaussian_base, data)
     if base is not None:
         card["preconditioning"]["gaussian_base"] = {"basis": base.basis, "resolution": base.resolution}
+        card["preconditioning"]["residual"] = config.residual
     if config.operator_consistent:
         card["operator_consistent"] = consistency_spec(data.provenance.get("attrs", {}), data.channels)
     model = EDMDenoiser(
@@ -170,6 +179,7 @@ def build_model(config: TrainConfig, data: TrainingData) -> tuple[EDMDenoiser, d
         resolution=data.resolution,
         card=card,
         base=base,
+        residual=config.residual,
     )
     return model, card
 
