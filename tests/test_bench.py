@@ -346,22 +346,27 @@ def test_results_table_shows_a_non_default_equireg_weight():
 
 
 
-def test_tmpd_adds_no_model_error_for_a_gaussian_prior(helmholtz_setting):
-    # Tweedie moment projection is exact for a Gaussian prior; a network prior observed on its rough
-    # source channel gets the model-error std instead (pdeinv.sampling.methods.TMPD_MODEL_ERROR).
+
+def test_tmpd_model_error_is_small_for_a_gaussian_prior_or_a_linear_pde(helmholtz_setting):
+    # Tweedie moment projection is exact for a Gaussian prior and nearly so on a linear PDE's Gaussian
+    # data; a network prior of a nonlinear PDE gets the larger model error (TMPD_MODEL_ERROR).
     from pdeinv.sampling.methods import TMPD_MODEL_ERROR, tmpd_preset
 
     class NetworkLike(DenseJointGaussianPrior):
         is_gaussian = False
 
     setting = helmholtz_setting
-    problem = setting["problem"]
-    sensor = problem.sensor
-    forward = InverseProblem(
-        problem.operator, sensor, sensor.A(setting["sources"]), "input", "output", "source", "solution", "helmholtz"
-    )
+    linear = setting["problem"].select(torch.arange(1))
+    nonlinear = linear.select(torch.arange(1))
+    nonlinear.operator = object()  # not a deepinv LinearPhysics
+    network = NetworkLike(setting["grf"], setting["operator"])
     noise = {}
-    for name, prior in (("gaussian", setting["prior"]), ("network", NetworkLike(setting["grf"], setting["operator"]))):
-        (term,) = tmpd_preset(forward, prior, MethodOptions(steps=2)).terms(forward.measurements)
+    for name, problem, prior in (
+        ("gaussian, nonlinear", nonlinear, setting["prior"]),
+        ("network, nonlinear", nonlinear, network),
+        ("network, linear", linear, network),
+    ):
+        (term,) = tmpd_preset(problem, prior, MethodOptions(steps=2)).terms(problem.measurements)
         noise[name] = term.noise_std
-    assert noise == {"gaussian": TMPD_MODEL_ERROR[True], "network": TMPD_MODEL_ERROR[False]}
+    small, large = TMPD_MODEL_ERROR[True], TMPD_MODEL_ERROR[False]
+    assert noise == {"gaussian, nonlinear": small, "network, nonlinear": large, "network, linear": small}
