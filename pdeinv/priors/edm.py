@@ -173,7 +173,9 @@ class EDMDenoiser(FieldPrior):
         if residual not in RESIDUALS:
             raise ValueError(f"residual must be one of {RESIDUALS}, got {residual!r}")
         if residual == "posterior" and base is None:
-            raise ValueError("residual='posterior' scales the network by the Gaussian base's posterior std; it needs a base")
+            raise ValueError(
+                "residual='posterior' scales the network by the Gaussian base's posterior std; it needs a base"
+            )
         self.residual = residual
         self.backbone = backbone
         self.config = config

@@ -112,7 +112,10 @@ class ParticleStep:
 
     @cached_property
     def denoised(self) -> torch.Tensor:
-        """:math:`D_\\theta(z_t, \\sigma_t)`, shaped like :attr:`prior_state`, without gradient (one network evaluation)."""
+        """:math:`D_\\theta(z_t, \\sigma_t)`, shaped like :attr:`prior_state`, without gradient.
+
+        One network evaluation per iteration, shared by every term.
+        """
         self._counter[0] += 1
         with torch.no_grad():
             out = self.prior.denoise(self.noisy, self.sigma)
