@@ -274,8 +274,11 @@ def method_label(record: dict) -> str:
 
 
 def prior_marks(record: dict) -> list[str]:
-    """How the record's prior was used: ``"raw"`` (``--raw-prior``), ``"Gaussian part"`` (``--gaussian-part``),
-    ``"joint state"`` / ``"solved state"`` (``--particle-state``, when not ``auto``)."""
+    """How the record's prior was used, as short marks for the tables.
+
+    ``"raw"`` (``--raw-prior``), ``"Gaussian part"`` (``--gaussian-part``), ``"joint state"`` /
+    ``"solved state"`` (``--particle-state``, when not ``auto``).
+    """
     marks = [mark for key, mark in (("raw_prior", "raw"), ("gaussian_part", "Gaussian part")) if record.get(key)]
     state = record.get("particle_state", "auto")
     return marks + ([f"{state} state"] if state != "auto" else [])

@@ -87,9 +87,9 @@ class OperatorConsistentPrior(FieldPrior):
     def project(self, estimate: torch.Tensor) -> torch.Tensor:
         """Normalised joint fields ``(B, C, S, S)`` with the output channel replaced by the solve of the input."""
         i, o = self.input_index, self.output_index
-        source = self.mean[i] + self.std[i] * estimate[:, i : i + 1]
-        solution = self.operator_at(estimate.shape[-1]).A(source)
-        return self._with_output(estimate, (solution - self.mean[o]) / self.std[o])
+        operator = self.operator_at(estimate.shape[-1])
+        solution = normalised_solve(operator, estimate[:, i : i + 1], self.mean, self.std, i, o)
+        return self._with_output(estimate, solution)
 
     def gaussian_jvp(self, v: torch.Tensor, sigma: float) -> torch.Tensor | None:
         r""":math:`L J_{aa} L^\top v`, the posterior covariance over :math:`\sigma^2` of ``x_0 = L a_0``.
@@ -116,6 +116,16 @@ class OperatorConsistentPrior(FieldPrior):
 
     def _with_input(self, estimate: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
         return _replace_channel(estimate, self.input_index, value)
+
+
+def normalised_solve(operator, source, mean, std, input_index: int, output_index: int) -> torch.Tensor:
+    r"""The normalised solve :math:`\hat A a = (A(m_a + s_a a) - m_u) / s_u` of a normalised input ``(B, 1, S, S)``.
+
+    ``mean`` and ``std`` are a joint prior's per-channel normalisation (``(C,)``), ``input_index``
+    and ``output_index`` the channels of :math:`a` and :math:`u = A a`; returns ``(B, 1, S, S)``.
+    """
+    i, o = input_index, output_index
+    return (operator.A(mean[i] + std[i] * source) - mean[o]) / std[o]
 
 
 def _is_physics(operator) -> bool:

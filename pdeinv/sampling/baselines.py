@@ -28,10 +28,6 @@ DEEPINV_DPS_STEPS = 1000
 RELATIVE_TIKHONOV = 1e-2
 
 
-def _is_linear(operator) -> bool:
-    return isinstance(operator, dinv.physics.LinearPhysics)
-
-
 def _require_gaussian_input(problem: InverseProblem, method: str) -> None:
     if problem.input_prior is None:
         raise ValueError(f"{method} needs the Gaussian random field of the input (InverseProblem.input_prior)")
@@ -40,7 +36,7 @@ def _require_gaussian_input(problem: InverseProblem, method: str) -> None:
 def kriging_baseline(problem: InverseProblem, options: MethodOptions) -> Reconstruction:
     """Exact posterior mean and standard deviation of the target (``nfe = 0``)."""
     _require_gaussian_input(problem, "kriging")
-    if not _is_linear(problem.operator):
+    if not problem.linear:
         raise ValueError(
             f"kriging is exact only for a linear operator with a Gaussian input; {problem.pde} is nonlinear. "
             "Use 'adjoint' or a diffusion method"
@@ -86,7 +82,7 @@ def interpolate_then_solve(problem: InverseProblem, options: MethodOptions) -> R
         return Reconstruction(field)
     if problem.observed == "input":
         return Reconstruction(problem.operator.A(field))
-    if not _is_linear(problem.operator):
+    if not problem.linear:
         raise ValueError(
             f"interp-solve recovers an input from an interpolated output only for a linear operator with an "
             f"exact pseudo-inverse; {problem.pde} is nonlinear. Use 'adjoint' or a diffusion method"
@@ -105,7 +101,7 @@ def adjoint_inversion(problem: InverseProblem, options: MethodOptions) -> Recons
     result is the kriging mean with that noise level.
     """
     _require_gaussian_input(problem, "adjoint")
-    grf, dtype = problem.input_prior, torch.float64 if _is_linear(problem.operator) else torch.float32
+    grf, dtype = problem.input_prior, torch.float64 if problem.linear else torch.float32
     y = problem.measurements.to(dtype)
     level = max(problem.noise_std, RELATIVE_TIKHONOV * float(y.pow(2).mean().sqrt()))
     observe = problem.operator.A if problem.observed == "output" else (lambda a: a)
@@ -114,7 +110,7 @@ def adjoint_inversion(problem: InverseProblem, options: MethodOptions) -> Recons
     optimizer = torch.optim.LBFGS(
         [xi],
         lr=1.0,
-        max_iter=options.steps or ADJOINT_STEPS["linear" if _is_linear(problem.operator) else "nonlinear"],
+        max_iter=options.steps or ADJOINT_STEPS["linear" if problem.linear else "nonlinear"],
         history_size=20,
         tolerance_grad=1e-10,
         tolerance_change=1e-14,

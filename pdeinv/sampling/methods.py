@@ -53,7 +53,6 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import deepinv
 import torch
 
 from pdeinv.operators.symmetry import SymmetryGroup, dihedral_group
@@ -211,8 +210,7 @@ def tmpd_preset(problem: InverseProblem, prior, options: MethodOptions) -> Guide
     scale = 1.0 / _std(prior, problem, problem.observed)
     channel = problem.channel(problem.observed)
     u = float(prior.sigma_data)
-    linear = isinstance(problem.operator, deepinv.physics.LinearPhysics)
-    model_error = TMPD_MODEL_ERROR[linear or prior.is_gaussian]
+    model_error = TMPD_MODEL_ERROR[problem.linear or prior.is_gaussian]
     noise = math.hypot(problem.noise_std * scale, model_error)
     config = SamplerConfig(steps=options.steps or 100, sigma_max=500.0 * u, guidance="drift")
 

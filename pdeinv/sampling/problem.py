@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import deepinv
 import torch
 
 from pdeinv.datasets import helmholtz_source_grf, ns_vorticity_grf
@@ -132,6 +133,11 @@ class InverseProblem:
             )
         if not torch.isfinite(y).all():
             raise ValueError("measurements contain NaN or infinite values; remove those sensors from the mask")
+
+    @property
+    def linear(self) -> bool:
+        """``True`` when the forward operator :math:`A` is a deepinv ``LinearPhysics`` (Helmholtz, Poisson)."""
+        return isinstance(self.operator, deepinv.physics.LinearPhysics)
 
     @property
     def resolution(self) -> int:

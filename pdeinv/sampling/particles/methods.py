@@ -31,7 +31,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import deepinv
 import torch
 
 from pdeinv.sampling.particles.engine import ParticleConfig, ParticleSolver
@@ -111,8 +110,7 @@ def state_space(prior, problem: InverseProblem | None = None, state: str = "auto
     own = getattr(prior, "space", None)
     if own is not None:
         return own
-    linear = problem is not None and isinstance(problem.operator, deepinv.physics.LinearPhysics)
-    if state == "solved" or (state == "auto" and linear):
+    if state == "solved" or (state == "auto" and problem is not None and problem.linear):
         if problem is None:
             raise ValueError("a solved particle state needs the problem's operator")
         return SolvedSpace(problem.operator, prior, problem.input_channel, problem.output_channel)

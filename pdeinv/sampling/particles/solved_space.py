@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import torch
 
+from pdeinv.priors.consistent import normalised_solve
+
 
 class SolvedSpace:
     """State space of particles on a joint prior of a linear PDE: the normalised input channel.
@@ -59,7 +61,7 @@ class SolvedSpace:
         """Normalised input ``(B, 1, S, S)`` to the joint field ``(B, 2, S, S)`` with output :math:`\\hat A a`."""
         i, o = self.input_index, self.output_index
         mean, std = self.prior.mean.to(state), self.prior.std.to(state)
-        output = (self.operator.A(mean[i] + std[i] * state) - mean[o]) / std[o]
+        output = normalised_solve(self.operator, state, mean, std, i, o)
         return torch.cat([state, output] if i == 0 else [output, state], dim=1)
 
     def state_shape(self, channels: int, resolution: int) -> tuple[int, ...]:
