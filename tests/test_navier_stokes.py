@@ -122,6 +122,19 @@ def test_halving_dt_shows_first_order_convergence():
     assert 1.9 < ratio < 2.1, ratio
 
 
+def test_with_time_step_solves_the_same_problem_with_the_new_step():
+    w0 = fno_grf(2, 16, seed=1)
+    forcing = 0.05 * torch.cos(2 * math.pi * grid(16)[0])
+    fine = NavierStokes2D(16, viscosity=2e-3, times=(0.1, 0.2), dt=1e-3, forcing=forcing)
+    coarse = fine.with_time_step(1e-2)
+    assert (coarse.dt, coarse.viscosity, coarse.times, coarse.n_steps) == (1e-2, 2e-3, (0.1, 0.2), 20)
+    assert torch.equal(coarse.forcing, fine.forcing)
+    assert torch.equal(coarse.A(w0), fine.A(w0, dt=1e-2))
+    assert rel(coarse.A(w0), fine.A(w0)) < 1e-3
+    with pytest.raises(ValueError, match="not a positive multiple of dt"):
+        fine.with_time_step(0.03)
+
+
 # ---------------------------------------------------------------- autograd
 
 

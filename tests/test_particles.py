@@ -381,3 +381,26 @@ def test_solved_state_carries_sparse_solution_data_to_the_source():
     truth_gap = float((exact - sources).norm() / sources.norm())
     assert errors["solved"] < 0.5 * errors["joint"], errors
     assert errors["solved"] < truth_gap, (errors, truth_gap)
+
+
+def test_solved_state_on_navier_stokes_decodes_through_the_coarse_solve():
+    # a nonlinear PDE: the particles are initial vorticities, decoded by the (coarse-step) solve
+    from pdeinv.datasets import ns_vorticity_grf
+    from pdeinv.operators import NavierStokes2D, PointObservation, random_points
+    from pdeinv.sampling import InverseProblem, solve
+    from pdeinv.sampling.particles.methods import state_space
+
+    grf, operator = ns_vorticity_grf(16), NavierStokes2D(16, time=0.2, dt=1e-3)
+    w0 = grf.sample(2, torch.Generator().manual_seed(1))
+    sensor = PointObservation(16, indices=random_points(30, 16, seed=0))
+    y = sensor.A(operator.A(w0))
+    problem = InverseProblem(operator, sensor, y, "output", "input", "vorticity[0]", "vorticity[-1]", "navier-stokes", grf)
+    prior = GaussianMixturePrior(torch.zeros(1, 2, 16, 16), 1.0, channels=("vorticity[0]", "vorticity[-1]"))
+    prior.std.copy_(torch.tensor([2.0, 1.5]))
+    space = state_space(prior, problem.with_solver_dt(1e-2), "solved")
+    physical = prior.to_physical(space.decode(torch.randn(3, 1, 16, 16)))
+    coarse_residual = operator.residual(physical[:, :1], physical[:, 1:], dt=1e-2)
+    assert coarse_residual.abs().max() < 1e-5 * physical[:, 1:].abs().max()
+    options = MethodOptions(steps=3, samples=2, prior=prior, particle_state="solved", solver_dt=1e-2)
+    result = solve("dwgf", problem, options)
+    assert tuple(result.samples.shape) == (2, 2, 1, 16, 16) and torch.isfinite(result.samples).all()

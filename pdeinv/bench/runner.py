@@ -71,6 +71,8 @@ class BenchConfig:
         (:class:`~pdeinv.priors.edm.GaussianPart`).
     particle_state : str
         State of the particle methods (:class:`~pdeinv.sampling.problem.MethodOptions`).
+    solver_dt : float, optional
+        Time step of the method's own Navier-Stokes solves (:class:`~pdeinv.sampling.problem.MethodOptions`).
     """
 
     task: str
@@ -87,6 +89,7 @@ class BenchConfig:
     equireg_weight: float = MethodOptions.equireg_weight
     gaussian_part: bool = False
     particle_state: str = MethodOptions.particle_state
+    solver_dt: float | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 1:
@@ -147,7 +150,7 @@ def _shard_result(config: BenchConfig, rank: int, world: int) -> dict:
     indices = torch.arange(config.n)[rank::world]
     options = MethodOptions(
         config.steps, config.samples, config.seed + rank, prior, config.batch_size,
-        equireg_weight=config.equireg_weight, particle_state=config.particle_state,
+        equireg_weight=config.equireg_weight, particle_state=config.particle_state, solver_dt=config.solver_dt,
     )
     truth = (outputs if task.target == "output" else inputs)[indices]
     start = time.perf_counter()
@@ -213,6 +216,7 @@ def _record(config: BenchConfig, parts: list[dict], world: int) -> dict:
         "gaussian_part": config.gaussian_part,
         **({"equireg_weight": config.equireg_weight} if parse_method(config.method)[1] else {}),
         **({"particle_state": config.particle_state} if parse_method(config.method)[0] in PARTICLES else {}),
+        **({"solver_dt": config.solver_dt} if config.solver_dt is not None else {}),
         "data": str(config.data or task.default_data()),
         "n_points": task.n_points,
         "processes": world,
@@ -277,11 +281,12 @@ def prior_marks(record: dict) -> list[str]:
     """How the record's prior was used, as short marks for the tables.
 
     ``"raw"`` (``--raw-prior``), ``"Gaussian part"`` (``--gaussian-part``), ``"joint state"`` /
-    ``"solved state"`` (``--particle-state``, when not ``auto``).
+    ``"solved state"`` (``--particle-state``, when not ``auto``), ``"solver dt 0.01"`` (``--solver-dt``).
     """
     marks = [mark for key, mark in (("raw_prior", "raw"), ("gaussian_part", "Gaussian part")) if record.get(key)]
     state = record.get("particle_state", "auto")
-    return marks + ([f"{state} state"] if state != "auto" else [])
+    marks += [f"{state} state"] if state != "auto" else []
+    return marks + ([f"solver dt {record['solver_dt']:g}"] if record.get("solver_dt") is not None else [])
 
 
 def run_label(record: dict) -> str:

@@ -269,6 +269,20 @@ class NavierStokes2D(dinv.physics.Physics):
                 self._symmetries = forcing_symmetry_group(self.resolution, self.forcing)
         return self._symmetries
 
+    def with_time_step(self, dt: float) -> NavierStokes2D:
+        r"""The same problem (grid, viscosity, forcing, output times, noise) solved with time step ``dt``.
+
+        A coarser step is a cheaper surrogate for methods that solve many times (the adjoint
+        inversion, a solved particle state); its error is first order in ``dt`` (README's
+        time-step accuracy table). ``dt`` must divide every output time.
+        """
+        forcing = self.forcing if self.forcing_kind == "tensor" else self.forcing_kind
+        coarse = NavierStokes2D(
+            self.resolution, self.viscosity, self.time, dt, forcing, self.times, self.noise_model
+        )
+        coarse._symmetries = self._symmetries
+        return coarse.to(self.multipliers.device)
+
     def coefficients(self, dtype: torch.dtype, device: torch.device, dt: float | None = None) -> StepCoefficients:
         """Step coefficients for time step ``dt`` (default ``self.dt``) in ``dtype`` on ``device``."""
         dt = self.dt if dt is None else dt

@@ -385,9 +385,14 @@ def run_guided(
 
 
 def solve(method: str, problem: InverseProblem, options: MethodOptions) -> Reconstruction:
-    """Run registered method ``method`` (EquiReg suffixes allowed on diffusion methods) on ``problem``."""
+    """Run registered method ``method`` (EquiReg suffixes allowed on diffusion methods) on ``problem``.
+
+    With ``options.solver_dt`` the method sees ``problem.with_solver_dt(options.solver_dt)``.
+    """
     base, equireg = parse_method(method)
     repa = split_repa(method)[1]
+    if options.solver_dt is not None:
+        problem = problem.with_solver_dt(options.solver_dt)
     if base in BASELINES:
         return BASELINES[base](problem, options)
     problem.check_prior(options.prior)

@@ -1,7 +1,9 @@
 r"""A joint prior's fields parametrised by their input: the state is :math:`a`, the field is :math:`(a, A a)`.
 
-On a joint ``(input, output)`` prior of a linear PDE the output channel is a deterministic
-function of the input, :math:`u = A a`. Particles that carry both channels as free variables only
+On a joint ``(input, output)`` prior of a PDE the output channel is a deterministic
+function of the input, :math:`u = A a` (linear for Helmholtz and Poisson; for Navier-Stokes the
+nonlinear, differentiable solve, whose cost ``MethodOptions.solver_dt`` sets). Particles that
+carry both channels as free variables only
 learn about :math:`a` from a measurement of :math:`u` at sparse points through the denoiser,
 one noise level at a time. Parametrising them by the input alone,
 
@@ -9,7 +11,7 @@ one noise level at a time. Parametrising them by the input alone,
           \hat A a = \big(A(m_a + s_a a) - m_u\big) / s_u
 
 (normalised units, :math:`m, s` the prior's per-channel mean and std), sends every measurement of
-:math:`u` to the whole input field through the adjoint :math:`\hat A^\top`, and every particle
+:math:`u` to the whole input field through the adjoint of (the Jacobian of) :math:`\hat A`, and every particle
 is a solution of the PDE by construction. The prior still acts on the decoded joint field
 (``parametrises_field``): score distillation and the particle-mixture regulariser are evaluated
 on :math:`\mathcal D(a)` and differentiated through it.
@@ -23,12 +25,13 @@ from pdeinv.priors.consistent import normalised_solve
 
 
 class SolvedSpace:
-    """State space of particles on a joint prior of a linear PDE: the normalised input channel.
+    """State space of particles on a joint prior of a PDE: the normalised input channel.
 
     Parameters
     ----------
-    operator : deepinv.physics.LinearPhysics
-        :math:`A` on physical ``(B, 1, S, S)`` fields, at the grid the particles live on.
+    operator : deepinv.physics.Physics
+        :math:`A` on physical ``(B, 1, S, S)`` fields, at the grid the particles live on
+        (differentiable; linear or not).
     prior : FieldPrior
         The joint prior; its ``channels`` must be exactly ``input_channel`` and ``output_channel``.
     input_channel, output_channel : str
