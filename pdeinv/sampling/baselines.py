@@ -94,13 +94,21 @@ def adjoint_inversion(problem: InverseProblem, options: MethodOptions) -> Recons
     r"""MAP estimate under the GRF prior by L-BFGS through the solver.
 
     ``options.steps`` caps the iterations (default 1000 for a linear operator, 50 for a
-    nonlinear one, where each iteration is a solve and its adjoint).
+    nonlinear one, where each iteration is a solve and its adjoint). The measurements are optimised
+    in groups of ``options.batch_size`` (one L-BFGS run each), so a field's estimate does not depend
+    on how many others are in the run beyond its group.
 
     The data weight is :math:`1/\sigma^2` with :math:`\sigma = \max(\sigma_y, 10^{-2}\,\mathrm{rms}(y))`,
     a Tikhonov level that keeps exact (noise-free) data well-posed; for a linear operator the
     result is the kriging mean with that noise level.
     """
     _require_gaussian_input(problem, "adjoint")
+    chunks = torch.arange(problem.n).split(options.batch_size)
+    return Reconstruction(torch.cat([_map_estimate(problem.select(c), options) for c in chunks]))
+
+
+def _map_estimate(problem: InverseProblem, options: MethodOptions) -> torch.Tensor:
+    """The MAP estimate of :func:`adjoint_inversion` for the measurements of ``problem``, optimised jointly."""
     grf, dtype = problem.input_prior, torch.float64 if problem.linear else torch.float32
     y = problem.measurements.to(dtype)
     level = max(problem.noise_std, RELATIVE_TIKHONOV * float(y.pow(2).mean().sqrt()))
@@ -126,8 +134,7 @@ def adjoint_inversion(problem: InverseProblem, options: MethodOptions) -> Recons
 
     optimizer.step(objective)
     with torch.no_grad():
-        estimate = problem.to_target("input")(grf.covariance_sqrt(xi))
-    return Reconstruction(estimate.detach())
+        return problem.to_target("input")(grf.covariance_sqrt(xi)).detach()
 
 
 class PriorDenoiser(dinv.models.Denoiser):
