@@ -374,6 +374,8 @@ def test_results_table_marks_raw_prior_and_gaussian_part_runs_apart():
     assert "| dps | helmholtz-joint | 5 |" in table and "| dps | helmholtz-joint (raw) | 5 |" in table
     assert "| dps | helmholtz-joint (Gaussian part) | 5 |" in table
     assert run_label({**base, "raw_prior": True, "gaussian_part": True}) == "dps (raw, Gaussian part)"
+    solved = {**base, "method": "dwgf", "particle_state": "solved", "solver_dt": 0.01}
+    assert run_label(solved) == "dwgf (solved state, solver dt 0.01)"
 
 
 def test_results_table_shows_a_non_default_equireg_weight():
@@ -381,8 +383,6 @@ def test_results_table_shows_a_non_default_equireg_weight():
             "seconds_per_sample": 1.0, "nfe": 9, "device": "cpu", "steps": 5, "prior": "ns-joint"}
     table = results_table([{**base, "equireg_weight": 0.01}, {**base, "equireg_weight": 100.0}])
     assert "| tmpd+equireg | ns-joint |" in table and "| tmpd+equireg (λ=100) | ns-joint |" in table
-
-
 
 
 def test_tmpd_model_error_is_small_for_a_gaussian_prior_or_a_linear_pde(helmholtz_setting):

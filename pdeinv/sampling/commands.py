@@ -28,7 +28,7 @@ from pdeinv.operators import PointObservation
 from pdeinv.priors import load
 from pdeinv.sampling.measurements import MeasurementSet, read_measurements
 from pdeinv.sampling.methods import BASELINES, method_names, parse_method, solve
-from pdeinv.sampling.problem import InverseProblem, MethodOptions, Reconstruction, pde_physics
+from pdeinv.sampling.problem import PARTICLE_STATES, InverseProblem, MethodOptions, Reconstruction, pde_physics
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,6 +43,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--observe", default=None, choices=("input", "output"), help="which field was measured")
     parser.add_argument("--noise-std", type=float, default=None, help="measurement noise std (physical units)")
     parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument(
+        "--particle-state", choices=PARTICLE_STATES, default=MethodOptions.particle_state,
+        help="particle methods on a joint prior: 'solved' (input decoded by the solve), 'joint' or 'auto'",
+    )
+    parser.add_argument(
+        "--solver-dt", type=float, default=None,
+        help="time step of the method's own Navier-Stokes solves (default: the operator's)",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", required=True, help="result file (.h5 or .nc)")
     parser.add_argument("--figure", default=None, help="PNG figure (default: the result path with .png)")
@@ -123,7 +131,10 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"method {args.method!r} needs a diffusion prior; pass --prior NAME or a directory")
         prior = load(args.prior, device=args.device) if needs_prior else None
         problem = build_problem(measurements, prior)
-        options = MethodOptions(args.steps, args.samples, args.seed, prior, args.batch_size)
+        options = MethodOptions(
+            args.steps, args.samples, args.seed, prior, args.batch_size,
+            particle_state=args.particle_state, solver_dt=args.solver_dt,
+        )
         reconstruction = solve(args.method, problem, options)
     except (FileNotFoundError, ValueError) as error:
         print(f"pdeinv solve: {error}", file=sys.stderr)
