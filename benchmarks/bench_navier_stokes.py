@@ -41,7 +41,7 @@ class BenchConfig:
     time: float = 1.0
     accuracy_resolution: int = 64
     accuracy_batch: int = 4
-    dts: tuple[float, ...] = (2e-4, 5e-4, 1e-3, 2e-3, 5e-3)
+    dts: tuple[float, ...] = (2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2)
     device: str = "cpu"
 
 
