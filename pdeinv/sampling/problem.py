@@ -202,19 +202,7 @@ class InverseProblem:
 
     def select(self, indices: torch.Tensor) -> InverseProblem:
         """The same problem restricted to measurement rows ``indices``."""
-        return InverseProblem(
-            self.operator,
-            self.sensor,
-            self.measurements[indices],
-            self.observed,
-            self.target,
-            self.input_channel,
-            self.output_channel,
-            self.pde,
-            self.input_prior,
-            self.noise_std,
-            self.grid,
-        )
+        return dataclasses.replace(self, measurements=self.measurements[indices])
 
 
 @dataclass(frozen=True)
