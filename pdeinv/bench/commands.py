@@ -18,8 +18,8 @@ import sys
 
 from pdeinv.bench.runner import BenchConfig, read_records, results_table, run_benchmark, write_json
 from pdeinv.bench.tasks import TASKS
+from pdeinv.sampling.commands import add_solver_arguments
 from pdeinv.sampling.methods import method_names
-from pdeinv.sampling.problem import PARTICLE_STATES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,16 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--equireg-weight", type=float, default=BenchConfig.equireg_weight,
         help=f"weight of the EquiReg term of +equireg methods (default {BenchConfig.equireg_weight:g})"
     )
-    parser.add_argument(
-        "--particle-state", choices=PARTICLE_STATES, default=BenchConfig.particle_state,
-        help="particle methods on a joint prior: 'solved' = particles are input fields decoded to (a, A a), "
-        "'joint' = both channels free, 'auto' = solved for a linear PDE (default)",
-    )
-    parser.add_argument(
-        "--solver-dt", type=float, default=None,
-        help="time step of the method's own Navier-Stokes solves (adjoint iterations, solved particle "
-        "state, forward tasks' final solve); default: the data's step. 1e-2 is 100x cheaper than 1e-4",
-    )
+    add_solver_arguments(parser)
     parser.add_argument("--table", nargs="+", metavar="RUN", help="aggregate run JSON files into a markdown table")
     parser.add_argument("--out", help="output JSON (a run) or markdown file (--table)")
 

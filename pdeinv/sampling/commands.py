@@ -31,6 +31,20 @@ from pdeinv.sampling.methods import BASELINES, method_names, parse_method, solve
 from pdeinv.sampling.problem import PARTICLE_STATES, InverseProblem, MethodOptions, Reconstruction, pde_physics
 
 
+def add_solver_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register ``--particle-state`` and ``--solver-dt`` (``MethodOptions``), shared by ``pdeinv solve`` and ``bench``."""
+    parser.add_argument(
+        "--particle-state", choices=PARTICLE_STATES, default=MethodOptions.particle_state,
+        help="particle methods on a joint prior: 'solved' = particles are input fields decoded to (a, A a), "
+        "'joint' = both channels free, 'auto' = solved for a linear PDE (default)",
+    )
+    parser.add_argument(
+        "--solver-dt", type=float, default=MethodOptions.solver_dt,
+        help="time step of the method's own Navier-Stokes solves (adjoint iterations, solved particle "
+        "state, forward tasks' final solve); default: the data's step. 1e-2 is 100x cheaper than 1e-4",
+    )
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the ``pdeinv solve`` options on ``parser``."""
     parser.add_argument("--measurements", required=True, help="measurement file (.npz or .h5)")
@@ -43,14 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--observe", default=None, choices=("input", "output"), help="which field was measured")
     parser.add_argument("--noise-std", type=float, default=None, help="measurement noise std (physical units)")
     parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument(
-        "--particle-state", choices=PARTICLE_STATES, default=MethodOptions.particle_state,
-        help="particle methods on a joint prior: 'solved' (input decoded by the solve), 'joint' or 'auto'",
-    )
-    parser.add_argument(
-        "--solver-dt", type=float, default=None,
-        help="time step of the method's own Navier-Stokes solves (default: the operator's)",
-    )
+    add_solver_arguments(parser)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", required=True, help="result file (.h5 or .nc)")
     parser.add_argument("--figure", default=None, help="PNG figure (default: the result path with .png)")

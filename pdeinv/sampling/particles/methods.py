@@ -2,8 +2,9 @@ r"""RLSD and DWGF as lists of particle terms, run on an :class:`~pdeinv.sampling
 
 Both work in the prior's state space: the latent of an autoencoder when the prior carries one as
 ``prior.space`` (``encode/decode/state_shape``; ``pdeinv.latent``); for a field-space joint prior
-of a linear PDE the normalised input field, decoded to ``(a, A a)``
-(:class:`~pdeinv.sampling.particles.solved_space.SolvedSpace`); otherwise the normalised field.
+of a linear PDE (or of any PDE with ``particle_state="solved"``) the normalised input field,
+decoded to ``(a, A a)`` (:class:`~pdeinv.sampling.particles.solved_space.SolvedSpace`); otherwise
+the normalised field.
 Measurements enter as residuals :math:`r` of the observed channel in its normalised units
 (:class:`~pdeinv.sampling.particles.terms.Measurement`). ``samples`` of
 :class:`~pdeinv.sampling.problem.MethodOptions` is the number of particles per measurement.
