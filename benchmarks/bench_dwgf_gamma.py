@@ -13,9 +13,13 @@ relative L2 error of one particle and of the particle mean, the diversity of the
 - *spurious energy*: its energy at :math:`|k|_\\infty \\ge S/8`, where the truth has almost none,
   as a fraction of the truth's total energy (leftover noise).
 
+Rows are written to ``OUT.json`` and ``OUT.md`` as each finishes; a rerun with the same
+``--out`` skips the rows already there (same task, method, gamma, n and steps), so an
+interrupted sweep resumes where it stopped.
+
 Usage::
 
-    python benchmarks/bench_dwgf_gamma.py --tasks ns-inpaint-box-64 ns-phase-retrieval-64 --n 8 \\
+    python benchmarks/bench_dwgf_gamma.py --tasks ns-inpaint-box-64 ns-phase-retrieval-64 --n 32 \\
         --out results/particles/dwgf_gamma
 """
 
@@ -35,6 +39,7 @@ from pdeinv.priors import load
 from pdeinv.priors.consistent import consistent_if_linear
 from pdeinv.sampling import MethodOptions
 from pdeinv.sampling.particles import DWGFConfig, ParticleConfig, RLSDConfig, dwgf_solver, rlsd_solver, run_particles
+from pdeinv.sampling.particles.methods import state_space
 
 GAMMAS = (0.015, 0.15, 1.5, 15.0)
 
@@ -71,7 +76,8 @@ def run(task_name: str, method: str, gamma: float | None, n: int, steps: int, pa
         build, config = dwgf_solver, DWGFConfig(gamma=gamma, engine=engine)
     truth = outputs if task.target == "output" else inputs
     start = time.perf_counter()
-    result = run_particles(build, config, problem, MethodOptions(samples=particles, prior=prior, batch_size=n))
+    options = MethodOptions(samples=particles, prior=prior, batch_size=n)
+    result = run_particles(build, config, problem, options)
     seconds = (time.perf_counter() - start) / n
     first = result.samples[:, 0].double()
     fine, spurious = spectral_measures(first, truth)
@@ -82,6 +88,7 @@ def run(task_name: str, method: str, gamma: float | None, n: int, steps: int, pa
         "n": n,
         "steps": steps,
         "particles": particles,
+        "particle_state": type(state_space(prior, problem, options.particle_state)).__name__,
         "rel_l2_single": relative_l2(first, truth).mean().item(),
         "rel_l2_mean": relative_l2(result.mean, truth).mean().item(),
         "pairwise_relative_distance": pairwise_relative_distance(result.samples).mean().item(),
@@ -118,15 +125,23 @@ def main() -> None:
     parser.add_argument("--out", default="results/particles/dwgf_gamma", help="output path without suffix")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    rows = []
-    for task in args.tasks:
-        rows.append(run(task, "rlsd", None, args.n, args.steps, args.particles))
-        rows += [run(task, "dwgf", g, args.n, args.steps, args.particles) for g in GAMMAS]
-        print(table(rows), flush=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(rows, indent=2) + "\n")
-    out.with_suffix(".md").write_text(table(rows) + "\n")
+    rows = json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(".json").exists() else []
+    done = {_row_key(r) for r in rows}
+    for task in args.tasks:
+        for method, gamma in [("rlsd", None)] + [("dwgf", g) for g in GAMMAS]:
+            if (task, method, gamma, args.n, args.steps) in done:
+                continue
+            rows.append(run(task, method, gamma, args.n, args.steps, args.particles))
+            out.with_suffix(".json").write_text(json.dumps(rows, indent=2) + "\n")
+            out.with_suffix(".md").write_text(table(rows) + "\n")
+            print(table(rows[-1:]).splitlines()[-1], flush=True)
+
+
+def _row_key(row: dict) -> tuple:
+    """What identifies a row of the sweep: task, method, gamma, n and steps."""
+    return row["task"], row["method"], row["gamma"], row["n"], row["steps"]
 
 
 if __name__ == "__main__":

@@ -148,9 +148,22 @@ def test_operator_consistent_training_loads_a_prior_that_solves_the_pde_at_any_g
         assert float(relative_residuals(Helmholtz(size, k=1.0), estimate).max()) < 1e-5
 
 
-def test_operator_consistent_training_rejects_a_nonlinear_pde(tmp_path):
-    with pytest.raises(ValueError, match="linear"):
-        _train_tiny(tmp_path, "navier-stokes", 16, "--operator-consistent")
+def test_navier_stokes_prior_is_evaluated_projected_but_not_trained_so(tmp_path):
+    from pdeinv.cli import main
+
+    out = _train_tiny(tmp_path, "navier-stokes", 16)
+    evaluate = ["train", "--evaluate", str(out), "--eval-samples", "4", "--eval-steps", "3"]
+    assert main(evaluate) == 0 and main(evaluate + ["--eval-consistent", "--eval-solver-dt", "0.01"]) == 0
+    quality = json.loads((out / "card.json").read_text())["quality"]
+    projected = quality["16-consistent-dt0.01"]
+    # The untrained network's w(T) is unrelated to its w(0); projected, w(T) is the dt = 1e-2 solve
+    # of w(0), measured against the data's dt = 1e-4 solve: only the coarse step's error is left.
+    assert quality["16"]["physics_consistency_median"] > 0.5
+    assert projected["solver_dt"] == 0.01 and projected["physics_consistency_median"] < 1e-2
+    with pytest.raises(ValueError, match="--eval-consistent"):
+        main(evaluate + ["--eval-solver-dt", "0.01"])
+    with pytest.raises(ValueError, match="nonlinear"):
+        _train_tiny(tmp_path / "again", "navier-stokes", 16, "--operator-consistent")
 
 DDP_SCRIPT = """
 import sys, torch

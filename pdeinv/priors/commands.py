@@ -109,7 +109,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-resolution", type=int, help="grid size for --evaluate (default: training size)")
     parser.add_argument(
         "--eval-consistent", action="store_true",
-        help="--evaluate the operator-consistent form (linear PDEs), as pdeinv bench uses it",
+        help="--evaluate the operator-consistent form: the solution channel is the solve of the input "
+        "channel (as pdeinv bench uses a linear PDE's prior; for Navier-Stokes the projection onto the solutions)",
+    )
+    parser.add_argument(
+        "--eval-solver-dt", type=float,
+        help="with --eval-consistent on Navier-Stokes: time step of the projection's solve (default: the data's)",
     )
 
 
@@ -200,7 +205,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     figures = evaluate_checkpoint(
         args.evaluate, data=args.data, n=args.eval_samples, steps=args.eval_steps, resolution=args.eval_resolution,
-        consistent=args.eval_consistent,
+        consistent=args.eval_consistent, solver_dt=args.eval_solver_dt,
     )
     print(json.dumps(figures, indent=2))
     return 0

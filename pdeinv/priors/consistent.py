@@ -1,4 +1,4 @@
-r"""Operator-consistent joint priors for linear forward maps.
+r"""Operator-consistent joint priors: the output channel is the solve of the input channel.
 
 For a joint prior over ``(input, output)`` with ``output = A input`` and ``A`` linear, the exact
 denoiser of the output channel is determined by that of the input channel:
@@ -10,6 +10,12 @@ input-channel estimate (which sees both noisy channels) and replaces its output-
 by ``A`` of it. This loses nothing relative to the exact denoiser and makes every denoised
 estimate, hence every sample, satisfy the PDE to solver precision; measurement guidance on the
 output channel then flows through the exact solver.
+
+For a nonlinear ``A`` (Navier-Stokes) the same map, :math:`(E[a_0 \mid x], A(E[a_0 \mid x]))`,
+is the projection of the estimate onto the solution manifold rather than the exact posterior
+mean (:math:`E[A(a_0) \mid x] \ne A(E[a_0 \mid x])` while the posterior of :math:`a_0` is
+broad); the two agree as :math:`\sigma \to 0`, so samples still end on the manifold, and the
+output channel of a sample is the pushforward of its input channel, not the network's guess.
 
 The same projection can be applied while training (``pdeinv train --operator-consistent``): the
 loss on the output channel then reaches the network's input-channel estimate through :math:`A`,
@@ -26,24 +32,31 @@ from pdeinv.priors.base import FieldPrior
 
 
 class OperatorConsistentPrior(FieldPrior):
-    """A joint prior whose output channel is the linear operator applied to its input channel.
+    """A joint prior whose output channel is the forward operator applied to its input channel.
 
     Parameters
     ----------
     prior : FieldPrior
         Joint prior over ``(B, C, S, S)`` normalised fields with channels ``input_channel`` and
         ``output_channel``.
-    operator : deepinv.physics.LinearPhysics or callable
-        The linear forward map ``A`` on physical ``(B, 1, S, S)`` fields (e.g. ``Helmholtz(S)``),
-        built for the resolution the prior is used at; or a function ``S -> A`` building it for
-        any grid size (for a resolution-free prior, e.g. one loaded from a checkpoint).
+    operator : deepinv.physics.Physics or callable
+        The forward map ``A`` on physical ``(B, 1, S, S)`` fields (e.g. ``Helmholtz(S)``, or
+        ``NavierStokes2D(S).with_time_step(1e-2)`` for a cheaper nonlinear solve), built for the
+        resolution the prior is used at; or a function ``S -> A`` building it for any grid size
+        (for a resolution-free prior, e.g. one loaded from a checkpoint). A ``LinearPhysics`` makes
+        the form exact; any other operator makes it the projection of the module docstring.
     input_channel, output_channel : str
         Channel names of ``a`` and ``u = A a`` in ``prior.channels``.
+
+    Attributes
+    ----------
+    linear : bool
+        Whether ``A`` is a ``LinearPhysics`` (the form is then the exact denoiser's).
 
     Raises
     ------
     ValueError
-        If the operator is not linear or a channel name is not one of the prior's.
+        If a channel name is not one of the prior's.
     """
 
     def __init__(
@@ -60,7 +73,8 @@ class OperatorConsistentPrior(FieldPrior):
         self.prior = prior
         self._build: Callable[[int], object] | None = None if _is_physics(operator) else operator
         self._operators: dict[int, object] = {}
-        self.operator = require_linear(operator if self._build is None else operator(prior.resolution))
+        self.operator = operator if self._build is None else operator(prior.resolution)
+        self.linear = _is_linear(self.operator)
         self.resolution_free = prior.resolution_free
         self.is_gaussian = prior.is_gaussian
         self.input_index = prior.channels.index(input_channel)
@@ -77,7 +91,7 @@ class OperatorConsistentPrior(FieldPrior):
         if self._build is None or size == self.prior.resolution:
             return self.operator
         if size not in self._operators:
-            self._operators[size] = require_linear(self._build(size))
+            self._operators[size] = self._build(size)
         return self._operators[size]
 
     def denoise(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
@@ -101,7 +115,12 @@ class OperatorConsistentPrior(FieldPrior):
         consistent with ``A`` (then :math:`J_{au} = J_{aa} \hat A^\top`), and unlike that Jacobian it
         stays symmetric positive semi-definite when it is not (a Gaussian part fitted in a basis that
         does not diagonalise ``A``).
+
+        ``None`` for a nonlinear ``A``, whose Jacobian depends on the estimate: guidance then
+        differentiates the prior itself.
         """
+        if not self.linear:
+            return None
         i, o = self.input_index, self.output_index
         operator = self.operator_at(v.shape[-1])
         pulled = v[:, i : i + 1] + self.std[i] * operator.A_adjoint(v[:, o : o + 1]) / self.std[o]
@@ -134,16 +153,10 @@ def _is_physics(operator) -> bool:
     return isinstance(operator, deepinv.physics.Physics)
 
 
-def require_linear(operator):
-    """``operator`` itself if it is a deepinv ``LinearPhysics``; else a ``ValueError`` saying why it must be."""
+def _is_linear(operator) -> bool:
     import deepinv
 
-    if not isinstance(operator, deepinv.physics.LinearPhysics):
-        raise ValueError(
-            f"an operator-consistent prior needs a linear operator (E[A a] = A E[a]); "
-            f"{type(operator).__name__} is not a deepinv LinearPhysics"
-        )
-    return operator
+    return isinstance(operator, deepinv.physics.LinearPhysics)
 
 
 def _replace_channel(fields: torch.Tensor, index: int, value: torch.Tensor) -> torch.Tensor:
@@ -159,9 +172,7 @@ def consistent_if_linear(prior: FieldPrior, operator, input_channel: str, output
     A prior that is already operator-consistent (e.g. loaded from a checkpoint trained in that
     form) is returned as it is.
     """
-    import deepinv
-
-    if isinstance(prior, OperatorConsistentPrior) or not isinstance(operator, deepinv.physics.LinearPhysics):
+    if isinstance(prior, OperatorConsistentPrior) or not _is_linear(operator):
         return prior
     return OperatorConsistentPrior(prior, operator, input_channel, output_channel)
 

@@ -226,6 +226,12 @@ class Trainer:
         self.model, self.card = self.build(config, data)
         self.model.to(self.env.device)
         self.consistent = consistent_from_card(self.model, self.card) if "operator_consistent" in self.card else None
+        if self.consistent is not None and not self.consistent.linear:
+            raise ValueError(
+                f"--operator-consistent trains the joint prior of a linear PDE (the exact denoiser then solves its "
+                f"input estimate); {type(self.consistent.operator).__name__} is nonlinear. Train without it and "
+                "sample the projected form (pdeinv train --evaluate DIR --eval-consistent)"
+            )
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
         self.net = (
             DistributedDataParallel(self.model, device_ids=[self.env.device] if self.env.device.type == "cuda" else None)
