@@ -86,6 +86,8 @@ def test_latent_prior_loads_with_its_autoencoder(trained):
     assert prior.space.state_shape(2, 16) == (4, 8, 8)
     z = torch.randn(2, 4, 8, 8)
     assert prior.denoise(z, 0.5).shape == z.shape
+    with pytest.raises(ValueError, match="latent prior"):
+        load(root / "latent", consistent=True)
 
 
 def test_latent_prior_with_the_wrong_autoencoder_is_refused(trained):

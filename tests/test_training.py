@@ -162,6 +162,10 @@ def test_navier_stokes_prior_is_evaluated_projected_but_not_trained_so(tmp_path)
     assert projected["solver_dt"] == 0.01 and projected["physics_consistency_median"] < 1e-2
     with pytest.raises(ValueError, match="--eval-consistent"):
         main(evaluate + ["--eval-solver-dt", "0.01"])
+    projected_prior = load(out, consistent=True, solver_dt=0.01)
+    assert not projected_prior.linear and projected_prior.operator_at(16).dt == 0.01
+    with pytest.raises(ValueError, match="consistent=True"):
+        load(out, solver_dt=0.01)
     with pytest.raises(ValueError, match="nonlinear"):
         _train_tiny(tmp_path / "again", "navier-stokes", 16, "--operator-consistent")
 

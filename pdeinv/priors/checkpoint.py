@@ -195,7 +195,12 @@ def _check_shapes(expected: dict[str, torch.Tensor], found: dict[str, torch.Tens
         )
 
 
-def load(name_or_path: str | Path, device: str | torch.device = "cpu") -> FieldPrior:
+def load(
+    name_or_path: str | Path,
+    device: str | torch.device = "cpu",
+    consistent: bool = False,
+    solver_dt: float | None = None,
+) -> FieldPrior:
     """Load a trained prior from a checkpoint directory or a shipped name.
 
     Parameters
@@ -204,6 +209,12 @@ def load(name_or_path: str | Path, device: str | torch.device = "cpu") -> FieldP
         Directory with ``model.safetensors`` and ``card.json``, or a name from :func:`shipped_priors`.
     device : str or torch.device
         Where to put the prior.
+    consistent : bool
+        Return a joint prior in operator-consistent form even when it was not trained in it: its
+        solution channel is the solve of its input channel (:mod:`pdeinv.priors.consistent`; for
+        Navier-Stokes the projection onto the solutions).
+    solver_dt : float, optional
+        Time step of that form's solve for a time-dependent PDE (default: the training data's).
 
     Returns
     -------
@@ -215,11 +226,17 @@ def load(name_or_path: str | Path, device: str | torch.device = "cpu") -> FieldP
     Raises
     ------
     FileNotFoundError, ValueError
-        For a missing, corrupt or mismatched checkpoint, saying what was expected.
+        For a missing, corrupt or mismatched checkpoint, saying what was expected; for ``consistent``
+        on a latent prior, and for ``solver_dt`` without the consistent form or a time-dependent PDE.
     """
     directory = resolve(name_or_path)
     card = read_card(directory)
+    wants_form = consistent or "operator_consistent" in card
+    if solver_dt is not None and not wants_form:
+        raise ValueError("solver_dt sets the solve of the operator-consistent form; pass consistent=True")
     if "latent" in card:
+        if consistent:
+            raise ValueError(f"{directory} is a latent prior; the operator-consistent form needs a joint field prior")
         from pdeinv.latent.checkpoint import load_latent_prior
 
         return load_latent_prior(card, directory, device=device)
@@ -232,8 +249,8 @@ def load(name_or_path: str | Path, device: str | torch.device = "cpu") -> FieldP
     _check_shapes(prior.state_dict(), weights, directory / WEIGHTS)
     prior.load_state_dict(weights)
     prior = prior.to(device).eval()
-    if "operator_consistent" in card:
+    if wants_form:
         from pdeinv.priors.consistent import consistent_from_card
 
-        prior = consistent_from_card(prior, card).to(device).eval()
+        prior = consistent_from_card(prior, card, solver_dt).to(device).eval()
     return prior

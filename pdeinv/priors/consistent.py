@@ -177,18 +177,41 @@ def consistent_if_linear(prior: FieldPrior, operator, input_channel: str, output
     return OperatorConsistentPrior(prior, operator, input_channel, output_channel)
 
 
-def consistent_from_card(prior: FieldPrior, card: dict) -> OperatorConsistentPrior:
-    """``prior`` in the operator-consistent form named by ``card["operator_consistent"]``.
+def consistent_from_card(prior: FieldPrior, card: dict, solver_dt: float | None = None) -> OperatorConsistentPrior:
+    """``prior`` in the operator-consistent form of its card.
 
-    The forward map is rebuilt from the training data's attributes (``card["data"]["attrs"]``) for
-    whatever grid size the prior is evaluated at.
+    The channels are ``card["operator_consistent"]`` for a prior trained in that form, else the
+    training file's input and output fields; the forward map is rebuilt from the training data's
+    attributes (``card["data"]["attrs"]``) for whatever grid size the prior is evaluated at, solved
+    with time step ``solver_dt`` when given.
     """
     from pdeinv.priors.quality import operator_for
 
-    spec, attrs = card["operator_consistent"], card["data"]["attrs"]
+    attrs = card["data"]["attrs"]
+    spec = card.get("operator_consistent") or consistency_spec(attrs, prior.channels)
     return OperatorConsistentPrior(
-        prior, lambda size: operator_for(attrs, size), spec["input_channel"], spec["output_channel"]
+        prior,
+        lambda size: with_time_step(operator_for(attrs, size), solver_dt),
+        spec["input_channel"],
+        spec["output_channel"],
     )
+
+
+def with_time_step(operator, dt: float | None):
+    """``operator`` solved with time step ``dt`` (``None``: unchanged).
+
+    Raises
+    ------
+    ValueError
+        If ``dt`` is given for an operator without a time step.
+    """
+    if dt is None:
+        return operator
+    if not hasattr(operator, "with_time_step"):
+        raise ValueError(
+            f"solver_dt sets the time step of a time-dependent PDE; {type(operator).__name__} has none. Drop it"
+        )
+    return operator.with_time_step(dt)
 
 
 def consistency_spec(attrs: dict, channels: Sequence[str]) -> dict:
@@ -202,7 +225,7 @@ def consistency_spec(attrs: dict, channels: Sequence[str]) -> dict:
     inputs, outputs = list(attrs.get("input_fields", [])), list(attrs.get("output_fields", []))
     if len(inputs) != 1 or len(outputs) != 1 or not {inputs[0], outputs[0]} <= set(channels):
         raise ValueError(
-            f"operator-consistent training needs the file's input and output fields as channels; the file has "
+            f"the operator-consistent form needs the file's input and output fields as channels; the file has "
             f"input_fields={inputs}, output_fields={outputs} and the channels are {list(channels)}"
         )
     return {"input_channel": inputs[0], "output_channel": outputs[0]}

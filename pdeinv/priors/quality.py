@@ -168,15 +168,13 @@ def evaluate_checkpoint(
     from pdeinv.priors.data import load_training_data
 
     path = resolve(directory)
-    prior = load(path)
+    if solver_dt is not None and not consistent:
+        raise ValueError("solver_dt sets the solve of the operator-consistent form; add consistent=True (--eval-consistent)")
+    prior = load(path, consistent=consistent, solver_dt=solver_dt)
     card = read_card(path)
     size = resolution or prior.resolution
     reference = load_training_data(data or card["data"]["path"], channels=list(prior.channels), resolution=size)
     operator = operator_for(reference.provenance["attrs"], size)
-    if consistent:
-        prior = _consistent(prior, _with_time_step(operator, solver_dt))
-    elif solver_dt is not None:
-        raise ValueError("solver_dt sets the solve of the operator-consistent form; add consistent=True (--eval-consistent)")
     start = time.perf_counter()
     result = physics_consistency(prior, operator, n=n, resolution=size, steps=steps,
                                  generator=torch.Generator().manual_seed(seed))
@@ -203,24 +201,3 @@ def _quality_key(size: int, consistent: bool, solver_dt: float | None) -> str:
     """The card's ``quality`` key of an evaluation: ``"64"``, ``"64-consistent"``, ``"64-consistent-dt0.01"``."""
     key = f"{size}-consistent" if consistent else str(size)
     return key if solver_dt is None else f"{key}-dt{solver_dt:g}"
-
-
-def _with_time_step(operator, dt: float | None):
-    """``operator`` solved with time step ``dt`` (``None``: unchanged)."""
-    if dt is None:
-        return operator
-    if not hasattr(operator, "with_time_step"):
-        raise ValueError(
-            f"solver_dt sets the time step of a time-dependent PDE; {type(operator).__name__} has none. "
-            "Drop --eval-solver-dt"
-        )
-    return operator.with_time_step(dt)
-
-
-def _consistent(prior, operator):
-    """``prior`` in operator-consistent form (channel 0 the input, 1 the solution), unless it already is."""
-    from pdeinv.priors.consistent import OperatorConsistentPrior
-
-    if isinstance(prior, OperatorConsistentPrior):
-        return prior
-    return OperatorConsistentPrior(prior, operator, prior.channels[0], prior.channels[1])
