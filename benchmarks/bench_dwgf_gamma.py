@@ -26,6 +26,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -38,6 +39,7 @@ from pdeinv.bench.tasks import get_task, relative_l2
 from pdeinv.priors import load
 from pdeinv.priors.consistent import consistent_if_linear
 from pdeinv.sampling import MethodOptions
+from pdeinv.sampling.commands import add_solver_arguments
 from pdeinv.sampling.particles import DWGFConfig, ParticleConfig, RLSDConfig, dwgf_solver, rlsd_solver, run_particles
 from pdeinv.sampling.particles.methods import state_space
 
@@ -61,8 +63,9 @@ def spectral_measures(estimate: torch.Tensor, truth: torch.Tensor) -> tuple[floa
     return fine.mean().item(), spurious.mean().item()
 
 
-def run(task_name: str, method: str, gamma: float | None, n: int, steps: int, particles: int) -> dict:
-    """One row of the sweep."""
+def run(task_name: str, method: str, gamma: float | None, n: int, steps: int, particles: int,
+        solver: MethodOptions) -> dict:
+    """One row of the sweep; ``solver`` carries the batch size, particle state and solver step."""
     task = get_task(task_name)
     inputs, outputs, settings = task.load_test_set(None, n)
     problem = task.problem(inputs, outputs, settings)
@@ -76,7 +79,9 @@ def run(task_name: str, method: str, gamma: float | None, n: int, steps: int, pa
         build, config = dwgf_solver, DWGFConfig(gamma=gamma, engine=engine)
     truth = outputs if task.target == "output" else inputs
     start = time.perf_counter()
-    options = MethodOptions(samples=particles, prior=prior, batch_size=n)
+    options = dataclasses.replace(solver, samples=particles, prior=prior)
+    if options.solver_dt is not None:
+        problem = problem.with_solver_dt(options.solver_dt)
     result = run_particles(build, config, problem, options)
     seconds = (time.perf_counter() - start) / n
     first = result.samples[:, 0].double()
@@ -89,6 +94,7 @@ def run(task_name: str, method: str, gamma: float | None, n: int, steps: int, pa
         "steps": steps,
         "particles": particles,
         "particle_state": type(state_space(prior, problem, options.particle_state)).__name__,
+        "solver_dt": options.solver_dt,
         "rel_l2_single": relative_l2(first, truth).mean().item(),
         "rel_l2_mean": relative_l2(result.mean, truth).mean().item(),
         "pairwise_relative_distance": pairwise_relative_distance(result.samples).mean().item(),
@@ -122,8 +128,13 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=8)
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--particles", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, help="measurements per particle run (default: all n)")
     parser.add_argument("--out", default="results/particles/dwgf_gamma", help="output path without suffix")
+    add_solver_arguments(parser)
     args = parser.parse_args()
+    solver = MethodOptions(
+        particle_state=args.particle_state, solver_dt=args.solver_dt, batch_size=args.batch_size or args.n
+    )
     torch.set_num_threads(1)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -133,7 +144,7 @@ def main() -> None:
         for method, gamma in [("rlsd", None)] + [("dwgf", g) for g in GAMMAS]:
             if (task, method, gamma, args.n, args.steps) in done:
                 continue
-            rows.append(run(task, method, gamma, args.n, args.steps, args.particles))
+            rows.append(run(task, method, gamma, args.n, args.steps, args.particles, solver))
             out.with_suffix(".json").write_text(json.dumps(rows, indent=2) + "\n")
             out.with_suffix(".md").write_text(table(rows) + "\n")
             print(table(rows[-1:]).splitlines()[-1], flush=True)
