@@ -1,0 +1,107 @@
+"""How small can a latent be? The reconstruction floor of the best linear code of a Gaussian field.
+
+An autoencoder that maps a field to ``d`` latent numbers cannot, among linear codes, beat the
+projection onto the covariance's top ``d`` eigenvectors (PCA). For a Gaussian random field with
+eigenvalues :math:`\\lambda_1 \\ge \\lambda_2 \\ge \\dots` that floor is, as a root mean squared
+relative error,
+
+.. math:: e(d) = \\Big(\\sum_{i > d} \\lambda_i \\big/ \\sum_i \\lambda_i\\Big)^{1/2},
+
+computed here from the exact eigenvalues of the data layer's GRFs (the Navier-Stokes initial
+vorticity, and the Helmholtz source before its boundary ring is zeroed). A latent that also
+carries a second channel (the solution) spends part of its ``d`` numbers on it, so the floor of
+the first channel in a joint code is higher than ``e(d)``. With ``--data FILE`` the script also
+measures held-out PCA of the joint normalised pair (fitted on the first 80 % of the file's samples,
+scored on the rest, so it also carries the finite-sample error).
+
+Usage::
+
+    python benchmarks/bench_latent_floor.py --data data/ns-64-train.h5 --out results/latent/latent_floor.md
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from pdeinv.datasets.grf import helmholtz_source_grf, ns_vorticity_grf
+
+LATENTS = ((16, 4), (16, 8), (32, 4))
+
+
+def grf_floor(field, sizes: list[int]) -> list[float]:
+    """``e(d)`` of the module docstring for each ``d`` in ``sizes``, from a GRF's exact eigenvalues."""
+    lam = np.sort(field.eigenvalues().numpy().ravel())[::-1]
+    tail = 1.0 - np.cumsum(lam) / lam.sum()
+    return [float(np.sqrt(max(tail[d - 1], 0.0))) for d in sizes]
+
+
+def heldout_pca(path: str, sizes: list[int]) -> list[tuple[float, float] | None]:
+    """Mean relative L2 of (input, output) under held-out PCA of the joint normalised pair, per ``d``.
+
+    ``None`` where ``d`` is not below the number of fitting samples (the fitted basis has fewer vectors).
+    """
+    with h5py.File(path, "r") as f:
+        group = f["t0_fields"]
+        names = list(group.keys())
+        if len(names) == 1:
+            data = group[names[0]][:].astype(np.float64)
+            a, u = data[:, 0], data[:, -1]
+        else:
+            a, u = (group[n][:, 0].astype(np.float64) for n in (f.attrs["input_fields"][0], f.attrs["output_fields"][0]))
+    a, u = a.reshape(len(a), -1), u.reshape(len(u), -1)
+    joint = np.concatenate([(a - a.mean()) / a.std(), (u - u.mean()) / u.std()], axis=1)
+    split = int(0.8 * len(joint))
+    train, test = joint[:split], joint[split:]
+    mean = train.mean(0)
+    basis = np.linalg.svd(train - mean, full_matrices=False)[2]
+    rows, half = [], a.shape[1]
+    for d in sizes:
+        if d >= len(basis):
+            rows.append(None)
+            continue
+        code = basis[:d]
+        recon = (test - mean) @ code.T @ code + mean
+        errors = [
+            float((np.linalg.norm(recon[:, s] - test[:, s], axis=1) / np.linalg.norm(test[:, s], axis=1)).mean())
+            for s in (slice(0, half), slice(half, None))
+        ]
+        rows.append((errors[0], errors[1]))
+    return rows
+
+
+def _pca_cell(errors: tuple[float, float] | None) -> str:
+    if errors is None:
+        return " - (d above the fitting samples) |"
+    return f" {100 * errors[0]:.2f} % / {100 * errors[1]:.2f} % |"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--resolution", type=int, default=64)
+    parser.add_argument("--data", help="joint HDF5 file for held-out PCA (optional)")
+    parser.add_argument("--out", help="markdown file to write (optional)")
+    args = parser.parse_args()
+    sizes = [side * side * channels for side, channels in LATENTS]
+    ns, helmholtz = grf_floor(ns_vorticity_grf(args.resolution), sizes), grf_floor(helmholtz_source_grf(args.resolution), sizes)
+    lines = [
+        f"| latent ({args.resolution} x {args.resolution} x 2 fields) | d | NS w(0) alone, exact GRF | Helmholtz source alone, exact GRF (unmasked) |"
+        + (" held-out PCA of the joint pair: input / output |" if args.data else ""),
+        "| --- | --- | --- | --- |" + (" --- |" if args.data else ""),
+    ]
+    pca = heldout_pca(args.data, sizes) if args.data else [None] * len(sizes)
+    for (side, channels), d, e_ns, e_h, p in zip(LATENTS, sizes, ns, helmholtz, pca):
+        extra = _pca_cell(p) if args.data else ""
+        lines.append(f"| {side} x {side} x {channels} | {d} | {100 * e_ns:.2f} % | {100 * e_h:.2f} % |{extra}")
+    text = "\n".join(lines) + "\n"
+    print(text, end="")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text)
+
+
+if __name__ == "__main__":
+    main()
