@@ -88,6 +88,10 @@ def test_latent_prior_loads_with_its_autoencoder(trained):
     assert prior.denoise(z, 0.5).shape == z.shape
     with pytest.raises(ValueError, match="latent prior"):
         load(root / "latent", consistent=True)
+    from pdeinv.operators import Helmholtz
+    from pdeinv.priors.consistent import consistent_if_linear
+
+    assert consistent_if_linear(prior, Helmholtz(16), "a", "b") is prior
 
 
 def test_latent_prior_with_the_wrong_autoencoder_is_refused(trained):

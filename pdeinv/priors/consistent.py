@@ -170,9 +170,11 @@ def consistent_if_linear(prior: FieldPrior, operator, input_channel: str, output
     """``prior`` in operator-consistent form when ``operator`` is linear, else ``prior`` unchanged.
 
     A prior that is already operator-consistent (e.g. loaded from a checkpoint trained in that
-    form) is returned as it is.
+    form) is returned as it is, and so is a latent prior (one with its own state ``space``), whose
+    denoiser works on latents, not on the joint field.
     """
-    if isinstance(prior, OperatorConsistentPrior) or not _is_linear(operator):
+    kept = isinstance(prior, OperatorConsistentPrior) or getattr(prior, "space", None) is not None
+    if kept or not _is_linear(operator):
         return prior
     return OperatorConsistentPrior(prior, operator, input_channel, output_channel)
 
