@@ -24,10 +24,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from pdeinv.datasets.grf import helmholtz_source_grf, ns_vorticity_grf
+from pdeinv.priors.data import load_training_data
 
 LATENTS = ((16, 4), (16, 8), (32, 4))
 
@@ -44,21 +44,14 @@ def heldout_pca(path: str, sizes: list[int]) -> list[tuple[float, float] | None]
 
     ``None`` where ``d`` is not below the number of fitting samples (the fitted basis has fewer vectors).
     """
-    with h5py.File(path, "r") as f:
-        group = f["t0_fields"]
-        names = list(group.keys())
-        if len(names) == 1:
-            data = group[names[0]][:].astype(np.float64)
-            a, u = data[:, 0], data[:, -1]
-        else:
-            a, u = (group[n][:, 0].astype(np.float64) for n in (f.attrs["input_fields"][0], f.attrs["output_fields"][0]))
-    a, u = a.reshape(len(a), -1), u.reshape(len(u), -1)
-    joint = np.concatenate([(a - a.mean()) / a.std(), (u - u.mean()) / u.std()], axis=1)
+    fields = load_training_data(path).fields.double().numpy()
+    joint = fields.reshape(len(fields), -1)
     split = int(0.8 * len(joint))
     train, test = joint[:split], joint[split:]
     mean = train.mean(0)
     basis = np.linalg.svd(train - mean, full_matrices=False)[2]
-    rows, half = [], a.shape[1]
+    half = joint.shape[1] // 2
+    rows = []
     for d in sizes:
         if d >= len(basis):
             rows.append(None)
@@ -86,9 +79,11 @@ def main() -> None:
     parser.add_argument("--out", help="markdown file to write (optional)")
     args = parser.parse_args()
     sizes = [side * side * channels for side, channels in LATENTS]
-    ns, helmholtz = grf_floor(ns_vorticity_grf(args.resolution), sizes), grf_floor(helmholtz_source_grf(args.resolution), sizes)
+    ns = grf_floor(ns_vorticity_grf(args.resolution), sizes)
+    helmholtz = grf_floor(helmholtz_source_grf(args.resolution), sizes)
     lines = [
-        f"| latent ({args.resolution} x {args.resolution} x 2 fields) | d | NS w(0) alone, exact GRF | Helmholtz source alone, exact GRF (unmasked) |"
+        f"| latent ({args.resolution} x {args.resolution} x 2 fields) | d | NS w(0) alone, exact GRF "
+        "| Helmholtz source alone, exact GRF (unmasked) |"
         + (" held-out PCA of the joint pair: input / output |" if args.data else ""),
         "| --- | --- | --- | --- |" + (" --- |" if args.data else ""),
     ]
