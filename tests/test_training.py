@@ -15,7 +15,7 @@ import torch
 from pdeinv.priors import load
 from pdeinv.priors.checkpoint import save_prior
 from pdeinv.priors.data import TrainingData
-from pdeinv.priors.training import STATE, Trainer, TrainConfig, build_model, train
+from pdeinv.priors.training import STATE, Trainer, TrainConfig, build_model, learning_rate, train
 
 TINY_FNO = {"width": 8, "n_modes": 4, "n_layers": 2, "embedding_dim": 16}
 
@@ -82,6 +82,25 @@ def test_resume_is_bit_for_bit(tmp_path, monkeypatch):
     for a, b in zip(reference["optimizer"]["state"].values(), state["optimizer"]["state"].values()):
         assert torch.equal(a["exp_avg"], b["exp_avg"]) and torch.equal(a["exp_avg_sq"], b["exp_avg_sq"])
     assert log_rows(tmp_path / "a") == log_rows(tmp_path / "b")
+
+
+def test_cosine_schedule_warms_up_then_decays_to_its_floor_and_is_logged(tmp_path):
+    config = tiny_config(tmp_path / "cosine", steps=10)
+    config.lr_schedule, config.lr_floor = "cosine", 0.1
+    rates = [learning_rate(config, t) for t in range(config.steps)]
+    assert rates[:2] == pytest.approx([0.5e-3, 1e-3])
+    assert rates[-1] == pytest.approx(1e-4) and all(a >= b for a, b in zip(rates[1:], rates[2:]))
+    # halfway through the decay the cosine is at the midpoint between lr and its floor
+    halfway = config.warmup + (config.steps - config.warmup) // 2 - 1
+    assert rates[halfway] == pytest.approx(0.55e-3)
+    train(config, tiny_data())
+    with open(tmp_path / "cosine" / "log.csv", newline="") as f:
+        logged = [float(row["lr"]) for row in csv.DictReader(f)]
+    assert logged == pytest.approx(rates, rel=1e-3)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        TrainConfig(out="x", lr_schedule="linear")
+    with pytest.raises(ValueError, match="lr_floor"):
+        TrainConfig(out="x", lr_floor=1.5)
 
 
 def test_resume_without_state_is_a_clear_error(tmp_path):

@@ -33,6 +33,7 @@ import sys
 
 from pdeinv.priors.edm import RESIDUALS, EDMConfig
 from pdeinv.priors.spectral_gaussian import BASE_CHOICES
+from pdeinv.priors.training import LR_SCHEDULES
 
 
 def _option(text: str) -> tuple[str, object]:
@@ -78,6 +79,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate after warm-up (default 1e-3)")
     parser.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay (default 0)")
     parser.add_argument("--warmup", type=int, default=200, help="linear learning-rate warm-up steps (default 200)")
+    parser.add_argument(
+        "--lr-schedule", choices=LR_SCHEDULES, default="constant",
+        help="learning rate after warm-up: constant (default) or cosine decay to --lr-floor x lr at the last step",
+    )
+    parser.add_argument(
+        "--lr-floor", type=float, default=0.02, help="final fraction of --lr of the cosine schedule (default 0.02)"
+    )
     parser.add_argument("--ema-halflife", type=float, default=500.0, help="EMA half-life in steps (default 500)")
     parser.add_argument("--grad-clip", type=float, default=1.0, help="max gradient norm, 0 = off (default 1)")
     parser.add_argument("--checkpoint-every", type=int, default=500, help="checkpoint period in steps (default 500)")
@@ -133,6 +141,8 @@ def _train(args: argparse.Namespace) -> int:
         lr=args.lr,
         weight_decay=args.weight_decay,
         warmup=args.warmup,
+        lr_schedule=args.lr_schedule,
+        lr_floor=args.lr_floor,
         ema_halflife=args.ema_halflife,
         grad_clip=args.grad_clip,
         checkpoint_every=args.checkpoint_every,

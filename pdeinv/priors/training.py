@@ -4,7 +4,7 @@ One step draws a batch of normalised fields :math:`x_0` (optionally transformed 
 operator's symmetry group), :math:`\ln\sigma \sim N(P_\text{mean}, P_\text{std}^2)` and
 :math:`n \sim N(0, I)`, and minimises :math:`\lambda(\sigma)\lVert D(x_0 + \sigma n, \sigma) - x_0\rVert^2`
 (:func:`pdeinv.priors.edm.edm_loss`). The learning rate ramps linearly from 0 over ``warmup``
-steps; the EMA weights :math:`\bar\theta \leftarrow \beta\bar\theta + (1-\beta)\theta` use
+steps, then stays constant or follows a cosine decay (:func:`learning_rate`); the EMA weights :math:`\bar\theta \leftarrow \beta\bar\theta + (1-\beta)\theta` use
 :math:`\beta = 2^{-1/h_t}` with half-life :math:`h_t = \min(h, r\,t)` steps (``ema_halflife`` h,
 ``ema_rampup`` r), and are what the checkpoint ships.
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import csv
 import fcntl
+import math
 import os
 import platform
 import time
@@ -42,6 +43,7 @@ STATE = "training_state.pt"
 LOG = "log.csv"
 LOCK = ".train.lock"
 LOG_FIELDS = ("step", "epoch", "loss", "grad_norm", "lr", "seconds_per_step", "wall_s")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
@@ -64,6 +66,11 @@ class TrainConfig:
         AdamW learning rate (after warm-up) and decoupled weight decay.
     warmup : int
         Steps of linear learning-rate warm-up.
+    lr_schedule : {"constant", "cosine"}
+        Learning rate after warm-up: constant, or a cosine decay from ``lr`` at the end of the
+        warm-up to ``lr * lr_floor`` at step ``steps`` (:func:`learning_rate`).
+    lr_floor : float
+        Final fraction of ``lr`` of the cosine schedule.
     ema_halflife : float
         EMA half-life in steps.
     ema_rampup : float
@@ -107,6 +114,8 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     warmup: int = 200
+    lr_schedule: str = "constant"
+    lr_floor: float = 0.02
     ema_halflife: float = 500.0
     ema_rampup: float = 0.1
     grad_clip: float = 1.0
@@ -130,6 +139,10 @@ class TrainConfig:
             raise ValueError(f"these settings must be positive integers: {bad}")
         if self.lr <= 0 or self.ema_halflife <= 0 or self.warmup < 0 or self.grad_clip < 0:
             raise ValueError("lr and ema_halflife must be positive, warmup and grad_clip non-negative")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if not 0 <= self.lr_floor <= 1:
+            raise ValueError(f"lr_floor must lie in [0, 1], got {self.lr_floor}")
         if isinstance(self.edm, dict):
             self.edm = EDMConfig(**self.edm)
         if self.gaussian_base not in BASE_CHOICES:
@@ -190,6 +203,23 @@ def _fit_base(choice: str, data: TrainingData) -> SpectralGaussianDenoiser | Non
         return None
     basis = choose_basis(data.fields, data.grid) if choice == "auto" else choice
     return SpectralGaussianDenoiser.fit(data.fields, basis)
+
+
+def learning_rate(config: TrainConfig, step: int) -> float:
+    r"""Learning rate of optimiser step ``step`` (0-based).
+
+    Warm-up :math:`\eta_t = \eta\,(t+1)/W` for :math:`t < W`; after it, ``"constant"`` keeps
+    :math:`\eta` and ``"cosine"`` gives
+    :math:`\eta_t = \eta\,[f + (1-f)\,\tfrac12(1 + \cos\pi u)]`, :math:`u = (t+1-W)/(T-W)`,
+    which reaches :math:`f\eta` (``lr_floor``) at the last step :math:`t = T-1`.
+    """
+    warmup, total = config.warmup, config.steps
+    if step < warmup:
+        return config.lr * (step + 1) / warmup
+    if config.lr_schedule == "constant" or total <= warmup:
+        return config.lr
+    u = min(1.0, (step + 1 - warmup) / (total - warmup))
+    return config.lr * (config.lr_floor + (1.0 - config.lr_floor) * 0.5 * (1.0 + math.cos(math.pi * u)))
 
 
 def ema_beta(step: int, halflife: float, rampup: float) -> float:
@@ -294,7 +324,7 @@ class Trainer:
         """One optimiser step; returns ``(loss, gradient norm, learning rate)``."""
         cfg = self.config
         x0 = self._next_batch()
-        lr = cfg.lr * min(1.0, (self.step + 1) / cfg.warmup) if cfg.warmup else cfg.lr
+        lr = learning_rate(cfg, self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.env.device.type == "cuda"):
