@@ -113,6 +113,29 @@ def test_repa_term_guides_towards_the_proxy_features(repa_prior):
     assert torch.equal(proxy(state, False), x)
 
 
+def test_repa_weight_and_cutoff_reach_the_term_of_a_plus_repa_method(repa_prior, monkeypatch):
+    import pdeinv.latent.repa as repa
+    from pdeinv.operators import Helmholtz
+    from pdeinv.sampling import InverseProblem, MethodOptions, solve
+
+    root, _, _ = repa_prior
+    built, original = [], repa.repa_term
+
+    def recording(*args, **kwargs):
+        built.append(original(*args, **kwargs))
+        return built[-1]
+
+    monkeypatch.setattr(repa, "repa_term", recording)
+    operator, sensor = Helmholtz(16), PointObservation(16, indices=torch.tensor([[3, 4], [9, 7]]))
+    source = torch.randn(1, 1, 16, 16, generator=torch.Generator().manual_seed(2))
+    problem = InverseProblem(operator, sensor, sensor.A(operator.A(source)), "output", "input", "a", "b", "helmholtz")
+    options = MethodOptions(steps=4, prior=load(root / "prior"), repa_weight=0.2, repa_cutoff=0.6)
+    result = solve("dps+repa", problem, options)
+    assert len(built) == 1 and built[0].cutoff == 0.6
+    assert built[0].schedule.weight == pytest.approx(0.2 * 1000 / 4)
+    assert torch.isfinite(result.mean).all()
+
+
 def test_prior_without_repa_head_refuses_the_term(tmp_path):
     data = _data()
     train(_config(tmp_path / "plain"), data)

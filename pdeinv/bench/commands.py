@@ -51,6 +51,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--equireg-weight", type=float, default=BenchConfig.equireg_weight,
         help=f"weight of the EquiReg term of +equireg methods (default {BenchConfig.equireg_weight:g})"
     )
+    parser.add_argument(
+        "--repa-weight", type=float, default=BenchConfig.repa_weight,
+        help=f"weight per 1000 steps of the alignment term of +repa methods (default {BenchConfig.repa_weight:g})",
+    )
+    parser.add_argument(
+        "--repa-cutoff", type=float, default=BenchConfig.repa_cutoff,
+        help="fraction of the steps whose +repa proxy is the estimate with the measurements pasted in "
+        f"(default {BenchConfig.repa_cutoff:g})",
+    )
     add_solver_arguments(parser)
     parser.add_argument("--table", nargs="+", metavar="RUN", help="aggregate run JSON files into a markdown table")
     parser.add_argument("--out", help="output JSON (a run) or markdown file (--table)")
@@ -81,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         raw_prior=args.raw_prior,
         equireg_weight=args.equireg_weight,
+        repa_weight=args.repa_weight,
+        repa_cutoff=args.repa_cutoff,
         gaussian_part=args.gaussian_part,
         particle_state=args.particle_state,
         solver_dt=args.solver_dt,

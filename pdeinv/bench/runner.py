@@ -37,7 +37,7 @@ from pdeinv.bench.tasks import get_task, relative_l2
 from pdeinv.priors import load
 from pdeinv.priors.consistent import OperatorConsistentPrior, consistent_if_linear
 from pdeinv.priors.edm import GaussianPart
-from pdeinv.sampling.methods import BASELINES, PARTICLES, parse_method, solve
+from pdeinv.sampling.methods import BASELINES, PARTICLES, parse_method, solve, split_repa
 from pdeinv.sampling.problem import MethodOptions
 
 DEFAULT_PRIORS = {"helmholtz": "helmholtz-joint", "poisson": "poisson-joint", "navier-stokes": "ns-joint"}
@@ -66,6 +66,9 @@ class BenchConfig:
         replaced by the solve of its input channel (:class:`~pdeinv.priors.consistent.OperatorConsistentPrior`).
     equireg_weight : float
         Weight of the EquiReg term of ``+equireg`` methods.
+    repa_weight, repa_cutoff : float
+        Weight and proxy cutoff of the alignment term of ``+repa`` methods
+        (:class:`~pdeinv.sampling.problem.MethodOptions`).
     gaussian_part : bool
         Use only the prior's fitted Gaussian base, the network switched off
         (:class:`~pdeinv.priors.edm.GaussianPart`).
@@ -87,6 +90,8 @@ class BenchConfig:
     device: str = "cpu"
     raw_prior: bool = False
     equireg_weight: float = MethodOptions.equireg_weight
+    repa_weight: float = MethodOptions.repa_weight
+    repa_cutoff: float = MethodOptions.repa_cutoff
     gaussian_part: bool = False
     particle_state: str = MethodOptions.particle_state
     solver_dt: float | None = None
@@ -150,7 +155,8 @@ def _shard_result(config: BenchConfig, rank: int, world: int) -> dict:
     indices = torch.arange(config.n)[rank::world]
     options = MethodOptions(
         config.steps, config.samples, config.seed + rank, prior, config.batch_size,
-        equireg_weight=config.equireg_weight, particle_state=config.particle_state, solver_dt=config.solver_dt,
+        equireg_weight=config.equireg_weight, repa_weight=config.repa_weight, repa_cutoff=config.repa_cutoff,
+        particle_state=config.particle_state, solver_dt=config.solver_dt,
     )
     truth = (outputs if task.target == "output" else inputs)[indices]
     start = time.perf_counter()
@@ -215,6 +221,7 @@ def _record(config: BenchConfig, parts: list[dict], world: int) -> dict:
         "raw_prior": config.raw_prior,
         "gaussian_part": config.gaussian_part,
         **({"equireg_weight": config.equireg_weight} if parse_method(config.method)[1] else {}),
+        **({"repa_weight": config.repa_weight, "repa_cutoff": config.repa_cutoff} if split_repa(config.method)[1] else {}),
         **({"particle_state": config.particle_state} if parse_method(config.method)[0] in PARTICLES else {}),
         **({"solver_dt": config.solver_dt} if config.solver_dt is not None else {}),
         "data": str(config.data or task.default_data()),
@@ -272,9 +279,19 @@ def results_table(records: list[dict]) -> str:
 
 
 def method_label(record: dict) -> str:
-    """The record's method, with its EquiReg weight when that is not the default, e.g. ``tmpd+equireg (λ=100)``."""
+    """The record's method, with its term settings where they are not the defaults.
+
+    E.g. ``tmpd+equireg (λ=100)`` or ``latent-dps+repa (repa λ=0.2, cutoff 0.5)`` (the ``+repa`` weight per
+    1000 steps).
+    """
+    settings = []
     weight = record.get("equireg_weight", MethodOptions.equireg_weight)
-    return record["method"] if weight == MethodOptions.equireg_weight else f"{record['method']} (λ={weight:g})"
+    settings += [f"λ={weight:g}"] if weight != MethodOptions.equireg_weight else []
+    repa_weight = record.get("repa_weight", MethodOptions.repa_weight)
+    settings += [f"repa λ={repa_weight:g}"] if repa_weight != MethodOptions.repa_weight else []
+    cutoff = record.get("repa_cutoff", MethodOptions.repa_cutoff)
+    settings += [f"cutoff {cutoff:g}"] if cutoff != MethodOptions.repa_cutoff else []
+    return f"{record['method']} ({', '.join(settings)})" if settings else record["method"]
 
 
 def prior_marks(record: dict) -> list[str]:

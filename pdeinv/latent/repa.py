@@ -231,7 +231,7 @@ def pasted_proxy(sensor, y: torch.Tensor, channel: str):
     return proxy
 
 
-def repa_term(problem, prior, y: torch.Tensor, steps: int, weight: float = 0.05, cutoff: float = 0.3) -> RepaTerm:
+def repa_term(problem, prior, y: torch.Tensor, steps: int, weight: float, cutoff: float) -> RepaTerm:
     """The ``+repa`` term of a method with ``steps`` steps on ``problem`` (weight ``weight * 1000 / steps``)."""
     from pdeinv.latent.checkpoint import repa_encoder
 

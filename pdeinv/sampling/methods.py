@@ -373,7 +373,7 @@ def run_guided(
         if repa:
             from pdeinv.latent.repa import repa_term
 
-            terms.append(repa_term(problem, prior, y, preset.config.steps))
+            terms.append(repa_term(problem, prior, y, preset.config.steps, options.repa_weight, options.repa_cutoff))
         projection = preset.projection(y) if preset.projection is not None else None
         space = getattr(prior, "space", None)
         sampler = PosteriorSampler(prior, preset.config, terms, space=space, projection=projection)

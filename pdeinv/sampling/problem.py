@@ -21,6 +21,9 @@ from pdeinv.datasets import helmholtz_source_grf, ns_vorticity_grf
 from pdeinv.operators import Helmholtz, NavierStokes2D
 from pdeinv.sampling.terms import EQUIREG_WEIGHT
 
+REPA_WEIGHT = 0.05  # Align & Invert term: lambda = REPA_WEIGHT * 1000 / steps
+REPA_CUTOFF = 0.3  # fraction of the steps whose proxy is the measurement-pasted estimate
+
 PARTICLE_STATES = ("auto", "joint", "solved")
 ROLES = ("input", "output")
 CHANNELS = {
@@ -227,6 +230,12 @@ class MethodOptions:
         operator's symmetries; ``"+equireg-d4"``: plain D4); ``None`` for none.
     equireg_weight : float
         Weight of the EquiReg term (0.01, EquiReg's published ``equi_alpha``, by default).
+    repa_weight : float
+        Weight of the ``+repa`` alignment term per 1000 steps: :math:`\\lambda = w \\cdot 1000/N`
+        (0.05 by default).
+    repa_cutoff : float
+        Fraction of the steps in which the ``+repa`` proxy is the estimate with the measured values
+        pasted in; the current reconstruction afterwards (0.3 by default).
     particle_state : {"auto", "joint", "solved"}
         State of the particle methods on a field-space joint prior: ``"solved"`` parametrises the
         particles by the input field and decodes them to ``(a, A a)``, ``"joint"`` keeps both
@@ -246,6 +255,8 @@ class MethodOptions:
     batch_size: int = 4
     equireg: str | None = None
     equireg_weight: float = EQUIREG_WEIGHT
+    repa_weight: float = REPA_WEIGHT
+    repa_cutoff: float = REPA_CUTOFF
     particle_state: str = "auto"
     solver_dt: float | None = None
 
@@ -258,6 +269,10 @@ class MethodOptions:
             raise ValueError(f"steps must be a positive integer or None, got {self.steps!r}")
         if not self.equireg_weight > 0:
             raise ValueError(f"equireg_weight must be positive, got {self.equireg_weight!r}")
+        if not self.repa_weight >= 0:
+            raise ValueError(f"repa_weight must be non-negative, got {self.repa_weight!r}")
+        if not 0 <= self.repa_cutoff <= 1:
+            raise ValueError(f"repa_cutoff must be a fraction of the steps in [0, 1], got {self.repa_cutoff!r}")
         if self.particle_state not in PARTICLE_STATES:
             raise ValueError(f"unknown particle state {self.particle_state!r}; choose one of {PARTICLE_STATES}")
         dt = self.solver_dt
