@@ -67,6 +67,29 @@ def test_latent_statistics_standardise_the_encoder_mean():
     assert torch.allclose(z.std(dim=(0, 2, 3)), torch.ones(4), atol=1e-4)
 
 
+def test_linear_code_starts_at_the_local_principal_component_reconstruction(tmp_path):
+    import numpy as np
+
+    config = AutoencoderConfig(linear_code=True, latent_channels=3, **TINY)
+    fields = _data(20).fields
+    ae = FieldAutoencoder(config, channels=("a", "b"), mean=[0, 0], std=[1, 1], resolution=16)
+    ae.init_linear_code(fields)
+    with torch.no_grad():
+        rebuilt = ae.decode(ae.encode(fields)).numpy()
+    # independent reference: SVD of the 2 x 2 blocks (8 numbers each), keeping 3 directions
+    blocks = fields.numpy().reshape(20, 2, 8, 2, 8, 2).transpose(0, 2, 4, 1, 3, 5).reshape(-1, 8)
+    top = np.linalg.svd(blocks, full_matrices=False)[2][:3].T
+    reference = (blocks @ top @ top.T).reshape(20, 8, 8, 2, 2, 2).transpose(0, 3, 1, 4, 2, 5).reshape(20, 2, 16, 16)
+    assert np.abs(rebuilt - reference).max() < 1e-4 * np.abs(fields.numpy()).max()
+    assert np.abs(reference - fields.numpy()).max() > 0.05  # three of eight directions: not the identity
+    with pytest.raises(ValueError, match="linear_code=True"):
+        FieldAutoencoder(AutoencoderConfig(**TINY), channels=("a", "b"), mean=[0, 0], std=[1, 1], resolution=16).init_linear_code(fields)
+    train(_config(tmp_path / "ae", backbone_options={**TINY, "linear_code": True}), _data(), trainer_class=AutoencoderTrainer)
+    again = load_autoencoder(tmp_path / "ae")
+    assert again.config.linear_code and again.code_in is not None
+    assert torch.isfinite(again(fields)).all()
+
+
 def test_trained_autoencoder_card_and_roundtrip(trained):
     root, data, ae = trained
     card = ae.card

@@ -45,6 +45,8 @@ class AutoencoderTrainer(Trainer):
             model = FieldAutoencoder(
                 ae_config, channels=data.channels, mean=data.mean, std=data.std, resolution=data.resolution, card=card
             )
+        if ae_config.linear_code:
+            model.init_linear_code(data.fields[:STATISTICS_SAMPLES])
         return model, card
 
     def loss(self, x0: torch.Tensor) -> torch.Tensor:
