@@ -221,7 +221,8 @@ def _record(config: BenchConfig, parts: list[dict], world: int) -> dict:
         "raw_prior": config.raw_prior,
         "gaussian_part": config.gaussian_part,
         **({"equireg_weight": config.equireg_weight} if parse_method(config.method)[1] else {}),
-        **({"repa_weight": config.repa_weight, "repa_cutoff": config.repa_cutoff} if split_repa(config.method)[1] else {}),
+        **({"repa_weight": config.repa_weight, "repa_cutoff": config.repa_cutoff}
+           if split_repa(config.method)[1] else {}),
         **({"particle_state": config.particle_state} if parse_method(config.method)[0] in PARTICLES else {}),
         **({"solver_dt": config.solver_dt} if config.solver_dt is not None else {}),
         "data": str(config.data or task.default_data()),

@@ -3,8 +3,9 @@ r"""The field autoencoder of latent space: a small ``diffusers`` ``AutoencoderKL
 A normalised field :math:`f` of shape ``(B, C, S, S)`` maps to a latent of shape
 ``(B, L, S/r, S/r)``, :math:`r = 2^{\text{levels} - 1}` (the default ``r = 2``: 64 x 64 x 2 fields to
 32 x 32 x 4 latents, the size whose reconstruction error stays below 2 % on both fields of a pair;
-``results/latent/latent_floor.md`` gives the linear floor of smaller latents). The latent used by the sampler is the encoder's posterior mean, standardised per
-latent channel so that its entries have unit variance on the training data:
+``results/latent/latent_floor.md`` gives the linear floor of smaller latents). The latent used by
+the sampler is the encoder's posterior mean, standardised per latent channel so that its entries
+have unit variance on the training data:
 
 .. math::
 

@@ -4,7 +4,8 @@ One step draws a batch of normalised fields :math:`x_0` (optionally transformed 
 operator's symmetry group), :math:`\ln\sigma \sim N(P_\text{mean}, P_\text{std}^2)` and
 :math:`n \sim N(0, I)`, and minimises :math:`\lambda(\sigma)\lVert D(x_0 + \sigma n, \sigma) - x_0\rVert^2`
 (:func:`pdeinv.priors.edm.edm_loss`). The learning rate ramps linearly from 0 over ``warmup``
-steps, then stays constant or follows a cosine decay (:func:`learning_rate`); the EMA weights :math:`\bar\theta \leftarrow \beta\bar\theta + (1-\beta)\theta` use
+steps, then stays constant or follows a cosine decay (:func:`learning_rate`); the EMA weights
+:math:`\bar\theta \leftarrow \beta\bar\theta + (1-\beta)\theta` use
 :math:`\beta = 2^{-1/h_t}` with half-life :math:`h_t = \min(h, r\,t)` steps (``ema_halflife`` h,
 ``ema_rampup`` r), and are what the checkpoint ships.
 
