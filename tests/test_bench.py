@@ -393,7 +393,7 @@ def test_results_table_shows_non_default_repa_settings():
         {**base, "repa_weight": 0.2, "repa_cutoff": 0.6},
     ])
     assert "| latent-dps+repa | ns-latent-repa |" in table
-    assert "| latent-dps+repa (repa λ=0.2, cutoff 0.6) | ns-latent-repa |" in table
+    assert "| latent-dps+repa (repa weight 0.2, cutoff 0.6) | ns-latent-repa |" in table
     with pytest.raises(ValueError, match="repa_cutoff"):
         MethodOptions(repa_cutoff=1.5)
     with pytest.raises(ValueError, match="repa_weight"):

@@ -282,14 +282,14 @@ def results_table(records: list[dict]) -> str:
 def method_label(record: dict) -> str:
     """The record's method, with its term settings where they are not the defaults.
 
-    E.g. ``tmpd+equireg (λ=100)`` or ``latent-dps+repa (repa λ=0.2, cutoff 0.5)`` (the ``+repa`` weight per
-    1000 steps).
+    E.g. ``tmpd+equireg (λ=100)`` or ``latent-dps+repa (repa weight 0.2, cutoff 0.5)`` (the ``+repa``
+    weight is per 1000 steps).
     """
     settings = []
     weight = record.get("equireg_weight", MethodOptions.equireg_weight)
     settings += [f"λ={weight:g}"] if weight != MethodOptions.equireg_weight else []
     repa_weight = record.get("repa_weight", MethodOptions.repa_weight)
-    settings += [f"repa λ={repa_weight:g}"] if repa_weight != MethodOptions.repa_weight else []
+    settings += [f"repa weight {repa_weight:g}"] if repa_weight != MethodOptions.repa_weight else []
     cutoff = record.get("repa_cutoff", MethodOptions.repa_cutoff)
     settings += [f"cutoff {cutoff:g}"] if cutoff != MethodOptions.repa_cutoff else []
     return f"{record['method']} ({', '.join(settings)})" if settings else record["method"]
