@@ -220,7 +220,7 @@ class FieldAutoencoder(nn.Module):
     def init_linear_code(self, fields: torch.Tensor) -> None:
         """Start the linear code at the top-``L`` principal directions of the blocks of ``fields`` ``(N, C, S, S)``.
 
-        Sets :math:`P = V^\top`, :math:`Q = V` (:math:`V` the leading eigenvectors of the blocks'
+        Sets :math:`P = V^\\top`, :math:`Q = V` (:math:`V` the leading eigenvectors of the blocks'
         second-moment matrix), zeroes the encoder network's mean and the decoder network's last
         convolution, and starts the posterior's log-variance at ``INITIAL_LOGVAR``, so that the
         untrained autoencoder is the local principal-component reconstruction (plus posterior
