@@ -42,12 +42,11 @@ def grf_floor(field, sizes: list[int]) -> list[float]:
     return [float(np.sqrt(max(tail[d - 1], 0.0))) for d in sizes]
 
 
-def heldout_pca(path: str, sizes: list[int]) -> list[tuple[float, float] | None]:
+def heldout_pca(fields: np.ndarray, sizes: list[int]) -> list[tuple[float, float] | None]:
     """Mean relative L2 of (input, output) under held-out PCA of the joint normalised pair, per ``d``.
 
     ``None`` where ``d`` is not below the number of fitting samples (the fitted basis has fewer vectors).
     """
-    fields = load_training_data(path).fields.double().numpy()
     joint = fields.reshape(len(fields), -1)
     split = int(0.8 * len(joint))
     train, test = joint[:split], joint[split:]
@@ -69,9 +68,8 @@ def heldout_pca(path: str, sizes: list[int]) -> list[tuple[float, float] | None]
     return rows
 
 
-def heldout_block_pca(path: str, factor: int, channels: int) -> tuple[float, float]:
+def heldout_block_pca(fields: np.ndarray, factor: int, channels: int) -> tuple[float, float]:
     """Mean relative L2 of (input, output) under held-out PCA of the pair's ``factor x factor`` blocks."""
-    fields = load_training_data(path).fields.double().numpy()
     n, c, s, _ = fields.shape
     k = s // factor
     blocks = fields.reshape(n, c, k, factor, k, factor).transpose(0, 2, 4, 1, 3, 5).reshape(n, k * k, -1)
@@ -107,7 +105,8 @@ def main() -> None:
         + (" held-out PCA of the joint pair: input / output |" if args.data else ""),
         "| --- | --- | --- | --- |" + (" --- |" if args.data else ""),
     ]
-    pca = heldout_pca(args.data, sizes) if args.data else [None] * len(sizes)
+    fields = load_training_data(args.data).fields.double().numpy() if args.data else None
+    pca = heldout_pca(fields, sizes) if args.data else [None] * len(sizes)
     for (side, channels), d, e_ns, e_h, p in zip(LATENTS, sizes, ns, helmholtz, pca):
         extra = _pca_cell(p) if args.data else ""
         lines.append(f"| {side} x {side} x {channels} | {d} | {100 * e_ns:.2f} % | {100 * e_h:.2f} % |{extra}")
@@ -116,7 +115,7 @@ def main() -> None:
                   "| --- | --- | --- |"]
         for factor, channels in BLOCK_CODES:
             side = args.resolution // factor
-            errors = heldout_block_pca(args.data, factor, channels)
+            errors = heldout_block_pca(fields, factor, channels)
             lines.append(f"| r = {factor}, L = {channels} | {side} x {side} x {channels} |{_pca_cell(errors)}")
     text = "\n".join(lines) + "\n"
     print(text, end="")
