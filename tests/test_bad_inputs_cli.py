@@ -42,6 +42,10 @@ def _swap_solutions(f):
     solution[0], solution[1] = second, first
 
 
+def _raise_viscosity(f):
+    f.attrs["generation_config"] = f.attrs["generation_config"].replace('"viscosity": 0.001', '"viscosity": 0.1')
+
+
 def _as_float16(f):
     ds = f["t0_fields/source"]
     data, attrs, chunks = ds[()], dict(ds.attrs), ds.chunks
@@ -96,6 +100,7 @@ def paths(tmp_path_factory):
     h64 = generate(make_config("helmholtz", 64, 2, seed=2), root / "h64.h5", progress=False)
     h9 = generate(make_config("helmholtz", 9, 3, seed=0), root / "h9.h5", progress=False)
     p9 = generate(make_config("poisson", 9, 2, seed=0), root / "p9.h5", progress=False)
+    ns = generate(make_config("navier-stokes", 8, 2, seed=0, time=0.02, dt=0.01), root / "ns.h5", progress=False)
     found = {
         "root": root,
         "h64": h64,
@@ -106,6 +111,8 @@ def paths(tmp_path_factory):
         "relabelled": _copy_with(p9, root / "relabelled.h5", lambda f: f.attrs.__setitem__("pde", "helmholtz")),
         "swapped": _copy_with(h9, root / "swapped.h5", _swap_solutions),
         "heat": _copy_with(h9, root / "heat.h5", lambda f: f.attrs.__setitem__("pde", "heat")),
+        "ns": ns,
+        "ns_viscosity": _copy_with(ns, root / "ns_viscosity.h5", _raise_viscosity),
         "half": _copy_with(h9, root / "half.h5", _as_float16),
         "text": root / "notes.txt",
         "folder": root / "folder",
@@ -191,6 +198,7 @@ CASES = [
     ("check-relabelled", "data check {relabelled}", 1, "sample 0: the stored solution is not the helmholtz solve"),
     ("check-swapped", "data check {swapped}", 1, "sample 1: the stored solution is not the helmholtz solve"),
     ("check-unknown-pde", "data check {heat}", 1, "'heat' is not a known PDE"),
+    ("check-ns-settings", "data check {ns_viscosity}", 1, "sample 0: the stored vorticity is not the navier-stokes"),
     ("check-float16", "data check {half}", 1, "stored as float16; fields must be float32 or float64"),
     ("check-physics-samples", "data check {h9} --physics-samples -1", 2, "must be >= 0"),
     # bench
@@ -212,6 +220,7 @@ CASES = [
     ("bench-solver-dt-zero", BENCH + " --solver-dt 0 --out {out}", 2, "argument --solver-dt"),
     ("bench-solver-dt-helmholtz", BENCH + " --solver-dt 0.01 --out {out}", 1, "Drop --solver-dt"),
     ("bench-particle-state", BENCH + " --particle-state both --out {out}", 2, "invalid choice: 'both'"),
+    ("bench-prior-unknown", BENCH + " --method fundps --prior nosuchprior --out {out}", 1, "'nosuchprior'"),
     ("bench-data-directory", BENCH + " --data {folder} --out {out}", 2, "is a directory"),
     ("bench-data-text", BENCH + " --data {text} --out {out}", 1, "is not an HDF5 file"),
     ("bench-data-missing", BENCH + " --data {missing} --out {out}", 1, "pdeinv data generate helmholtz"),
@@ -249,6 +258,7 @@ CASES = [
     ("solve-pde-flag", SOLVE + " --pde heat --out {out_h5}", 2, "invalid choice: 'heat'"),
     ("solve-method", "solve --measurements {y_ok} --method magic --out {out_h5}", 2, "unknown method 'magic'"),
     ("solve-no-prior", "solve --measurements {y_ok} --method fundps --out {out_h5}", 2, "needs a diffusion prior"),
+    ("solve-prior-unknown", "solve --measurements {y_ok} --prior nosuchprior --out {out_h5}", 1, "'nosuchprior'"),
     ("solve-out-existing", SOLVE + " --out {h9}", 2, "exists; pass --overwrite"),
     ("solve-out-is-input", SOLVE + " --out {y_ok} --overwrite", 2, "is also an input"),
     ("solve-figure-is-out", SOLVE + " --out {out_h5} --figure {out_h5}", 2, "same file"),
@@ -283,6 +293,12 @@ def test_bad_input_is_one_clear_line_and_touches_no_file(paths, capsys, name, co
     else:
         assert len(lines) == 1 and lines[0].startswith("pdeinv"), err
     assert snapshot(paths["root"]) == before
+
+
+@pytest.mark.parametrize("name", ["h9", "ns"])
+def test_check_accepts_the_generated_files_with_their_physics(paths, capsys, name):
+    assert cli.main(["data", "check", str(paths[name])]) == 0
+    assert capsys.readouterr().out.strip() == f"{paths[name]}: OK"
 
 
 def test_debug_shows_the_traceback(paths):
