@@ -47,7 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", help=f"one of {', '.join(sorted(TASKS))}")
     parser.add_argument("--method", help=f"one of {', '.join(method_names())}")
     parser.add_argument(
-        "--n", "-n", type=positive_int, default=32, help="number of test samples (default 32; write -n N under torchrun)"
+        "--n", "-n", type=positive_int, default=32,
+        help="number of test samples (default 32; write -n N under torchrun)",
     )
     parser.add_argument("--steps", type=positive_int, default=None, help="sampling steps / optimiser iterations")
     parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the method's random generator")

@@ -275,7 +275,8 @@ def write_json(record: dict, path: str | Path) -> Path:
         text = json.dumps(record, indent=2, allow_nan=False)
     except ValueError:
         keys = [k for k, v in record.items() if isinstance(v, float) and not math.isfinite(v)]
-        raise NonFiniteError(f"the record holds non-finite values ({', '.join(keys) or 'nested'}); not written") from None
+        names = ", ".join(keys) or "nested"
+        raise NonFiniteError(f"the record holds non-finite values ({names}); it was not written") from None
     path = Path(path)
     with atomic_write(path) as temporary:
         temporary.write_text(text + "\n")

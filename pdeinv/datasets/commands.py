@@ -24,8 +24,9 @@ from pathlib import Path
 
 from pdeinv.arguments import check_device, device, positive_int
 from pdeinv.datasets.config import SOLVER_BATCH, make_config
-from pdeinv.datasets.inspection import PHYSICS_SAMPLES, check_file, summary
+from pdeinv.datasets.inspection import NS_PHYSICS_SAMPLES, PHYSICS_SAMPLES, check_file, summary
 from pdeinv.datasets.splits import SPLIT_SEEDS, benchmark_set_configs
+from pdeinv.datasets.store import ShardStore
 from pdeinv.errors import UsageError
 from pdeinv.files import check_outputs
 
@@ -75,7 +76,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     _add_generate(sub)
     help_text = f"generate the fixed benchmark test sets (seed test={SPLIT_SEEDS['test']})"
-    bench = sub.add_parser("benchmark-sets", help=help_text, description=f"{help_text[0].upper()}{help_text[1:]}. {RESUME_RULE}")
+    bench = sub.add_parser("benchmark-sets", help=help_text, description=f"{help_text.capitalize()}. {RESUME_RULE}")
     bench.add_argument("--out", required=True, help="directory for helmholtz_<S>_test.h5 and navier-stokes_<S>_test.h5")
     bench.add_argument("--resolution", type=int, default=128, help="grid points per side (default 128)")
     bench.add_argument("--n", type=int, default=64, help="samples per set (default 64)")
@@ -98,8 +99,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=PHYSICS_SAMPLES,
         metavar="K",
-        help=f"pairs whose solution is recomputed (default {PHYSICS_SAMPLES}; Navier-Stokes at most 2, "
-        "a slow time integration; 0 skips the physics)",
+        help=f"pairs whose solution is recomputed (default {PHYSICS_SAMPLES}; Navier-Stokes at most "
+        f"{NS_PHYSICS_SAMPLES}, each a time integration of about 10 s at 128 x 128; 0 skips the physics)",
     )
 
 
@@ -114,11 +115,9 @@ def _config(pde: str, resolution: int, n: int, seed: int, **settings):
 def _prepare(outputs: list[Path], overwrite: bool) -> None:
     """Refuse existing outputs (unless ``overwrite``); say which ones resume a killed run."""
     check_outputs(outputs, overwrite=overwrite)
-    from pdeinv.datasets.store import ShardStore
-
     for out in outputs:
         store = ShardStore(out, {})
-        if not out.exists() and store.directory.is_dir():
+        if store.directory.is_dir():
             done = sum(stop - start for start, stop in store.ranges())
             print(f"resuming {out}: {done} samples already in {store.directory}", file=sys.stderr)
 

@@ -17,8 +17,9 @@ Poisson solutions are float64 solves rounded to float32 (relative error at most
 float32 in groups of 16 samples, and its result differs from a one-sample float64 integration by
 float32 round-off grown over the time steps (measured 1.9e-4 at 64 x 64 and 1.3e-4 at 128 x 128 for
 the default ``T = 1``, ``dt = 1e-4``; bound ``NS_RTOL`` = 1e-3). One Navier-Stokes check at
-128 x 128 takes about 10 s on one CPU core, so at most ``NS_PHYSICS_SAMPLES`` are checked. A relabelled PDE (Poisson pairs
-marked Helmholtz: ``r`` about 5e-2) or solutions swapped between samples (``r`` about 1) fail.
+128 x 128 takes about 10 s on one CPU core, so at most ``NS_PHYSICS_SAMPLES`` are checked. A
+relabelled PDE (Poisson pairs marked Helmholtz: ``r`` of 2e-2 to 4e-2) or solutions swapped between
+samples (``r`` of 1 to 2) fail.
 
 Only metadata is read by :func:`summary`; torch and the solvers are imported by the physics
 check alone.
@@ -199,7 +200,8 @@ def _physics_problems(f: h5py.File, physics_samples: int) -> list[str]:
 
     resolution = int(f.attrs["resolution"])
     operator = pde_physics(pde, resolution, _physics_settings(f)).operator
-    (source, source_time), (target, target_time) = (parse_channel(c) for c in CHANNELS[pde])
+    input_channel, output_channel = CHANNELS[pde]
+    (source, source_time), (target, target_time) = parse_channel(input_channel), parse_channel(output_channel)
     rtol = PHYSICS_RTOL[pde]
     problems = []
     for i in _checked_samples(int(f.attrs["n_trajectories"]), count):
@@ -210,8 +212,9 @@ def _physics_problems(f: h5py.File, physics_samples: int) -> list[str]:
         residual = float((u - solved).abs().max() / solved.abs().max().clamp_min(1e-300))
         if not residual <= rtol:
             problems.append(
-                f"sample {i}: the stored {target} is not the {pde} solve of the stored {source} (relative residual "
-                f"{residual:.3g} > {rtol:g}); the pde attribute, the simulation settings or the pairing is wrong"
+                f"sample {i}: the stored {output_channel} is not the {pde} solve of the stored {input_channel} "
+                f"(relative residual {residual:.3g} > {rtol:g}); the pde attribute, the simulation settings or the "
+                "pairing is wrong"
             )
     return problems
 

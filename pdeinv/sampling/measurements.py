@@ -65,7 +65,7 @@ def _load(path: Path) -> dict:
             return content
     except (OSError, ValueError, zipfile.BadZipFile) as error:
         kind = "an .npz archive" if path.suffix == ".npz" else "HDF5"
-        raise ValueError(f"{path} cannot be read as {kind} (truncated, or another format: {error}); rewrite it") from None
+        raise ValueError(f"{path} cannot be read as {kind} (truncated, or another format: {error})") from None
 
 
 def _scalar(content: dict, key: str, given, kind):
