@@ -326,3 +326,25 @@ def test_missing_standard_test_set_is_generated_on_first_use(tmp_path, monkeypat
     reference = generate(make_config("helmholtz", 64, 2, seed=2), tmp_path / "reference.h5", progress=False)
     assert standard.read_bytes() == reference.read_bytes()
     assert json.loads(out.read_text())["data"] == str(standard)
+
+
+def test_an_unexpected_error_is_one_line_that_points_to_debug(monkeypatch, capsys):
+    def broken(args):
+        raise TypeError("unsupported operand")
+
+    monkeypatch.setattr("pdeinv.datasets.commands.run", broken)
+    assert cli.main(["data", "info", "x.h5"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "pdeinv data info: internal error (TypeError): unsupported operand; "
+        "rerun with 'pdeinv --debug ...' for the traceback and report it"
+    )
+
+
+def test_an_interrupt_exits_130_without_a_traceback(monkeypatch, capsys):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("pdeinv.datasets.commands.run", interrupted)
+    assert cli.main(["data", "info", "x.h5"]) == 130
+    assert capsys.readouterr().err.strip() == "pdeinv data info: interrupted"

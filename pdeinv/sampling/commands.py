@@ -18,7 +18,6 @@ the measurement file is never overwritten) and each is written in one rename.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
