@@ -3,6 +3,11 @@
 Each sub-command lives in the layer it belongs to, as a module exposing
 ``add_arguments(parser)`` and ``run(args) -> int``; it is imported only when called, so
 ``pdeinv --help`` stays fast.
+
+Errors end as one line on stderr, ``pdeinv COMMAND: error: WHAT WAS WRONG; WHAT TO DO``, with
+exit code 2 for a usage error (a bad option, an output that exists, :class:`~pdeinv.errors.UsageError`)
+and 1 for a failed run (:class:`~pdeinv.errors.PdeinvError`, a missing or damaged file, a NaN);
+``pdeinv --debug COMMAND ...`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -11,6 +16,11 @@ import argparse
 import importlib
 import os
 import sys
+
+from pdeinv.errors import PdeinvError
+
+USAGE, FAILURE, INTERRUPTED = 2, 1, 130
+EXPECTED = (ValueError, OSError, RuntimeError)
 
 COMMANDS = {
     "data": ("pdeinv.datasets.commands", "generate, inspect and validate HDF5 field data"),
@@ -21,9 +31,17 @@ COMMANDS = {
 }
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line (what was wrong, where the help is), exit code 2."""
+
+    def error(self, message: str):
+        self.exit(USAGE, f"{self.prog}: error: {message}; see '{self.prog} --help'\n")
+
+
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     """The top-level parser; only the sub-command named in ``argv`` is imported."""
-    parser = argparse.ArgumentParser(prog="pdeinv", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="pdeinv", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module, help_text) in COMMANDS.items():
         command = sub.add_parser(name, help=help_text, description=help_text)
@@ -43,11 +61,40 @@ def _quiet_threads() -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
+def one_line(error: BaseException) -> str:
+    """The message of ``error`` on one line."""
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def exit_code(error: BaseException) -> int:
+    """2 for usage errors, 1 for failed runs (see the module docstring)."""
+    return getattr(error, "exit_code", FAILURE) if isinstance(error, PdeinvError) else FAILURE
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    """Run ``pdeinv`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     _quiet_threads()
-    args = build_parser(argv).parse_args(argv)
-    return int(args.run(args) or 0)
+    try:
+        args = build_parser(argv).parse_args(argv)
+    except SystemExit as stop:
+        return stop.code if isinstance(stop.code, int) else USAGE
+    prog = " ".join(["pdeinv", args.command] + ([args.data_command] if getattr(args, "data_command", None) else []))
+    try:
+        return int(args.run(args) or 0)
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return INTERRUPTED
+    except Exception as error:
+        if args.debug:
+            raise
+        expected = isinstance(error, (PdeinvError, *EXPECTED))
+        prefix = "error" if expected else f"internal error ({type(error).__name__})"
+        hint = "" if expected else "; rerun with 'pdeinv --debug ...' for the traceback and report it"
+        print(f"{prog}: {prefix}: {one_line(error)}{hint}", file=sys.stderr)
+        return exit_code(error)
 
 
 if __name__ == "__main__":

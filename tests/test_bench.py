@@ -265,8 +265,10 @@ def test_bench_cli_writes_json_and_table(tmp_path, test_file, capsys):
     table = (tmp_path / "table.md").read_text()
     assert "| helmholtz-forward-64 | interp-solve | - | - | 2 |" in table
     assert f"{100 * record['rel_l2_mean']:.2f}" in results_table([record])
-    assert cli.main(args + ["--data", str(tmp_path / "none.h5"), "--out", str(out)]) == 1
+    before = out.read_bytes()
+    assert cli.main(args + ["--data", str(tmp_path / "none.h5"), "--out", str(out), "--overwrite"]) == 1
     assert "pdeinv data generate helmholtz" in capsys.readouterr().err
+    assert out.read_bytes() == before
 
 
 @pytest.mark.slow
@@ -328,7 +330,7 @@ def test_solve_rejects_bad_measurement_files(tmp_path, helmholtz_setting, capsys
     small_file = write_npz(tmp_path / "small.npz", torch.ones(1), small, pde="helmholtz", observed="output")
     with pytest.raises(ValueError, match="give the mask on the prior's grid"):
         build_problem(read_measurements(small_file), helmholtz_setting["prior"])
-    assert cli.main(["solve", "--measurements", str(small_file), "--method", "fundps", "--out", "x.h5"]) == 1
+    assert cli.main(["solve", "--measurements", str(small_file), "--method", "fundps", "--out", "x.h5"]) == 2
     assert "needs a diffusion prior" in capsys.readouterr().err
 
 

@@ -5,20 +5,38 @@ Public names::
     Task, TASKS, get_task, relative_l2                                   tasks
     BenchConfig, run_benchmark, results_table, read_records, write_json,
     run_label                                                            runner
+
+The names are imported on first use (module ``__getattr__``), so ``pdeinv bench --help`` and the
+other commands do not import the methods and priors until they run.
 """
 
-from pdeinv.bench.runner import BenchConfig, read_records, results_table, run_benchmark, run_label, write_json
-from pdeinv.bench.tasks import TASKS, Task, get_task, relative_l2
+from __future__ import annotations
 
-__all__ = [
-    "BenchConfig",
-    "TASKS",
-    "Task",
-    "get_task",
-    "read_records",
-    "relative_l2",
-    "results_table",
-    "run_benchmark",
-    "run_label",
-    "write_json",
-]
+import importlib
+
+_MODULES = {
+    "BenchConfig": "runner",
+    "TASKS": "tasks",
+    "Task": "tasks",
+    "get_task": "tasks",
+    "read_records": "runner",
+    "relative_l2": "tasks",
+    "results_table": "runner",
+    "run_benchmark": "runner",
+    "run_label": "runner",
+    "write_json": "runner",
+}
+
+__all__ = sorted(_MODULES)
+
+
+def __getattr__(name: str):
+    if name not in _MODULES:
+        raise AttributeError(f"module 'pdeinv.bench' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"pdeinv.bench.{_MODULES[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

@@ -34,6 +34,8 @@ import torch.distributed as dist
 from pdeinv import __version__
 from pdeinv.bench.diversity import pairwise_cosine, pairwise_relative_distance
 from pdeinv.bench.tasks import get_task, relative_l2
+from pdeinv.errors import NonFiniteError
+from pdeinv.files import atomic_write
 from pdeinv.priors import load
 from pdeinv.priors.consistent import OperatorConsistentPrior, consistent_if_linear
 from pdeinv.priors.edm import GaussianPart
@@ -254,12 +256,30 @@ def _sample_record(parts: list[dict], n: int) -> dict:
 
 
 def write_json(record: dict, path: str | Path) -> Path:
-    """Write ``record`` to ``path`` atomically (temporary file + rename)."""
+    """Write ``record`` to ``path`` as strict JSON (no NaN or Infinity), atomically (temporary file + rename).
+
+    Raises
+    ------
+    NonFiniteError
+        If a value is NaN or infinite (the message names the test sample of a non-finite
+        ``rel_l2`` entry); nothing is written.
+    """
+    bad = [i for i, e in enumerate(record.get("rel_l2", [])) if not math.isfinite(e)]
+    if bad:
+        raise NonFiniteError(
+            f"the relative L2 error of test sample {bad[0]} of {record.get('data', 'the test set')} is "
+            f"{record['rel_l2'][bad[0]]} ({len(bad)} such sample(s)): the reconstruction holds NaN/inf or the true "
+            "field is all zero; nothing was written"
+        )
+    try:
+        text = json.dumps(record, indent=2, allow_nan=False)
+    except ValueError:
+        keys = [k for k, v in record.items() if isinstance(v, float) and not math.isfinite(v)]
+        names = ", ".join(keys) or "nested"
+        raise NonFiniteError(f"the record holds non-finite values ({names}); it was not written") from None
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(record, indent=2) + "\n")
-    temporary.replace(path)
+    with atomic_write(path) as temporary:
+        temporary.write_text(text + "\n")
     return path
 
 
@@ -338,13 +358,31 @@ def samples_table(records: list[dict]) -> str:
 
 
 def read_records(paths: list[str | Path]) -> list[dict]:
-    """Load run records, checking each has the DESIGN.md keys."""
+    """Load run records (strict JSON), checking each has the DESIGN.md keys.
+
+    Raises
+    ------
+    FileNotFoundError
+        A missing file.
+    ValueError
+        A file that is not JSON, holds NaN/Infinity, or lacks the keys of a record.
+    """
     required = ("task", "method", "n", "rel_l2_mean", "rel_l2_std", "seconds_per_sample", "nfe", "device")
     records = []
     for path in paths:
-        record = json.loads(Path(path).read_text())
-        missing = [k for k in required if k not in record]
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is not a file; give run records written by 'pdeinv bench --out'")
+        try:
+            record = json.loads(path.read_text(), parse_constant=_refuse_constant)
+        except (UnicodeDecodeError, ValueError) as error:
+            raise ValueError(f"{path} is not a valid pdeinv bench record: {error}") from None
+        missing = [k for k in required if not isinstance(record, dict) or k not in record]
         if missing:
             raise ValueError(f"{path} is not a pdeinv bench record: it lacks {missing}")
         records.append(record)
     return records
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"it holds {name}, which strict JSON does not allow; rerun the benchmark")

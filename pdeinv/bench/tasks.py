@@ -42,6 +42,7 @@ from pdeinv.datasets import FieldDataset
 from pdeinv.datasets.schema import generation_config
 from pdeinv.datasets.splits import SPLIT_SEEDS
 from pdeinv.datasets.seeding import sample_generator
+from pdeinv.errors import NonFiniteError
 from pdeinv.operators.inpainting import MaskedInpainting
 from pdeinv.operators import (
     BoxInpainting,
@@ -126,7 +127,8 @@ class Task:
         """The first ``n`` (input, output) pairs of the test file, physical float64 ``(n, 1, S, S)`` each.
 
         Also returns the file's generation settings. Raises FileNotFoundError with the
-        generate command when the file is missing, ValueError when it holds other data.
+        generate command when the file is missing, ValueError when it holds other data,
+        :class:`~pdeinv.errors.NonFiniteError` naming the first sample with a NaN or infinity.
         """
         path = self.default_data() if path is None else Path(path)
         if not path.is_file():
@@ -147,6 +149,13 @@ class Task:
             raise ValueError(f"{path} has {len(data)} samples but --n {n} were requested; lower --n or regenerate")
         pairs = torch.stack([data[i] for i in range(n)]).double()
         data.close()
+        finite = torch.isfinite(pairs).flatten(1).all(dim=1)
+        if not finite.all():
+            index = int((~finite).nonzero()[0])
+            raise NonFiniteError(
+                f"{path}: test sample {index} holds NaN or infinite values; regenerate the file "
+                f"('pdeinv data check {path}' lists the damage)"
+            )
         return pairs[:, :1], pairs[:, 1:], settings
 
     def problem(self, inputs: torch.Tensor, outputs: torch.Tensor, settings: dict | None = None) -> InverseProblem:

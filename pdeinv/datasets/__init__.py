@@ -5,31 +5,60 @@ Public names (all importable from ``pdeinv.datasets`` except ``open_xarray``, wh
 
     GaussianRandomField, ns_vorticity_grf, helmholtz_source_grf      pdeinv.datasets.grf
     sample_generator                                                   pdeinv.datasets.seeding
-    GenerationConfig, make_config, generate                            pdeinv.datasets.generate
+    GenerationConfig, make_config                                      pdeinv.datasets.config
+    generate                                                           pdeinv.datasets.generate
     FieldDataset                                                       pdeinv.datasets.field_dataset
     open_xarray                                                        pdeinv.datasets.xarray_view
     check_file, summary                                                pdeinv.datasets.inspection
     SPLIT_SEEDS, benchmark_set_configs                                 pdeinv.datasets.splits
+
+The names are imported on first use (module ``__getattr__``), so reading a file's metadata
+(``pdeinv data info``) does not import torch.
 """
 
-from pdeinv.datasets.field_dataset import FieldDataset
-from pdeinv.datasets.generate import GenerationConfig, generate, make_config
-from pdeinv.datasets.grf import GaussianRandomField, helmholtz_source_grf, ns_vorticity_grf
-from pdeinv.datasets.inspection import check_file, summary
-from pdeinv.datasets.seeding import sample_generator
-from pdeinv.datasets.splits import SPLIT_SEEDS, benchmark_set_configs
+from __future__ import annotations
 
-__all__ = [
-    "FieldDataset",
-    "GaussianRandomField",
-    "GenerationConfig",
-    "SPLIT_SEEDS",
-    "benchmark_set_configs",
-    "check_file",
-    "generate",
-    "helmholtz_source_grf",
-    "make_config",
-    "ns_vorticity_grf",
-    "sample_generator",
-    "summary",
-]
+import importlib
+import sys
+import types
+
+_MODULES = {
+    "FieldDataset": "field_dataset",
+    "GaussianRandomField": "grf",
+    "GenerationConfig": "config",
+    "SPLIT_SEEDS": "splits",
+    "benchmark_set_configs": "splits",
+    "check_file": "inspection",
+    "generate": "generate",
+    "helmholtz_source_grf": "grf",
+    "make_config": "config",
+    "ns_vorticity_grf": "grf",
+    "sample_generator": "seeding",
+    "summary": "inspection",
+}
+
+__all__ = sorted(_MODULES)
+
+
+def __getattr__(name: str):
+    if name not in _MODULES:
+        raise AttributeError(f"module 'pdeinv.datasets' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"pdeinv.datasets.{_MODULES[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)
+
+
+class _Package(types.ModuleType):
+    """Importing the module ``pdeinv.datasets.generate`` must not hide the function ``generate``."""
+
+    def __setattr__(self, name: str, value) -> None:
+        if name == "generate" and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

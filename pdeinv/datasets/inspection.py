@@ -1,10 +1,28 @@
-"""``pdeinv data info`` and ``pdeinv data check``: summarise and validate a pdeinv HDF5 file.
+r"""``pdeinv data info`` and ``pdeinv data check``: summarise and validate a pdeinv HDF5 file.
 
 :func:`check_file` enforces The Well's formatting rules (root attributes, ``sample_varying`` /
 ``time_varying`` booleans, the expected-shape rule ``(B if sample_varying) + (T if
 time_varying) + (spatial sizes where dim_varying) + (D,) * tensor_order``), pdeinv's own schema
-(:mod:`pdeinv.datasets.schema`) and the contents: every chunk readable, no NaN or infinity, and
-the stored statistics equal to a recomputation.
+(:mod:`pdeinv.datasets.schema`), the contents (every chunk readable, float32/float64, no NaN or
+infinity, the stored statistics equal to a recomputation) and the physics: the ``pde``
+attribute names a known PDE (:data:`pdeinv.sampling.problem.CHANNELS`), and for a few pairs
+``(a, u)`` the stored output equals the forward solve of the stored input,
+
+.. math:: r = \frac{\max |u - A(a)|}{\max |A(a)|} \le \mathrm{rtol},
+
+with :math:`A` = ``pde_physics(pde, S, settings).operator`` (the file's own Navier-Stokes
+viscosity, final time and time step). ``rtol`` is ``PHYSICS_RTOL[pde]``: the Helmholtz and
+Poisson solutions are float64 solves rounded to float32 (relative error at most
+:math:`2^{-24} \approx 6 \times 10^{-8}`, bound 1e-6); the Navier-Stokes generator integrates in
+float32 in groups of 16 samples, and its result differs from a one-sample float64 integration by
+float32 round-off grown over the time steps (measured 1.9e-4 at 64 x 64 and 1.3e-4 at 128 x 128 for
+the default ``T = 1``, ``dt = 1e-4``; bound ``NS_RTOL`` = 1e-3). One Navier-Stokes check at
+128 x 128 takes about 10 s on one CPU core, so at most ``NS_PHYSICS_SAMPLES`` are checked. A
+relabelled PDE (Poisson pairs marked Helmholtz: ``r`` of 2e-2 to 4e-2) or solutions swapped between
+samples (``r`` of 1 to 2) fail.
+
+Only metadata is read by :func:`summary`; torch and the solvers are imported by the physics
+check alone.
 """
 
 from __future__ import annotations
@@ -15,9 +33,14 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from pdeinv.datasets.schema import FIELD_GROUPS, as_str_list, coordinates, parse_channel
+from pdeinv.datasets.schema import FIELD_GROUPS, as_str_list, coordinates, generation_config, parse_channel
 from pdeinv.datasets.statistics import Moments
 
+PHYSICS_SAMPLES = 4
+NS_PHYSICS_SAMPLES = 2
+NS_RTOL = 1e-3
+PHYSICS_RTOL = {"helmholtz": 1e-6, "poisson": 1e-6, "navier-stokes": NS_RTOL}
+FLOAT_DTYPES = (np.float32, np.float64)
 ROOT_ATTRIBUTES = {"dataset_name": str, "grid_type": str, "n_spatial_dims": int, "n_trajectories": int}
 PDEINV_ATTRIBUTES = ("pde", "grid", "resolution", "input_fields", "output_fields", "generation_config", "seed")
 STATISTICS_RTOL = 1e-9
@@ -104,10 +127,11 @@ def _pdeinv_problems(f: h5py.File) -> list[str]:
         if axis not in f or not np.array_equal(f[axis][()], coordinates(grid, s)):
             problems.append(f"/{axis} must hold the {grid} grid coordinates of {s} points")
     for name, ds in f["t0_fields"].items():
-        if ds.dtype != np.float32 or ds.chunks != (1, 1, s, s) or ds.compression != "gzip":
+        if ds.dtype not in FLOAT_DTYPES:
+            problems.append(f"/t0_fields/{name} is stored as {ds.dtype}; fields must be float32 or float64, regenerate")
+        if ds.chunks != (1, 1, s, s) or ds.compression != "gzip":
             problems.append(
-                f"/t0_fields/{name} must be float32, chunks (1, 1, {s}, {s}), gzip; got {ds.dtype}, "
-                f"{ds.chunks}, {ds.compression}"
+                f"/t0_fields/{name} must have chunks (1, 1, {s}, {s}) and gzip; got {ds.chunks}, {ds.compression}"
             )
         for key in ("mean", "std", "time_mean", "time_std"):
             if key not in ds.attrs:
@@ -123,17 +147,24 @@ def _content_problems(f: h5py.File) -> list[str]:
     """Read every sample: report unreadable chunks, NaN/inf, and statistics that do not match the data."""
     problems = []
     for name, ds in f["t0_fields"].items():
+        if ds.dtype not in FLOAT_DTYPES:
+            continue
         moments = Moments.empty(ds.shape[1])
-        bad = 0
+        bad, first = 0, None
         for i in range(ds.shape[0]):
             try:
                 sample = ds[i]
             except (OSError, RuntimeError) as error:
                 return problems + [f"/t0_fields/{name} sample {i} cannot be read (truncated or corrupt file): {error}"]
-            bad += int((~np.isfinite(sample)).sum())
-            moments.add_sample(sample)
+            count = int((~np.isfinite(sample)).sum())
+            first = i if count and first is None else first
+            bad += count
+            if not bad:
+                moments.add_sample(sample)
         if bad:
-            problems.append(f"/t0_fields/{name} holds {bad} NaN or infinite values")
+            problems.append(
+                f"/t0_fields/{name} holds {bad} NaN or infinite values (first in sample {first}); regenerate the file"
+            )
             continue
         mean, std = moments.per_time()
         for key, value in (("time_mean", mean), ("time_std", std)):
@@ -143,8 +174,61 @@ def _content_problems(f: h5py.File) -> list[str]:
     return problems
 
 
-def check_file(path: str | os.PathLike) -> list[str]:
-    """Validate schema and contents of a pdeinv HDF5 file.
+def _physics_settings(f: h5py.File) -> dict:
+    """The Navier-Stokes ``viscosity``, ``time``, ``dt`` of the file (its generation settings, else its attributes)."""
+    if "generation_config" in f.attrs:
+        return generation_config(f)
+    return {"viscosity": f.attrs.get("viscosity"), "time": f.attrs.get("final_time"), "dt": f.attrs.get("dt")}
+
+
+def _checked_samples(n: int, count: int) -> list[int]:
+    """``count`` sample indices spread over ``0..n-1``, first and last included."""
+    return sorted({round(i * (n - 1) / max(count - 1, 1)) for i in range(min(count, n))})
+
+
+def _physics_problems(f: h5py.File, physics_samples: int) -> list[str]:
+    """A known ``pde`` attribute, and the stored output of a few pairs equal to the solve of their input."""
+    from pdeinv.sampling.problem import CHANNELS, pde_physics
+
+    pde = str(f.attrs["pde"])
+    if pde not in CHANNELS:
+        return [f"the pde attribute {pde!r} is not a known PDE ({', '.join(CHANNELS)}); fix the attribute"]
+    count = min(physics_samples, NS_PHYSICS_SAMPLES) if pde == "navier-stokes" else physics_samples
+    if count == 0:
+        return []
+    import torch
+
+    resolution = int(f.attrs["resolution"])
+    operator = pde_physics(pde, resolution, _physics_settings(f)).operator
+    input_channel, output_channel = CHANNELS[pde]
+    (source, source_time), (target, target_time) = parse_channel(input_channel), parse_channel(output_channel)
+    rtol = PHYSICS_RTOL[pde]
+    problems = []
+    for i in _checked_samples(int(f.attrs["n_trajectories"]), count):
+        a = torch.from_numpy(np.asarray(f[f"t0_fields/{source}"][i, source_time or 0], np.float64))
+        u = torch.from_numpy(np.asarray(f[f"t0_fields/{target}"][i, target_time or 0], np.float64))
+        with torch.no_grad():
+            solved = operator.A(a[None, None])[0, 0]
+        residual = float((u - solved).abs().max() / solved.abs().max().clamp_min(1e-300))
+        if not residual <= rtol:
+            problems.append(
+                f"sample {i}: the stored {output_channel} is not the {pde} solve of the stored {input_channel} "
+                f"(relative residual {residual:.3g} > {rtol:g}); the pde attribute, the simulation settings or the "
+                "pairing is wrong"
+            )
+    return problems
+
+
+def check_file(path: str | os.PathLike, physics_samples: int = PHYSICS_SAMPLES) -> list[str]:
+    """Validate schema, contents and physics of a pdeinv HDF5 file (see the module docstring).
+
+    Parameters
+    ----------
+    path : path-like
+        The HDF5 file.
+    physics_samples : int
+        Pairs whose output is recomputed from their input (Navier-Stokes: at most
+        ``NS_PHYSICS_SAMPLES``, each a full time integration); 0 skips the physics.
 
     Returns
     -------
@@ -154,6 +238,8 @@ def check_file(path: str | os.PathLike) -> list[str]:
     path = Path(path)
     if not path.exists():
         return [f"{path} does not exist"]
+    if path.is_dir():
+        return [f"{path} is a directory; give an HDF5 file"]
     try:
         f = h5py.File(path, "r")
     except OSError as error:
@@ -164,7 +250,10 @@ def check_file(path: str | os.PathLike) -> list[str]:
         if problems:
             return problems
         problems += _pdeinv_problems(f)
-        return problems + _content_problems(f)
+        problems += _content_problems(f)
+        if problems:
+            return problems
+        return _physics_problems(f, physics_samples)
 
 
 def summary(path: str | os.PathLike) -> str:

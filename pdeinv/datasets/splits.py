@@ -10,7 +10,7 @@ give independent streams. The benchmark test sets (``pdeinv data benchmark-sets 
 
 from __future__ import annotations
 
-from pdeinv.datasets.generate import GenerationConfig, make_config
+from pdeinv.datasets.config import GenerationConfig, make_config
 
 SPLIT_SEEDS = {"train": 0, "valid": 1, "test": 2}
 BENCHMARK_PDES = ("helmholtz", "navier-stokes")

@@ -21,6 +21,7 @@ from scipy.interpolate import griddata
 
 from pdeinv.sampling.kriging import Kriging, KrigingObservation, LinearGaussianModel
 from pdeinv.sampling.problem import InverseProblem, MethodOptions, Reconstruction
+from pdeinv.sampling.progress import measurement_batches
 from pdeinv.sampling.terms import channel_index
 
 ADJOINT_STEPS = {"linear": 1000, "nonlinear": 50}
@@ -103,7 +104,7 @@ def adjoint_inversion(problem: InverseProblem, options: MethodOptions) -> Recons
     result is the kriging mean with that noise level.
     """
     _require_gaussian_input(problem, "adjoint")
-    chunks = torch.arange(problem.n).split(options.batch_size)
+    chunks = measurement_batches(problem.n, options.batch_size)
     return Reconstruction(torch.cat([_map_estimate(problem.select(c), options) for c in chunks]))
 
 
@@ -195,7 +196,7 @@ def deepinv_dps(problem: InverseProblem, options: MethodOptions) -> Reconstructi
         dtype=torch.float64,
     )
     results = []
-    for rows in torch.arange(problem.n).split(options.batch_size):
+    for rows in measurement_batches(problem.n, options.batch_size):
         y = (problem.measurements[rows].to(dtype) / std).repeat_interleave(k, 0)
         x = sampler(y.double(), physics, x_init=(y.shape[0], len(prior.channels), s, s))
         physical = prior.to_physical(denoiser.scale * x.to(dtype)).detach()

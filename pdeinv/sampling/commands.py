@@ -4,31 +4,41 @@ Usage::
 
     pdeinv solve --measurements FILE.npz|FILE.h5 --prior NAME [--method fundps] [--steps K]
                  [--samples K] [--seed S] [--pde PDE] [--observe input|output] [--noise-std S]
-                 [--device cpu] --out RESULT.h5|RESULT.nc [--figure RESULT.png]
+                 [--device cpu] --out RESULT.h5|RESULT.nc [--figure RESULT.png] [--overwrite]
 
 The measurement format is described in :mod:`pdeinv.sampling.measurements`. The result is a
 netCDF-4/HDF5 file (readable by ``xarray.open_dataset(path, engine="h5netcdf")``) holding, for
 the recovered field (the one not observed), ``mean`` ``(measurement, x, y)``, ``std`` and
 ``samples`` ``(measurement, sample, x, y)``, the measurements and sensor coordinates, and as
 attributes the method, prior, PDE, fields, steps and NFE. The PNG shows the first measurement.
+Both outputs are checked before the work (an existing file is refused unless ``--overwrite``,
+the measurement file is never overwritten) and each is written in one rename.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
-import xarray as xr
+import torch
 
 from pdeinv import __version__
-from pdeinv.plot import field_grid, sample_grid
+from pdeinv.arguments import check_device, device, non_negative_float, non_negative_int, positive_float, positive_int
+from pdeinv.errors import NonFiniteError, UsageError
+from pdeinv.files import atomic_write, check_outputs
 from pdeinv.operators import PointObservation
 from pdeinv.priors import load
 from pdeinv.sampling.measurements import MeasurementSet, read_measurements
 from pdeinv.sampling.methods import BASELINES, method_names, parse_method, solve
-from pdeinv.sampling.problem import PARTICLE_STATES, InverseProblem, MethodOptions, Reconstruction, pde_physics
+from pdeinv.sampling.problem import (
+    CHANNELS,
+    PARTICLE_STATES,
+    InverseProblem,
+    MethodOptions,
+    Reconstruction,
+    pde_physics,
+)
 
 
 def add_solver_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,7 +49,7 @@ def add_solver_arguments(parser: argparse.ArgumentParser) -> None:
         "'joint' = both channels free, 'auto' = solved for a linear PDE (default)",
     )
     parser.add_argument(
-        "--solver-dt", type=float, default=MethodOptions.solver_dt,
+        "--solver-dt", type=positive_float, default=MethodOptions.solver_dt,
         help="time step of the method's own Navier-Stokes solves (adjoint iterations, solved particle "
         "state, forward tasks' final solve); default: the data's step. 1e-2 is 100x cheaper than 1e-4",
     )
@@ -50,17 +60,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--measurements", required=True, help="measurement file (.npz or .h5)")
     parser.add_argument("--prior", default=None, help="prior name or checkpoint directory (diffusion methods)")
     parser.add_argument("--method", default="fundps", help=f"one of {', '.join(method_names())} (default fundps)")
-    parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: the method's)")
-    parser.add_argument("--samples", type=int, default=8, help="posterior samples per measurement (default 8)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--pde", default=None, help="helmholtz, poisson or navier-stokes (overrides the file)")
+    parser.add_argument("--steps", type=positive_int, default=None, help="sampling steps (default: the method's)")
+    parser.add_argument(
+        "--samples", type=positive_int, default=8, help="posterior samples per measurement (default 8)"
+    )
+    parser.add_argument("--seed", type=non_negative_int, default=0)
+    parser.add_argument("--pde", default=None, choices=tuple(CHANNELS), help="the physics (overrides the file)")
     parser.add_argument("--observe", default=None, choices=("input", "output"), help="which field was measured")
-    parser.add_argument("--noise-std", type=float, default=None, help="measurement noise std (physical units)")
-    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument(
+        "--noise-std", type=non_negative_float, default=None, help="measurement noise std (physical units)"
+    )
+    parser.add_argument("--batch-size", type=positive_int, default=4)
     add_solver_arguments(parser)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", type=device, default="cpu")
     parser.add_argument("--out", required=True, help="result file (.h5 or .nc)")
     parser.add_argument("--figure", default=None, help="PNG figure (default: the result path with .png)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing --out / --figure files")
 
 
 def build_problem(measurements: MeasurementSet, prior) -> InverseProblem:
@@ -88,8 +103,10 @@ def build_problem(measurements: MeasurementSet, prior) -> InverseProblem:
     )
 
 
-def result_dataset(problem: InverseProblem, reconstruction: Reconstruction, attributes: dict) -> xr.Dataset:
-    """The result as an xarray Dataset with dimensions ``measurement, sample, x, y, point``."""
+def result_dataset(problem: InverseProblem, reconstruction: Reconstruction, attributes: dict):
+    """The result as an ``xarray.Dataset`` with dimensions ``measurement, sample, x, y, point``."""
+    import xarray as xr
+
     s = problem.resolution
     spacing = 1.0 / (s - 1 if problem.grid == "vertex" else s)
     axis = np.arange(s) * spacing
@@ -106,23 +123,24 @@ def result_dataset(problem: InverseProblem, reconstruction: Reconstruction, attr
     return xr.Dataset(variables, coords={"x": axis, "y": axis}, attrs=attributes)
 
 
-def write_result(dataset: xr.Dataset, path: Path) -> Path:
-    """Write ``dataset`` as netCDF-4 (HDF5) atomically (temporary file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    dataset.to_netcdf(temporary, engine="h5netcdf")
-    temporary.replace(path)
+def write_result(dataset, path: Path) -> Path:
+    """Write the ``xarray.Dataset`` ``dataset`` as netCDF-4 (HDF5) atomically (temporary file + rename)."""
+    with atomic_write(path) as temporary:
+        dataset.to_netcdf(temporary, engine="h5netcdf")
     return path
 
 
 def _figure(problem: InverseProblem, reconstruction: Reconstruction, path: Path, field: str) -> Path:
     """Save the posterior of the first measurement: samples, mean and std (or the mean alone)."""
+    from pdeinv.plot import field_grid, sample_grid
+
     title = f"{problem.pde}: {field} given {problem.channel(problem.observed)} at {problem.sensor.n_points} points"
     if reconstruction.samples is not None and reconstruction.samples.shape[1] >= 2:
         figure = sample_grid(reconstruction.samples[0, :, :1], title=title)
     else:
         figure = field_grid({f"{field}: estimate": reconstruction.mean[0, 0]}, title=title)
-    figure.savefig(path, dpi=120)
+    with atomic_write(path) as temporary:
+        figure.savefig(temporary, dpi=120, format="png")
     return path
 
 
@@ -130,22 +148,25 @@ def run(args: argparse.Namespace) -> int:
     """Run the command; returns the exit status."""
     try:
         base, _ = parse_method(args.method)
-        measurements = read_measurements(
-            args.measurements, pde=args.pde, observed=args.observe, noise_std=args.noise_std
-        )
-        needs_prior = base not in BASELINES or base == "deepinv-dps"
-        if needs_prior and args.prior is None:
-            raise ValueError(f"method {args.method!r} needs a diffusion prior; pass --prior NAME or a directory")
-        prior = load(args.prior, device=args.device) if needs_prior else None
-        problem = build_problem(measurements, prior)
-        options = MethodOptions(
-            args.steps, args.samples, args.seed, prior, args.batch_size,
-            particle_state=args.particle_state, solver_dt=args.solver_dt,
-        )
-        reconstruction = solve(args.method, problem, options)
-    except (FileNotFoundError, ValueError) as error:
-        print(f"pdeinv solve: {error}", file=sys.stderr)
-        return 1
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    out = Path(args.out)
+    figure_path = Path(args.figure) if args.figure else out.with_suffix(".png")
+    if figure_path == out:
+        raise UsageError(f"--figure and --out are the same file {out}; give the figure a .png path")
+    check_outputs([out, figure_path], inputs=[args.measurements], overwrite=args.overwrite)
+    check_device(args.device)
+    measurements = read_measurements(args.measurements, pde=args.pde, observed=args.observe, noise_std=args.noise_std)
+    needs_prior = base not in BASELINES or base == "deepinv-dps"
+    if needs_prior and args.prior is None:
+        raise UsageError(f"method {args.method!r} needs a diffusion prior; pass --prior NAME or a directory")
+    prior = load(args.prior, device=args.device) if needs_prior else None
+    problem = build_problem(measurements, prior)
+    options = MethodOptions(
+        args.steps, args.samples, args.seed, prior, args.batch_size,
+        particle_state=args.particle_state, solver_dt=args.solver_dt,
+    )
+    reconstruction = solve(args.method, problem, options)
     field = problem.channel(problem.target)
     attributes = {
         "method": args.method,
@@ -158,8 +179,11 @@ def run(args: argparse.Namespace) -> int:
         "noise_std": problem.noise_std,
         "pdeinv_version": __version__,
     }
-    out = write_result(result_dataset(problem, reconstruction, attributes), Path(args.out))
-    figure = _figure(problem, reconstruction, Path(args.figure or out.with_suffix(".png")), field)
+    if not torch.isfinite(reconstruction.mean).all():
+        raise NonFiniteError(f"the reconstruction with {args.method} holds NaN or infinite values; nothing was written")
+    write_result(result_dataset(problem, reconstruction, attributes), out)
+    _figure(problem, reconstruction, figure_path, field)
     print(f"recovered {field} for {problem.n} measurement(s) with {args.method} (NFE {reconstruction.nfe})")
-    print(f"wrote {out} and {figure}")
+    print(f"wrote {out}")
+    print(f"wrote {figure_path}")
     return 0

@@ -14,6 +14,8 @@ Format (``.npz`` arrays, or ``.h5`` root datasets and root attributes, same name
 
 from __future__ import annotations
 
+import math
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,15 +53,19 @@ class MeasurementSet:
 
 
 def _load(path: Path) -> dict:
-    if path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-    if path.suffix in (".h5", ".hdf5"):
+    if path.suffix not in (".npz", ".h5", ".hdf5"):
+        raise ValueError(f"{path}: measurement files must be .npz or .h5, got {path.suffix!r}")
+    try:
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as data:
+                return {k: data[k] for k in data.files}
         with h5py.File(path, "r") as f:
             content = {k: f[k][()] for k in f.keys() if isinstance(f[k], h5py.Dataset)}
             content.update({k: f.attrs[k] for k in f.attrs})
             return content
-    raise ValueError(f"{path}: measurement files must be .npz or .h5, got {path.suffix!r}")
+    except (OSError, ValueError, zipfile.BadZipFile) as error:
+        kind = "an .npz archive" if path.suffix == ".npz" else "HDF5"
+        raise ValueError(f"{path} cannot be read as {kind} (truncated, or another format: {error})") from None
 
 
 def _scalar(content: dict, key: str, given, kind):
@@ -67,8 +73,14 @@ def _scalar(content: dict, key: str, given, kind):
         return given
     if key not in content:
         return None
-    value = np.asarray(content[key]).reshape(())[()]
-    return kind(value.decode() if isinstance(value, bytes) else value)
+    value = np.asarray(content[key])
+    if value.size != 1:
+        raise ValueError(f"{key!r} must be a single value, got an array of shape {value.shape}")
+    value = value.reshape(())[()]
+    try:
+        return kind(value.decode() if isinstance(value, bytes) else value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{key!r} must be a {kind.__name__}, got {value!r}") from None
 
 
 def _sensor_indices(content: dict, path: Path, resolution: int | None) -> tuple[torch.Tensor, int]:
@@ -85,7 +97,12 @@ def _sensor_indices(content: dict, path: Path, resolution: int | None) -> tuple[
         )
     if resolution is None:
         raise ValueError(f"{path}: 'indices' need the grid size; add 'resolution' to the file")
-    return torch.as_tensor(np.asarray(content["indices"])).long(), resolution
+    indices = np.asarray(content["indices"])
+    if indices.ndim != 2 or indices.shape[1] != 2 or not np.issubdtype(indices.dtype, np.integer):
+        raise ValueError(f"{path}: indices must be integers of shape (M, 2), got {indices.dtype} {indices.shape}")
+    if indices.size and (indices.min() < 0 or indices.max() >= resolution):
+        raise ValueError(f"{path}: indices must lie in 0..{resolution - 1} (resolution {resolution}); fix the points")
+    return torch.from_numpy(indices).long(), resolution
 
 
 def read_measurements(
@@ -99,13 +116,26 @@ def read_measurements(
         Missing file, missing or malformed entries, NaN values, or counts that do not match.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"measurement file {path} is a directory; give an .npz or .h5 file")
     if not path.is_file():
         raise FileNotFoundError(f"measurement file {path} does not exist")
     content = _load(path)
     if "values" not in content:
         raise ValueError(f"{path} has no 'values' array of observed values")
-    indices, resolution = _sensor_indices(content, path, _scalar(content, "resolution", None, int))
-    values = torch.as_tensor(np.asarray(content["values"], dtype=np.float64))
+    try:
+        resolution = _scalar(content, "resolution", None, int)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
+    if resolution is not None and resolution < 2:
+        raise ValueError(f"{path}: resolution must be a grid size >= 2, got {resolution}")
+    indices, resolution = _sensor_indices(content, path, resolution)
+    if indices.shape[0] == 0:
+        raise ValueError(f"{path}: the sensors define no point; give at least one measured point")
+    try:
+        values = torch.as_tensor(np.asarray(content["values"], dtype=np.float64))
+    except (TypeError, ValueError):
+        raise ValueError(f"{path}: 'values' must be numbers, got {np.asarray(content['values']).dtype}") from None
     values = values.reshape(1, -1) if values.ndim == 1 else values
     if values.ndim != 2 or values.shape[1] != indices.shape[0]:
         raise ValueError(
@@ -114,11 +144,16 @@ def read_measurements(
         )
     if not torch.isfinite(values).all():
         raise ValueError(f"{path}: values contain NaN or infinite entries; drop those sensors from the mask/indices")
-    pde = _scalar(content, "pde", pde, str)
-    observed = _scalar(content, "observed", observed, str)
+    try:
+        pde = _scalar(content, "pde", pde, str)
+        observed = _scalar(content, "observed", observed, str)
+        noise = _scalar(content, "noise_std", noise_std, float) or 0.0
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
     if pde not in CHANNELS:
         raise ValueError(f"{path}: the PDE is {pde!r}; set 'pde' in the file or pass --pde ({', '.join(CHANNELS)})")
     if observed not in ROLES:
         raise ValueError(f"{path}: the observed field is {observed!r}; set 'observed' or pass --observe (input/output)")
-    noise = _scalar(content, "noise_std", noise_std, float) or 0.0
+    if not (math.isfinite(noise) and noise >= 0):
+        raise ValueError(f"{path}: noise_std must be a finite number >= 0, got {noise}")
     return MeasurementSet(values[:, None], indices, resolution, pde, observed, noise)

@@ -65,6 +65,7 @@ from pdeinv.sampling.baselines import (
 )
 from pdeinv.sampling.particles.methods import DWGFConfig, RLSDConfig, dwgf_solver, rlsd_solver, run_particles
 from pdeinv.sampling.problem import InverseProblem, MethodOptions, Reconstruction
+from pdeinv.sampling.progress import measurement_batches
 from pdeinv.sampling.sampler import DAPSConfig, PosteriorSampler, SamplerConfig
 from pdeinv.sampling.schedule import GuidanceSchedule
 from pdeinv.sampling.terms import EquiRegTerm, ObservationTerm, PhysicsTerm, Term, channel_index
@@ -367,7 +368,7 @@ def run_guided(
     generator = torch.Generator(device=prior.mean.device).manual_seed(options.seed)
     k, s = options.samples, problem.resolution
     collected, nfe = [], 0
-    for rows in torch.arange(problem.n).split(options.batch_size):
+    for rows in measurement_batches(problem.n, options.batch_size):
         y = problem.measurements[rows].to(prior.mean).repeat_interleave(k, 0)
         terms = preset.terms(y) + ([_equireg_term(problem, options)] if options.equireg else [])
         if repa:

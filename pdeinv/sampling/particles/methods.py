@@ -47,6 +47,7 @@ from pdeinv.sampling.particles.terms import (
     ScoreDistillation,
 )
 from pdeinv.sampling.problem import PARTICLE_STATES, InverseProblem, MethodOptions, Reconstruction
+from pdeinv.sampling.progress import measurement_batches
 from pdeinv.sampling.sampler import FieldSpace
 from pdeinv.sampling.terms import channel_index
 
@@ -178,7 +179,7 @@ def run_particles(build, config, problem: InverseProblem, options: MethodOptions
     k, s = options.samples, problem.resolution
     space = state_space(prior, problem, options.particle_state)
     collected, nfe = [], 0
-    for rows in torch.arange(problem.n).split(options.batch_size):
+    for rows in measurement_batches(problem.n, options.batch_size):
         y = problem.measurements[rows].to(prior.mean).repeat_interleave(k, 0)
         result = build(problem, prior, y, config, space).run(len(rows), k, generator, s)
         estimate = result.aux if result.aux is not None else result.fields

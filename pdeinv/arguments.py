@@ -1,0 +1,103 @@
+"""Argument types shared by the ``pdeinv`` sub-commands, and the check of a ``--device`` value.
+
+The types run inside ``argparse``: a bad value ends as a one-line usage error (exit code 2)
+naming the option and the accepted values. They import nothing heavy, so building the parser
+stays fast; :func:`check_device`, which needs torch, runs when a command starts its work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+
+from pdeinv.errors import UsageError
+
+_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?|mps)$")
+
+
+def positive_int(value: str) -> int:
+    """An integer ``>= 1`` (sample counts, steps, batch sizes)."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {number}")
+    return number
+
+
+def non_negative_int(value: str) -> int:
+    """An integer ``>= 0`` (seeds)."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value!r}") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {number}")
+    return number
+
+
+def positive_float(value: str) -> float:
+    """A finite number ``> 0`` (noise levels, weights, time steps)."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}") from None
+    if not (math.isfinite(number) and number > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite positive number, got {value}")
+    return number
+
+
+def non_negative_float(value: str) -> float:
+    """A finite number ``>= 0``."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {value!r}") from None
+    if not (math.isfinite(number) and number >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite non-negative number, got {value}")
+    return number
+
+
+def fraction(value: str) -> float:
+    """A number in ``[0, 1]``."""
+    number = non_negative_float(value)
+    if number > 1:
+        raise argparse.ArgumentTypeError(f"must be a fraction in [0, 1], got {value}")
+    return number
+
+
+def device(value: str) -> str:
+    """A torch device name: ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (availability: :func:`check_device`)."""
+    if not _DEVICE.match(value):
+        raise argparse.ArgumentTypeError(
+            f"unknown device {value!r}; use cpu, cuda, cuda:N or mps (the precision is not a device: "
+            "pdeinv computes in float32/float64)"
+        )
+    return value
+
+
+def check_device(name: str) -> None:
+    """Raise :class:`~pdeinv.errors.UsageError` unless the device ``name`` exists on this machine.
+
+    Examples
+    --------
+    >>> check_device("cpu")
+    """
+    if name == "cpu":
+        return
+    import torch
+
+    if name == "mps":
+        if not torch.backends.mps.is_available():
+            raise UsageError("--device mps: Apple's MPS backend is not available here; use --device cpu")
+        return
+    if not torch.cuda.is_available():
+        raise UsageError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+    index = int(name.partition(":")[2] or 0)
+    if index >= torch.cuda.device_count():
+        raise UsageError(
+            f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+            f"numbered 0..{torch.cuda.device_count() - 1}; choose one of them"
+        )
