@@ -256,7 +256,7 @@ class Helmholtz(LinearPhysics):
         return value if x0 is None else value.to(device=x0.device, dtype=x0.dtype)
 
     def compute_norm(self, x0: torch.Tensor | None = None, squared: bool = True, **kwargs) -> torch.Tensor:
-        """Exact :math:`\|A^\top A\|_2` (``squared=True``, deepinv's default) or :math:`\|A\|_2`; see :meth:`compute_sqnorm`."""
+        r"""Exact :math:`\|A^\top A\|_2` (``squared=True``, deepinv's default) or :math:`\|A\|_2`; see :meth:`compute_sqnorm`."""
         if squared not in (True, False):
             raise ValueError(f"squared must be True or False, got {squared!r}")
         value = self.compute_sqnorm(x0)

@@ -293,7 +293,7 @@ class ObservedOperator(ComposedLinearPhysics):
         return estimate
 
     def compute_norm(self, x0: torch.Tensor, squared: bool = True, **kwargs) -> torch.Tensor:
-        """:math:`\|PA\|_2^2` (``squared=True``, deepinv's default) or :math:`\|PA\|_2`; see :meth:`compute_sqnorm`."""
+        r""":math:`\|PA\|_2^2` (``squared=True``, deepinv's default) or :math:`\|PA\|_2`; see :meth:`compute_sqnorm`."""
         if squared not in (True, False):
             raise ValueError(f"squared must be True or False, got {squared!r}")
         value = self.compute_sqnorm(x0, **kwargs)
