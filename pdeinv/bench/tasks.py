@@ -43,6 +43,7 @@ from pdeinv.datasets.schema import generation_config
 from pdeinv.datasets.splits import SPLIT_SEEDS
 from pdeinv.datasets.seeding import sample_generator
 from pdeinv.errors import NonFiniteError
+from pdeinv.metrics import relative_l2
 from pdeinv.operators.inpainting import MaskedInpainting
 from pdeinv.operators import (
     BoxInpainting,
@@ -257,12 +258,6 @@ def _measured_values(degradation: str, resolution: int) -> int:
     if degradation == "inpaint-box":
         return resolution**2 - (resolution // 2) ** 2
     return resolution**2
-
-
-def relative_l2(estimate: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
-    r"""Per-sample :math:`\|\hat x - x\|_2 / \|x\|_2` of ``(n, ...)`` tensors, ``(n,)`` float64."""
-    difference = (estimate.double() - truth.double()).flatten(1).norm(dim=1)
-    return difference / truth.double().flatten(1).norm(dim=1)
 
 
 def _build_tasks() -> dict[str, Task]:

@@ -1,4 +1,10 @@
-"""``FieldDataset``: a lazy torch view of a pdeinv HDF5 file as ``(C, S, S)`` float32 tensors."""
+"""``FieldDataset``: a lazy torch view of a pdeinv HDF5 file (or any Well-formatted file) as ``(C, S, S)`` float32 tensors.
+
+Files The Well writes read the same way: ``t0_fields`` scalars and ``t1_fields`` vector components
+(channels ``"<field>_<dim>"``, The Well's names), time-constant fields (stored without a time
+axis) at every time index, the grid from the boundary conditions, and the statistics computed
+from the data when the file does not store them.
+"""
 
 from __future__ import annotations
 
@@ -12,23 +18,41 @@ import torch
 from torch.utils.data import Dataset
 
 from pdeinv.datasets.resample import downsample, restriction_matrix
-from pdeinv.datasets.schema import as_str_list, parse_channel
+from pdeinv.datasets.schema import StoredField, as_str_list, grid_of, parse_channel, resolution_of, stored_fields
+from pdeinv.datasets.statistics import Moments
 
 
 @dataclass(frozen=True)
 class Channel:
-    """One channel: field ``name`` of ``/t0_fields`` at time index ``time_index`` (non-negative)."""
+    """One channel: a stored field at time index ``time_index`` (non-negative; any for a time-constant field)."""
 
-    name: str
+    field: StoredField
     time_index: int
+
+    def read(self, f: h5py.File, rows) -> np.ndarray:
+        """Samples ``rows`` (int or slice) of this channel, ``(..., S, S)``."""
+        return self.field.read(f, rows, self.time_index)
+
+
+def default_channels(f: h5py.File) -> list[str]:
+    """The file's inputs then outputs (pdeinv), else every field, a time-varying one at its first step."""
+    if "input_fields" in f.attrs:
+        return as_str_list(f.attrs["input_fields"]) + as_str_list(f.attrs.get("output_fields", []))
+    n_steps = len(f["dimensions"]["time"]) if "dimensions" in f else 1
+    return [
+        name if not field.time_varying or n_steps == 1 else f"{name}[0]" for name, field in stored_fields(f).items()
+    ]
 
 
 def _resolve_channel(f: h5py.File, channel: str) -> Channel:
     name, index = parse_channel(channel)
-    fields = as_str_list(f["t0_fields"].attrs["field_names"])
+    fields = stored_fields(f)
     if name not in fields:
-        raise ValueError(f"{f.filename} has no field {name!r} (channel {channel!r}); its fields are {fields}")
-    n_steps = f["t0_fields"][name].shape[1]
+        raise ValueError(f"{f.filename} has no field {name!r} (channel {channel!r}); its fields are {list(fields)}")
+    field = fields[name]
+    if not field.time_varying:
+        return Channel(field, 0)
+    n_steps = f[field.path].shape[1]
     if index is None:
         if n_steps != 1:
             raise ValueError(
@@ -37,7 +61,7 @@ def _resolve_channel(f: h5py.File, channel: str) -> Channel:
         index = 0
     if not -n_steps <= index < n_steps:
         raise ValueError(f"channel {channel!r}: time index {index} is out of range for {n_steps} time steps")
-    return Channel(name, index % n_steps)
+    return Channel(field, index % n_steps)
 
 
 class FieldDataset(Dataset):
@@ -80,15 +104,13 @@ class FieldDataset(Dataset):
         if not self.path.exists():
             raise FileNotFoundError(f"{self.path} does not exist; create it with `pdeinv data generate`")
         with h5py.File(self.path, "r") as f:
-            if channels is None:
-                channels = as_str_list(f.attrs["input_fields"]) + as_str_list(f.attrs["output_fields"])
-            self.channel_names = tuple(channels)
+            self.channel_names = tuple(default_channels(f) if channels is None else channels)
             if not self.channel_names:
                 raise ValueError("channels must name at least one channel, e.g. ('source', 'solution')")
             self._channels = [_resolve_channel(f, c) for c in self.channel_names]
-            self.grid = str(f.attrs["grid"])
+            self.grid = grid_of(f)
             self._length = int(f.attrs["n_trajectories"])
-            self.source_resolution = int(f.attrs["resolution"])
+            self.source_resolution = resolution_of(f)
             stats = [self._channel_stats(f, c) for c in self._channels]
         self.mean = torch.tensor([m for m, _ in stats], dtype=torch.float32)
         self.std = torch.tensor([s for _, s in stats], dtype=torch.float32)
@@ -106,8 +128,14 @@ class FieldDataset(Dataset):
 
     @staticmethod
     def _channel_stats(f: h5py.File, channel: Channel) -> tuple[float, float]:
-        ds = f["t0_fields"][channel.name]
-        return float(ds.attrs["time_mean"][channel.time_index]), float(ds.attrs["time_std"][channel.time_index])
+        """The stored per-time statistics (pdeinv files), else computed from the channel's samples."""
+        ds = f[channel.field.path]
+        if channel.field.component is None and "time_mean" in ds.attrs and channel.field.time_varying:
+            return float(ds.attrs["time_mean"][channel.time_index]), float(ds.attrs["time_std"][channel.time_index])
+        moments = Moments.empty(1)
+        for i in range(ds.shape[0]):
+            moments.add_sample(channel.read(f, i)[None])
+        return moments.pooled()
 
     @property
     def stats(self) -> dict[str, torch.Tensor]:
@@ -117,12 +145,12 @@ class FieldDataset(Dataset):
     def __len__(self) -> int:
         return self._length
 
-    def _datasets(self) -> list[h5py.Dataset]:
-        """The h5py dataset of each channel, opened once per process."""
+    def _datasets(self) -> h5py.File:
+        """The file, opened once per process."""
         if self._file is None or self._pid != os.getpid():
             self._file = h5py.File(self.path, "r")
             self._pid = os.getpid()
-            self._handles = [self._file["t0_fields"][c.name] for c in self._channels]
+            self._handles = self._file
         return self._handles
 
     def __getstate__(self) -> dict:
@@ -145,17 +173,17 @@ class FieldDataset(Dataset):
         if not -self._length <= index < self._length:
             raise IndexError(f"sample index {index} out of range for {self._length} samples")
         index %= self._length
-        handles = self._datasets()
-        block = np.stack([ds[index, c.time_index] for ds, c in zip(handles, self._channels)])
+        f = self._datasets()
+        block = np.stack([c.read(f, index) for c in self._channels]).astype(np.float32)
         return self._finish(block)
 
     def load_all(self, block_size: int = 256) -> torch.Tensor:
         """All samples as one ``(N, C, s, s)`` float32 tensor, read ``block_size`` samples at a time."""
         out = torch.empty((self._length, len(self._channels), self.resolution, self.resolution))
-        handles = self._datasets()
+        f = self._datasets()
         for start in range(0, self._length, block_size):
             stop = min(start + block_size, self._length)
-            block = np.stack([ds[start:stop, c.time_index] for ds, c in zip(handles, self._channels)], axis=1)
+            block = np.stack([c.read(f, slice(start, stop)) for c in self._channels], axis=1).astype(np.float32)
             out[start:stop] = self._finish(block)
         return out
 

@@ -62,7 +62,7 @@ def file_layout(config: GenerationConfig) -> FileLayout:
     grf = source_field(config)
     attributes = {
         "generator_version": np.int64(config.generator_version),
-        "source": f"pdeinv {__version__} data generator v{config.generator_version}",
+        "history": f"pdeinv {__version__} data generator v{config.generator_version}",
         "seed": np.int64(config.seed),
         "grf_basis": grf.basis,
         "grf_alpha": grf.alpha,

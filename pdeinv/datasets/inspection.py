@@ -257,7 +257,7 @@ def check_file(path: str | os.PathLike, physics_samples: int = PHYSICS_SAMPLES) 
 
 
 def summary(path: str | os.PathLike) -> str:
-    """A human-readable description of a pdeinv HDF5 file (no data are read beyond metadata)."""
+    """A human-readable description of a pdeinv HDF5 file or any Well-formatted file (metadata only)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
@@ -267,19 +267,34 @@ def summary(path: str | os.PathLike) -> str:
         raise ValueError(f"{path} cannot be opened as HDF5 (truncated or corrupt?): {error}") from None
     with f:
         attrs = f.attrs
+        times = f["time"][()] if "time" in f else f["dimensions/time"][()] if "dimensions/time" in f else None
+        resolution = attrs.get("resolution") or _spatial_sizes(f)
         lines = [
             f"{path} ({path.stat().st_size / 2**20:.1f} MiB)",
             f"  dataset_name: {attrs.get('dataset_name')}   pde: {attrs.get('pde')}   grid: {attrs.get('grid')}",
-            f"  samples: {attrs.get('n_trajectories')}   resolution: {attrs.get('resolution')}   "
-            f"time: {[round(float(t), 6) for t in f['time'][()]] if 'time' in f else '?'}   seed: {attrs.get('seed')}",
+            f"  samples: {attrs.get('n_trajectories')}   resolution: {resolution}   "
+            f"time: {'?' if times is None else [round(float(t), 6) for t in times]}   seed: {attrs.get('seed')}",
             "  simulation parameters: "
             + ", ".join(f"{n}={attrs.get(n)}" for n in as_str_list(attrs.get("simulation_parameters", []))),
             f"  inputs: {as_str_list(attrs.get('input_fields', []))}   "
             f"outputs: {as_str_list(attrs.get('output_fields', []))}",
         ]
-        for name, ds in f.get("t0_fields", {}).items():
-            lines.append(
-                f"  t0_fields/{name}: {ds.shape} {ds.dtype}  mean per time {np.round(ds.attrs.get('time_mean', []), 6)}"
-                f"  std per time {np.round(ds.attrs.get('time_std', []), 6)}"
-            )
+        for group in FIELD_GROUPS:
+            for name, ds in f.get(group, {}).items():
+                line = f"  {group}/{name}: {ds.shape} {ds.dtype}"
+                if not bool(ds.attrs.get("time_varying", True)):
+                    line += "  time-constant"
+                if "time_mean" in ds.attrs:
+                    line += (
+                        f"  mean per time {np.round(ds.attrs['time_mean'], 6)}"
+                        f"  std per time {np.round(ds.attrs['time_std'], 6)}"
+                    )
+                lines.append(line)
         return "\n".join(lines)
+
+
+def _spatial_sizes(f: h5py.File) -> str:
+    if "dimensions" not in f:
+        return "?"
+    dims = as_str_list(f["dimensions"].attrs.get("spatial_dims", []))
+    return " x ".join(str(len(f["dimensions"][d])) for d in dims if d in f["dimensions"]) or "?"

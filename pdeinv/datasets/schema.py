@@ -4,7 +4,7 @@ Layout of one file (all written with h5py)::
 
     /                 @dataset_name @n_spatial_dims=2 @grid_type="cartesian" @n_trajectories
                       @simulation_parameters [names; each also a root attribute and /scalars/<name>]
-                      @Conventions="CF-1.10" @title @source; pdeinv's own: @pde @grid ("vertex"|"periodic")
+                      @Conventions="CF-1.10" @title @history; pdeinv's own: @pde @grid ("vertex"|"periodic")
                       @resolution @generator_version @seed @input_fields @output_fields @grf_* @dt
                       @generation_config (JSON of the generation settings)
     /sample (sample) int32, /time (time) float32, /x (x) float32, /y (y) float32   HDF5 dimension scales
@@ -162,6 +162,12 @@ def _write_root(f: h5py.File, layout: FileLayout) -> None:
     f.attrs["resolution"] = np.int64(layout.resolution)
     f.attrs["input_fields"] = string_list(layout.input_fields)
     f.attrs["output_fields"] = string_list(layout.output_fields)
+    clashes = sorted(set(layout.attributes) & {info.name for info in layout.fields})
+    if clashes:
+        raise ValueError(
+            f"root attributes {clashes} share a field's name; The Well's hdf5_to_xarray turns root attributes into "
+            "variables and would overwrite the field. Rename the attribute"
+        )
     for key, value in layout.attributes.items():
         f.attrs[key] = value
 
@@ -252,3 +258,80 @@ def generation_config(f: h5py.File) -> dict:
             f"{f.filename} has no 'generation_config' attribute: it was not written by pdeinv data generate"
         )
     return json.loads(f.attrs["generation_config"])
+
+
+@dataclass(frozen=True)
+class StoredField:
+    """One scalar field as stored, in any Well-formatted file (pdeinv's or The Well's own).
+
+    Attributes
+    ----------
+    name : str
+        Channel name: the field's name, ``"<field>_<dim>"`` for a component of a ``t1_fields``
+        vector (The Well's flattened names, e.g. ``"velocity_x"``).
+    path : str
+        HDF5 path of the dataset, e.g. ``"t1_fields/velocity"``.
+    component : int or None
+        Index of the last axis for a vector component, ``None`` for a scalar field.
+    time_varying : bool
+        ``False`` for a time-constant field, stored without a time axis ``(n, S, S[, D])``.
+    """
+
+    name: str
+    path: str
+    component: int | None
+    time_varying: bool
+
+    def read(self, f: h5py.File, rows, time_index: int | None) -> np.ndarray:
+        """Samples ``rows`` (an int or a slice) at ``time_index`` (ignored when time-constant) as ``(..., S, S)``."""
+        key = (rows,) + ((time_index,) if self.time_varying else ()) + (slice(None), slice(None))
+        key += () if self.component is None else (self.component,)
+        return f[self.path][key]
+
+
+def stored_fields(f: h5py.File) -> dict[str, StoredField]:
+    """Every scalar field of ``t0_fields`` and every component of ``t1_fields``, by channel name.
+
+    Raises
+    ------
+    ValueError
+        For a field that does not vary over samples, or a ``t2_fields`` entry (not supported).
+    """
+    dims = as_str_list(f["dimensions"].attrs.get("spatial_dims", ["x", "y"])) if "dimensions" in f else ["x", "y"]
+    fields = {}
+    for order, group in enumerate(FIELD_GROUPS):
+        if group not in f:
+            continue
+        for field_name in as_str_list(f[group].attrs.get("field_names", [])):
+            ds = f[group][field_name]
+            if order == 2:
+                raise ValueError(f"{f.filename}: /{group}/{field_name} is a rank-2 tensor field, which pdeinv cannot read")
+            if not bool(ds.attrs.get("sample_varying", True)):
+                raise ValueError(f"{f.filename}: /{group}/{field_name} does not vary over samples; pdeinv reads per-sample fields")
+            varying = bool(ds.attrs.get("time_varying", True))
+            path = f"{group}/{field_name}"
+            if order == 0:
+                fields[field_name] = StoredField(field_name, path, None, varying)
+            else:
+                for k, dim in enumerate(dims):
+                    fields[f"{field_name}_{dim}"] = StoredField(f"{field_name}_{dim}", path, k, varying)
+    return fields
+
+
+def grid_of(f: h5py.File) -> str:
+    """The grid of a file: its ``grid`` attribute (pdeinv), else periodic if its boundary conditions are, else vertex."""
+    if "grid" in f.attrs:
+        return str(f.attrs["grid"])
+    bcs = f.get("boundary_conditions", {})
+    periodic = [str(bc.attrs.get("bc_type", "")).upper() == "PERIODIC" for bc in bcs.values()]
+    return "periodic" if periodic and all(periodic) else "vertex"
+
+
+def resolution_of(f: h5py.File) -> int:
+    """Grid points per side ``S`` (the ``resolution`` attribute, else the ``x``/``y`` dimensions, which must agree)."""
+    if "resolution" in f.attrs:
+        return int(f.attrs["resolution"])
+    sizes = {len(f["dimensions"][d]) for d in as_str_list(f["dimensions"].attrs.get("spatial_dims", ["x", "y"]))}
+    if len(sizes) != 1:
+        raise ValueError(f"{f.filename}: the spatial grid is {sorted(sizes)}, but pdeinv reads square S x S grids")
+    return sizes.pop()

@@ -5,13 +5,22 @@ For a field ``f[n, t, i, j]`` the statistics are the mean and the standard devia
 time index ``t`` (``time_mean``, ``time_std``) and pooled over all time indices (``mean``,
 ``std``). Moments are merged with Chan's pairwise update, one sample at a time and in sample
 order, so the result depends only on the data, not on how it was batched.
+
+:func:`write_well_statistics` writes the same statistics in The Well's ``stats.yaml`` layout
+(``mean``, ``std``, ``rms`` and, over the time differences :math:`f_{t+1} - f_t`,
+``mean_delta``, ``std_delta``, ``rms_delta``; per field, a list per component for a vector
+field), the file ``the_well.data.WellDataset(use_normalization=True)`` reads.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
+import h5py
 import numpy as np
+import yaml
 
 
 @dataclass
@@ -62,3 +71,72 @@ def write_statistics(dataset, moments: Moments) -> None:
     dataset.attrs["std"] = std
     dataset.attrs["time_mean"] = time_mean
     dataset.attrs["time_std"] = time_std
+
+
+def _pooled(moments: list[Moments]) -> dict[str, list[float]]:
+    """``mean``, ``std`` and ``rms`` per component of pooled moments."""
+    means, stds = zip(*(m.pooled() for m in moments))
+    return {
+        "mean": list(means),
+        "std": list(stds),
+        "rms": [float(np.sqrt(m * m + s * s)) for m, s in zip(means, stds)],
+    }
+
+
+def _field_statistics(ds: h5py.Dataset) -> tuple[dict, dict | None]:
+    """Statistics of one Well field and of its time differences (``None`` for a time-constant field)."""
+    varying = bool(ds.attrs.get("time_varying", True))
+    vector = ds.parent.name.endswith("t1_fields")
+    components = ds.shape[-1] if vector else 1
+    values = [Moments.empty(1) for _ in range(components)]
+    deltas = [Moments.empty(1) for _ in range(components)]
+    for i in range(ds.shape[0]):
+        sample = np.asarray(ds[i], dtype=np.float64)
+        for k in range(components):
+            part = sample[..., k] if vector else sample
+            values[k].add_sample(part.reshape(1, -1))
+            if varying and part.shape[0] > 1:
+                deltas[k].add_sample(np.diff(part, axis=0).reshape(1, -1))
+    stats = _pooled(values)
+    delta = None
+    if varying:
+        delta = _pooled(deltas) if deltas[0].count[0] > 0 else {"mean": [0.0] * components, "std": [0.0] * components, "rms": [0.0] * components}
+    if not vector:
+        stats = {key: value[0] for key, value in stats.items()}
+        delta = None if delta is None else {key: value[0] for key, value in delta.items()}
+    return stats, delta
+
+
+def write_well_statistics(path: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
+    """Write The Well's normalisation file ``stats.yaml`` for the Well-formatted HDF5 file ``path``.
+
+    Parameters
+    ----------
+    path : path-like
+        A pdeinv data file (or any Well-formatted file).
+    out : path-like, optional
+        Where to write; default ``stats.yaml`` beside ``path``, where
+        ``WellDataset(path=<that folder>, use_normalization=True)`` looks for it.
+
+    Returns
+    -------
+    pathlib.Path
+        The written file. Steady (one-step) fields get zero delta statistics (there are no time
+        differences; The Well clips the delta std to its ``min_denom``).
+    """
+    from pdeinv.files import atomic_write
+
+    path = Path(path)
+    out = path.parent / "stats.yaml" if out is None else Path(out)
+    stats = {key: {} for key in ("mean", "std", "rms", "mean_delta", "std_delta", "rms_delta")}
+    with h5py.File(path, "r") as f:
+        for group in ("t0_fields", "t1_fields"):
+            for name, ds in f.get(group, {}).items():
+                values, delta = _field_statistics(ds)
+                for key in ("mean", "std", "rms"):
+                    stats[key][name] = values[key]
+                    if delta is not None:
+                        stats[f"{key}_delta"][name] = delta[key]
+    with atomic_write(out) as temporary:
+        temporary.write_text(yaml.safe_dump(stats, sort_keys=True))
+    return out

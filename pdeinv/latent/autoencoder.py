@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pdeinv.metrics import relative_l2
 from pdeinv.operators.base import check_field
 
 
@@ -246,12 +247,6 @@ class FieldAutoencoder(nn.Module):
         means = torch.cat([self._posterior(chunk)[0] for chunk in fields.split(batch_size)])
         self.latent_shift.copy_(means.mean(dim=(0, 2, 3)))
         self.latent_scale.copy_(means.std(dim=(0, 2, 3)).clamp_min(1e-6))
-
-
-def relative_l2(estimate: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
-    """Per-sample relative L2 error ``||estimate - truth|| / ||truth||``, ``(B, ...) -> (B,)``."""
-    diff = (estimate - truth).flatten(1).norm(dim=1)
-    return diff / truth.flatten(1).norm(dim=1)
 
 
 def config_dict(config: AutoencoderConfig) -> dict:

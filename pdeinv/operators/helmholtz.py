@@ -233,6 +233,35 @@ class Helmholtz(LinearPhysics):
         interior = interior_laplacian(u, self.spacing) + self.k**2 * u[..., 1:-1, 1:-1] - a[..., 1:-1, 1:-1]
         return _pad_boundary(interior)
 
+    def compute_sqnorm(self, x0: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
+        r"""Exact :math:`\|A^\top A\|_2 = \|A\|_2^2 = \max_{p,l} 1/m_{pl}^2` from the DST-I spectrum (module docstring).
+
+        deepinv's power method stops on an absolute change below its ``tol`` (1e-3), before its
+        first step for an operator this small (:math:`\|A\|_2^2 \approx 1/(2\pi^2 - k^2)^2`);
+        the spectrum gives the value exactly, for step sizes :math:`\gamma < 2/\|A\|_2^2`.
+
+        Parameters
+        ----------
+        x0 : torch.Tensor, optional
+            A tensor with the dtype and device of the result (its values are ignored).
+        **kwargs
+            deepinv's power-method options (``max_iter``, ``tol``, ``verbose``); unused.
+
+        Returns
+        -------
+        torch.Tensor
+            Scalar :math:`\|A\|_2^2`, units of (source / solution)^-2.
+        """
+        value = self.inverse_symbol.abs().max() ** 2
+        return value if x0 is None else value.to(device=x0.device, dtype=x0.dtype)
+
+    def compute_norm(self, x0: torch.Tensor | None = None, squared: bool = True, **kwargs) -> torch.Tensor:
+        r"""Exact :math:`\|A^\top A\|_2` (``squared=True``, deepinv's default) or :math:`\|A\|_2`; see :meth:`compute_sqnorm`."""
+        if squared not in (True, False):
+            raise ValueError(f"squared must be True or False, got {squared!r}")
+        value = self.compute_sqnorm(x0)
+        return value if squared else value.sqrt()
+
     def extra_repr(self) -> str:
         return f"resolution={self.resolution}, k={self.k}"
 

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 
 import torch
-from deepinv.physics import GaussianNoise, LinearPhysics
+from deepinv.physics import ComposedLinearPhysics, GaussianNoise, LinearPhysics
 
 from pdeinv.operators.base import check_field, check_noise_level
 from pdeinv.operators.symmetry import trivial_group
 
 GRIDS = ("vertex", "periodic")
+DENSE_GRAM_LIMIT = 4096  # measured values up to which the norm of sensor * operator is computed exactly
 
 
 def _as_point_array(points, name: str) -> torch.Tensor:
@@ -234,9 +235,69 @@ class PointObservation(LinearPhysics):
             return self.A_adjoint(y)
         return super().A_dagger(y, **kwargs)
 
+    @property
+    def noise_level(self) -> float:
+        """Standard deviation of the sensor's Gaussian noise (field units); 0 for exact measurements."""
+        model = self.noise_model
+        return float(model.sigma) if isinstance(model, GaussianNoise) else 0.0
+
+    def __mul__(self, other):
+        r"""``sensor * operator``: observe :math:`A(x)` at the points, as an :class:`ObservedOperator` when linear."""
+        if isinstance(other, LinearPhysics):
+            return ObservedOperator(other, self)
+        return super().__mul__(other)
+
     def extra_repr(self) -> str:
         kind = "indices" if self.on_grid else f"coords on the {self.grid} grid"
         return f"resolution={self.resolution}, n_points={self.n_points} ({kind})"
+
+
+class ObservedOperator(ComposedLinearPhysics):
+    r"""A linear operator :math:`A` followed by a point sensor :math:`P` (``sensor * operator``), with its exact norm.
+
+    deepinv's power method stops on an absolute change of :math:`\|PA\|_2^2` below its
+    ``tol`` (1e-3), which for a PDE solution operator (:math:`\|PA\|_2^2 \sim 10^{-4}`) is at once
+    and gives a step size far too large. Here :math:`\|PA\|_2^2 = \lambda_\max(G)` with the Gram
+    matrix :math:`G = P A A^\top P^\top` of the measurement space, built from one adjoint per
+    measured value (up to ``DENSE_GRAM_LIMIT`` values), else a power method with a *relative*
+    tolerance. The noise model is the sensor's, as in deepinv's composition.
+    """
+
+    def compute_sqnorm(self, x0: torch.Tensor, *, max_iter: int = 1000, tol: float = 1e-6, **kwargs) -> torch.Tensor:
+        r""":math:`\|PA\|_2^2` (exact up to ``DENSE_GRAM_LIMIT`` measured values).
+
+        Parameters
+        ----------
+        x0 : torch.Tensor
+            An unbatched field ``(C, S, S)`` (or batched ``(1, C, S, S)``) with the dtype and device of
+            the iterates (its values are ignored).
+        max_iter, tol : int, float
+            Iterations and relative tolerance of the power method (more measured values only).
+        """
+        x = x0 if x0.ndim == 4 else x0[None]
+        shape = self.A(torch.zeros_like(x[:1])).shape[1:]
+        size = shape.numel()
+        if size <= DENSE_GRAM_LIMIT:
+            unit = torch.eye(size, dtype=x.dtype, device=x.device).reshape(size, *shape)
+            rows = self.A_adjoint(unit).flatten(1)
+            return torch.linalg.eigvalsh(rows @ rows.T)[-1]
+        v = torch.randn_like(x[:1])
+        estimate = torch.zeros((), dtype=x.dtype, device=x.device)
+        for _ in range(max_iter):
+            v = v / v.norm()
+            w = self.A_adjoint_A(v)
+            previous, estimate = estimate, (v * w).sum()
+            if (estimate - previous).abs() <= tol * estimate.abs():
+                break
+            v = w
+        return estimate
+
+    def compute_norm(self, x0: torch.Tensor, squared: bool = True, **kwargs) -> torch.Tensor:
+        r""":math:`\|PA\|_2^2` (``squared=True``, deepinv's default) or :math:`\|PA\|_2`; see :meth:`compute_sqnorm`."""
+        if squared not in (True, False):
+            raise ValueError(f"squared must be True or False, got {squared!r}")
+        value = self.compute_sqnorm(x0, **kwargs)
+        return value if squared else value.sqrt()
 
 
 def random_points(n_points: int, resolution: int, seed: int, interior_only: bool = False) -> torch.Tensor:

@@ -16,35 +16,12 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from pdeinv.metrics import relative_l2
 from pdeinv.plot._arrays import as_field, as_fields, quantity_name, to_numpy, unit_text
 from pdeinv.plot._panels import ImagePanel, Panel, Scale, ScatterPanel, check_extent, panel_figure
 
 UNIT_SQUARE = (0.0, 1.0, 0.0, 1.0)
 WRAP = 4
-
-
-def relative_l2(estimate: np.ndarray, truth: np.ndarray) -> float:
-    """Relative L2 error ``||estimate - truth|| / ||truth||`` over all values.
-
-    Parameters
-    ----------
-    estimate, truth : numpy.ndarray
-        Arrays of the same shape.
-
-    Returns
-    -------
-    float
-        The relative error (a fraction, not a percentage).
-
-    Raises
-    ------
-    ValueError
-        If ``truth`` is zero everywhere.
-    """
-    norm = float(np.linalg.norm(truth))
-    if norm == 0.0:
-        raise ValueError("the relative L2 error is undefined for a truth that is zero everywhere")
-    return float(np.linalg.norm(estimate - truth)) / norm
 
 
 def _entries(fields) -> list[tuple[str, np.ndarray, object]]:
@@ -249,7 +226,7 @@ def reconstruction_panels(
     estimate = as_field(reconstruction, "reconstruction")
     if estimate.shape != true_field.shape:
         raise ValueError(f"reconstruction has shape {estimate.shape}, truth {true_field.shape}")
-    error = relative_l2(estimate, true_field)
+    error = float(relative_l2(estimate[None], true_field[None])[0])
     row: list[Panel] = []
     if measurement is not None or points is not None:
         row.append(_measurement_panel(measurement, points, true_field.shape[0], extent))
@@ -288,7 +265,7 @@ def _sample_row(array: np.ndarray, truth: np.ndarray | None, c: int, max_samples
     mean_title = f"mean of {n}{suffix}"
     if truth is not None:
         row.append(ImagePanel(truth[c], f"field {c}", f"truth{suffix}"))
-        mean_title += f"\nrel. L2 error {100 * relative_l2(mean, truth[c]):.2f} %"
+        mean_title += f"\nrel. L2 error {100 * float(relative_l2(mean[None], truth[c][None])[0]):.2f} %"
     row += [ImagePanel(array[k, c], f"field {c}", f"sample {k}{suffix}") for k in range(min(n, max_samples))]
     row.append(ImagePanel(mean, f"field {c}", mean_title))
     row.append(ImagePanel(array[:, c].std(axis=0, ddof=1), f"std {c}", f"std of {n}{suffix}"))

@@ -7,6 +7,12 @@ A prior works on *normalised* fields: per channel ``c``,
 and its ``denoise(x, sigma)`` returns the posterior mean :math:`E[x_0 \mid x_0 + \sigma n]`,
 :math:`n \sim N(0, I)`, of a normalised field ``x`` of shape ``(B, C, S, S)``.
 The posterior sampler (``pdeinv.sampling``) relies only on this class's attributes.
+
+Every prior is a ``deepinv.models.Denoiser``: ``prior(x, sigma)`` is ``denoise`` in the same
+*normalised* units (``x`` and ``sigma`` both in units of the per-channel ``std``), in the dtype of
+``x`` (float32 or float64). deepinv's diffusion samplers (``DPS``, ``DiffPIR``) clip their
+estimates to the image range :math:`[-1, 1]` or :math:`[0, 1]`; :meth:`FieldPrior.image_range`
+gives the same prior in that convention.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torch import nn
+from deepinv.models import Denoiser
 
 from pdeinv.operators.base import check_field
 
@@ -44,7 +50,15 @@ def sigma_column(sigma: float | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return s.reshape(-1, 1, 1, 1).expand(x.shape[0], 1, 1, 1)
 
 
-class FieldPrior(nn.Module):
+def denoise_in_dtype(prior: FieldPrior, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
+    """``prior.denoise`` of ``x`` computed in the prior's dtype and returned in ``x``'s; ``sigma`` scalar, ``(B,)`` or ``(B, 1, 1, 1)``."""
+    dtype = prior.mean.dtype
+    level = torch.as_tensor(sigma, dtype=dtype, device=x.device)
+    level = level.reshape(-1) if level.numel() > 1 else level.reshape(())
+    return prior.denoise(x.to(dtype), level).to(x.dtype)
+
+
+class FieldPrior(Denoiser):
     r"""Base class of a prior on normalised ``(B, C, S, S)`` fields.
 
     Parameters
@@ -118,6 +132,23 @@ class FieldPrior(nn.Module):
         r"""Posterior mean :math:`E[x_0 \mid x_0 + \sigma n = x]` of a normalised field ``(B, C, S, S)``."""
         raise NotImplementedError(f"{type(self).__name__} must implement denoise(x, sigma)")
 
+    def forward(self, x: torch.Tensor, sigma: float | torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        r"""deepinv's ``Denoiser`` call: :meth:`denoise` of a normalised ``(B, C, S, S)`` field in ``x``'s dtype.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Noisy normalised field :math:`x_0 + \sigma n`, float32 or float64.
+        sigma : float or torch.Tensor
+            Noise standard deviation in normalised units: a scalar or one per sample (``(B,)``, or
+            deepinv's ``(B, 1, 1, 1)``).
+        """
+        return denoise_in_dtype(self, x, sigma)
+
+    def image_range(self, scale: float | None = None) -> ImageRangeDenoiser:
+        """This prior in deepinv's image convention :math:`[-1, 1]`, for ``deepinv.sampling.DPS`` (see :class:`ImageRangeDenoiser`)."""
+        return ImageRangeDenoiser(self, scale)
+
     def gaussian_jvp(self, v: torch.Tensor, sigma: float) -> torch.Tensor | None:
         r""":math:`J_G v` for the Jacobian :math:`J_G` of the prior's Gaussian part, or ``None`` if it has none.
 
@@ -126,3 +157,38 @@ class FieldPrior(nn.Module):
         ``v`` is a normalised field direction ``(B, C, S, S)``; exact for a Gaussian prior.
         """
         return None
+
+
+class ImageRangeDenoiser(Denoiser):
+    r"""A :class:`FieldPrior` in deepinv's image range: normalised fields :math:`z` shown as :math:`x = z / c`.
+
+    deepinv's diffusion samplers clip denoised estimates to :math:`[-1, 1]`; with the default
+    :math:`c = 4\sigma_\text{data}` (a 4-sigma range) a normalised field rarely reaches the clip.
+    :math:`D_x(x, s) = D_z(c\,x, c\,s) / c`; :meth:`to_physical` maps :math:`x` back to physical
+    units, :math:`\mu + s_c\, c\, x` per channel.
+
+    Parameters
+    ----------
+    prior : FieldPrior
+        The prior.
+    scale : float, optional
+        :math:`c`; default :math:`4\sigma_\text{data}`.
+    """
+
+    def __init__(self, prior: FieldPrior, scale: float | None = None):
+        super().__init__()
+        self.prior = prior
+        self.scale = 4.0 * float(prior.sigma_data) if scale is None else float(scale)
+
+    def forward(self, x: torch.Tensor, sigma: float | torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        """Denoise ``x`` ``(B, C, S, S)`` at noise level ``sigma`` (both in image-range units)."""
+        level = self.scale * torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
+        return denoise_in_dtype(self.prior, self.scale * x, level) / self.scale
+
+    def to_physical(self, x: torch.Tensor) -> torch.Tensor:
+        """Image-range field ``(B, C, S, S)`` to physical units."""
+        return self.prior.to_physical(self.scale * x)
+
+    def from_physical(self, x: torch.Tensor) -> torch.Tensor:
+        """Physical field ``(B, C, S, S)`` to the image range."""
+        return self.prior.to_normalized(x) / self.scale

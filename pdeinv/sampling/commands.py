@@ -2,7 +2,7 @@
 
 Usage::
 
-    pdeinv solve --measurements FILE.npz|FILE.h5 --prior NAME [--method fundps] [--steps K]
+    pdeinv solve --measurements FILE.npz|FILE.h5 [--prior NAME] [--method M] [--steps K]
                  [--samples K] [--seed S] [--pde PDE] [--observe input|output] [--noise-std S]
                  [--device cpu] --out RESULT.h5|RESULT.nc [--figure RESULT.png] [--overwrite]
 
@@ -10,8 +10,10 @@ The measurement format is described in :mod:`pdeinv.sampling.measurements`. The 
 netCDF-4/HDF5 file (readable by ``xarray.open_dataset(path, engine="h5netcdf")``) holding, for
 the recovered field (the one not observed), ``mean`` ``(measurement, x, y)``, ``std`` and
 ``samples`` ``(measurement, sample, x, y)``, the measurements and sensor coordinates, and as
-attributes the method, prior, PDE, fields, steps and NFE. The PNG shows the first measurement.
-Both outputs are checked before the work (an existing file is refused unless ``--overwrite``,
+attributes the method, prior, PDE, fields, steps and NFE (:meth:`Reconstruction.save`). The PNG
+shows the first measurement. Without ``--method`` the best measured method for the task kind is
+used (:data:`pdeinv.api.RECOMMENDED_METHODS`: with ``--prior`` the best diffusion method, without
+one the best prior-free method; the documentation's "own problem" page has the table). Both outputs are checked before the work (an existing file is refused unless ``--overwrite``,
 the measurement file is never overwritten) and each is written in one rename.
 """
 
@@ -20,10 +22,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from pdeinv import __version__
 from pdeinv.arguments import check_device, device, non_negative_float, non_negative_int, positive_float, positive_int
 from pdeinv.errors import NonFiniteError, UsageError
 from pdeinv.files import atomic_write, check_outputs
@@ -59,7 +59,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the ``pdeinv solve`` options on ``parser``."""
     parser.add_argument("--measurements", required=True, help="measurement file (.npz or .h5)")
     parser.add_argument("--prior", default=None, help="prior name or checkpoint directory (diffusion methods)")
-    parser.add_argument("--method", default="fundps", help=f"one of {', '.join(method_names())} (default fundps)")
+    parser.add_argument(
+        "--method", default=None,
+        help=f"one of {', '.join(method_names())} (default: the best measured method for the task kind)",
+    )
     parser.add_argument("--steps", type=positive_int, default=None, help="sampling steps (default: the method's)")
     parser.add_argument(
         "--samples", type=positive_int, default=8, help="posterior samples per measurement (default 8)"
@@ -103,33 +106,6 @@ def build_problem(measurements: MeasurementSet, prior) -> InverseProblem:
     )
 
 
-def result_dataset(problem: InverseProblem, reconstruction: Reconstruction, attributes: dict):
-    """The result as an ``xarray.Dataset`` with dimensions ``measurement, sample, x, y, point``."""
-    import xarray as xr
-
-    s = problem.resolution
-    spacing = 1.0 / (s - 1 if problem.grid == "vertex" else s)
-    axis = np.arange(s) * spacing
-    mean = reconstruction.mean[:, 0].double().cpu().numpy()
-    variables = {"mean": (("measurement", "x", "y"), mean)}
-    if reconstruction.std is not None:
-        variables["std"] = (("measurement", "x", "y"), reconstruction.std[:, 0].double().cpu().numpy())
-    if reconstruction.samples is not None:
-        samples = reconstruction.samples[:, :, 0].double().cpu().numpy()
-        variables["samples"] = (("measurement", "sample", "x", "y"), samples)
-    variables["measurements"] = (("measurement", "point"), problem.measurements[:, 0].double().cpu().numpy())
-    coordinates = problem.sensor.coordinates.numpy()
-    variables["point_x"], variables["point_y"] = ("point", coordinates[:, 0]), ("point", coordinates[:, 1])
-    return xr.Dataset(variables, coords={"x": axis, "y": axis}, attrs=attributes)
-
-
-def write_result(dataset, path: Path) -> Path:
-    """Write the ``xarray.Dataset`` ``dataset`` as netCDF-4 (HDF5) atomically (temporary file + rename)."""
-    with atomic_write(path) as temporary:
-        dataset.to_netcdf(temporary, engine="h5netcdf")
-    return path
-
-
 def _figure(problem: InverseProblem, reconstruction: Reconstruction, path: Path, field: str) -> Path:
     """Save the posterior of the first measurement: samples, mean and std (or the mean alone)."""
     from pdeinv.plot import field_grid, sample_grid
@@ -146,8 +122,11 @@ def _figure(problem: InverseProblem, reconstruction: Reconstruction, path: Path,
 
 def run(args: argparse.Namespace) -> int:
     """Run the command; returns the exit status."""
+    from pdeinv.api import recommended_method
+
+    method = args.method
     try:
-        base, _ = parse_method(args.method)
+        base = parse_method(method)[0] if method is not None else None
     except ValueError as error:
         raise UsageError(str(error)) from None
     out = Path(args.out)
@@ -157,33 +136,34 @@ def run(args: argparse.Namespace) -> int:
     check_outputs([out, figure_path], inputs=[args.measurements], overwrite=args.overwrite)
     check_device(args.device)
     measurements = read_measurements(args.measurements, pde=args.pde, observed=args.observe, noise_std=args.noise_std)
-    needs_prior = base not in BASELINES or base == "deepinv-dps"
+    needs_prior = base is not None and (base not in BASELINES or base == "deepinv-dps")
     if needs_prior and args.prior is None:
-        raise UsageError(f"method {args.method!r} needs a diffusion prior; pass --prior NAME or a directory")
-    prior = load(args.prior, device=args.device) if needs_prior else None
+        raise UsageError(f"method {method!r} needs a diffusion prior; pass --prior NAME or a directory")
+    uses_prior = args.prior is not None and (base is None or needs_prior)
+    prior = load(args.prior, device=args.device) if uses_prior else None
     problem = build_problem(measurements, prior)
-    options = MethodOptions(
-        args.steps, args.samples, args.seed, prior, args.batch_size,
-        particle_state=args.particle_state, solver_dt=args.solver_dt,
-    )
-    reconstruction = solve(args.method, problem, options)
+    settings = {"particle_state": args.particle_state, "solver_dt": args.solver_dt, "steps": args.steps}
+    if method is None:
+        choice = recommended_method(problem, prior is not None)
+        method = choice.method
+        settings.update({k: v for k, v in choice.options.items() if getattr(args, k) == getattr(MethodOptions, k)})
+        print(f"method: {method} (best measured for this task, results/{choice.result}; choose with --method)")
+    options = MethodOptions(samples=args.samples, seed=args.seed, prior=prior, batch_size=args.batch_size, **settings)
+    reconstruction = solve(method, problem, options)
+    if not torch.isfinite(reconstruction.mean).all():
+        raise NonFiniteError(f"the reconstruction with {method} holds NaN or infinite values; nothing was written")
     field = problem.channel(problem.target)
     attributes = {
-        "method": args.method,
+        "method": method,
         "prior": str(args.prior),
         "pde": problem.pde,
         "observed_field": problem.channel(problem.observed),
         "recovered_field": field,
         "steps": -1 if args.steps is None else args.steps,
-        "nfe": reconstruction.nfe,
-        "noise_std": problem.noise_std,
-        "pdeinv_version": __version__,
     }
-    if not torch.isfinite(reconstruction.mean).all():
-        raise NonFiniteError(f"the reconstruction with {args.method} holds NaN or infinite values; nothing was written")
-    write_result(result_dataset(problem, reconstruction, attributes), out)
+    reconstruction.describe(problem, **attributes).save(out)
     _figure(problem, reconstruction, figure_path, field)
-    print(f"recovered {field} for {problem.n} measurement(s) with {args.method} (NFE {reconstruction.nfe})")
+    print(f"recovered {field} for {problem.n} measurement(s) with {method} (NFE {reconstruction.nfe})")
     print(f"wrote {out}")
     print(f"wrote {figure_path}")
     return 0

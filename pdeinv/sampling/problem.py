@@ -12,12 +12,15 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import deepinv
+import numpy as np
 import torch
 
 from pdeinv.datasets import helmholtz_source_grf, ns_vorticity_grf
+from pdeinv.errors import UsageError
 from pdeinv.operators import Helmholtz, NavierStokes2D
 from pdeinv.sampling.terms import EQUIREG_WEIGHT
 
@@ -34,8 +37,8 @@ CHANNELS = {
 
 
 @dataclass(frozen=True)
-class Physics:
-    """The physics of a PDE at one resolution: operator, input GRF, field names and grid.
+class PDESetup:
+    """The setting of a PDE at one resolution: operator, input GRF, field names and grid.
 
     Attributes
     ----------
@@ -58,16 +61,15 @@ class Physics:
     grid: str
 
 
-def pde_physics(pde: str, resolution: int, settings: dict | None = None) -> Physics:
-    """The :class:`Physics` of ``pde``; Navier-Stokes reads ``viscosity``, ``time``, ``dt`` from ``settings``.
+def pde_physics(pde: str, resolution: int, settings: dict | None = None) -> PDESetup:
+    """The :class:`PDESetup` of ``pde``; Navier-Stokes reads ``viscosity``, ``time``, ``dt`` from ``settings``.
 
     Raises
     ------
-    ValueError
+    UsageError
         For an unknown ``pde``.
     """
-    if pde not in CHANNELS:
-        raise ValueError(f"unknown PDE {pde!r}; choose one of {', '.join(CHANNELS)}")
+    check_pde_name(pde)
     if pde == "navier-stokes":
         settings = settings or {}
         operator = NavierStokes2D(
@@ -76,9 +78,77 @@ def pde_physics(pde: str, resolution: int, settings: dict | None = None) -> Phys
             time=settings.get("time") or 1.0,
             dt=settings.get("dt") or 1e-4,
         )
-        return Physics(pde, operator, ns_vorticity_grf(resolution), CHANNELS[pde], "periodic")
+        return PDESetup(pde, operator, ns_vorticity_grf(resolution), CHANNELS[pde], "periodic")
     operator = Helmholtz(resolution, k=1.0 if pde == "helmholtz" else 0.0)
-    return Physics(pde, operator, helmholtz_source_grf(resolution), CHANNELS[pde], "vertex")
+    return PDESetup(pde, operator, helmholtz_source_grf(resolution), CHANNELS[pde], "vertex")
+
+
+def check_pde_name(pde: str) -> str:
+    """Return ``pde`` if it is a PDE pdeinv has presets for, else raise a one-line :class:`UsageError`."""
+    if pde not in CHANNELS:
+        raise UsageError(
+            f"unknown PDE {pde!r}; pdeinv knows {', '.join(CHANNELS)}. Leave pde out to infer it from the "
+            "operator (pdeinv.reconstruct), or build the operator with pdeinv.operators"
+        )
+    return pde
+
+
+def pde_of(operator) -> str | None:
+    """The PDE name an operator solves: ``"poisson"`` (Helmholtz with k = 0), ``"helmholtz"``, ``"navier-stokes"``.
+
+    ``None`` for an operator that is none of pdeinv's PDE operators.
+    """
+    if isinstance(operator, Helmholtz):
+        return "poisson" if operator.k == 0 else "helmholtz"
+    if isinstance(operator, NavierStokes2D):
+        return "navier-stokes"
+    return None
+
+
+def declared_noise_std(sensor) -> float | None:
+    r"""Standard deviation :math:`\sigma` of the sensor's Gaussian noise model, ``None`` if it declares none.
+
+    A deepinv ``GaussianNoise(sigma)`` on ``sensor.noise_model`` (also the last factor's model
+    of a composition ``sensor * operator``) with :math:`\sigma > 0` declares its level; no model,
+    ``ZeroNoise`` or :math:`\sigma = 0` declares nothing.
+
+    Raises
+    ------
+    UsageError
+        For another noise model (Poisson, uniform, ...) or one :math:`\sigma` per sample: the
+        methods model a single Gaussian level.
+    """
+    model = getattr(sensor, "noise_model", None)
+    if model is None or isinstance(model, deepinv.physics.ZeroNoise):
+        return None
+    if not isinstance(model, deepinv.physics.GaussianNoise):
+        raise UsageError(
+            f"the sensor's noise model is {type(model).__name__}; pdeinv's methods assume additive Gaussian noise. "
+            "Set sensor.noise_model = deepinv.physics.GaussianNoise(sigma) with its standard deviation"
+        )
+    sigma = torch.as_tensor(model.sigma)
+    if sigma.numel() != 1:
+        raise UsageError(
+            f"the sensor's GaussianNoise has {sigma.numel()} noise levels; give one standard deviation for all samples"
+        )
+    value = float(sigma)
+    return value if value > 0 else None
+
+
+def _resolved_noise_std(explicit: float | None, sensor) -> float:
+    """The noise level of a problem: the sensor's, or the explicit one; refuse a disagreement."""
+    declared = declared_noise_std(sensor)
+    if explicit is None:
+        return declared or 0.0
+    numeric = isinstance(explicit, (int, float)) and not isinstance(explicit, bool)
+    if not numeric or not math.isfinite(explicit) or explicit < 0:
+        raise UsageError(f"noise_std must be a finite standard deviation >= 0, got {explicit!r}")
+    if declared is not None and not math.isclose(explicit, declared, rel_tol=1e-6):
+        raise UsageError(
+            f"noise_std={explicit!r} disagrees with the sensor's GaussianNoise(sigma={declared!r}); "
+            "leave noise_std out to use the sensor's level, or change the sensor's noise model"
+        )
+    return float(explicit)
 
 
 @dataclass
@@ -100,12 +170,15 @@ class InverseProblem:
     input_channel, output_channel : str
         Names of the two fields in a joint prior's ``channels`` (e.g. ``"source"``, ``"solution"``).
     pde : str
-        ``"helmholtz"``, ``"poisson"`` or ``"navier-stokes"`` (selects method presets).
+        ``"helmholtz"``, ``"poisson"`` or ``"navier-stokes"`` (selects method presets); must be the
+        PDE the operator solves (:func:`pde_of`).
     input_prior : object, optional
         The Gaussian random field the inputs are drawn from (``covariance``, ``covariance_sqrt``,
         ``variance``), for the Gaussian baselines.
-    noise_std : float
-        Standard deviation of the measurement noise (physical units; 0 for exact data).
+    noise_std : float, optional
+        Standard deviation of the measurement noise (physical units; 0 for exact data). ``None``
+        (default) takes it from the sensor's ``GaussianNoise`` (:func:`declared_noise_std`), 0 if
+        the sensor declares none; an explicit value that disagrees with the sensor's is refused.
     grid : {"vertex", "periodic"}
         Grid of the fields, for interpolation.
     """
@@ -119,12 +192,22 @@ class InverseProblem:
     output_channel: str
     pde: str
     input_prior: object | None = None
-    noise_std: float = 0.0
+    noise_std: float | None = None
     grid: str = "vertex"
 
     def __post_init__(self) -> None:
         if self.observed not in ROLES or self.target not in ROLES:
-            raise ValueError(f"observed and target must be one of {ROLES}, got {self.observed!r}, {self.target!r}")
+            raise UsageError(
+                f"observed and target must each be 'input' or 'output', got {self.observed!r}, {self.target!r}"
+            )
+        check_pde_name(self.pde)
+        solved = pde_of(self.operator)
+        if solved is not None and solved != self.pde:
+            raise UsageError(
+                f"pde={self.pde!r} contradicts the operator {self.operator!r}, which solves the {solved} problem; "
+                f"pass pde={solved!r} or leave it out"
+            )
+        self.noise_std = _resolved_noise_std(self.noise_std, self.sensor)
         y = self.measurements
         points = hasattr(self.sensor, "n_points")
         if not isinstance(y, torch.Tensor) or y.ndim < 2 or (points and (y.ndim != 3 or y.shape[1] != 1)):
@@ -146,8 +229,9 @@ class InverseProblem:
 
     @property
     def resolution(self) -> int:
-        """Grid size ``S``."""
-        return int(self.sensor.resolution)
+        """Grid size ``S`` of the fields (the sensor's, else the operator's: deepinv sensors carry none)."""
+        holder = self.sensor if hasattr(self.sensor, "resolution") else self.operator
+        return int(holder.resolution)
 
     @property
     def measurement_size(self) -> int:
@@ -282,7 +366,7 @@ class MethodOptions:
 
 @dataclass
 class Reconstruction:
-    """What a method returns for ``n`` measurements.
+    """What a method returns for ``n`` measurements, and what it was computed from.
 
     Attributes
     ----------
@@ -295,9 +379,98 @@ class Reconstruction:
         Posterior samples of the target, ``(n, K, 1, S, S)``.
     nfe : int
         Network evaluations per posterior sample (0 for methods without a network).
+    problem : InverseProblem, optional
+        The problem it solves (grid, sensor, measurements); set by :meth:`describe`.
+    provenance : dict
+        Method, prior and settings (str, int or float values), stored as netCDF attributes.
     """
 
     mean: torch.Tensor
     std: torch.Tensor | None = None
     samples: torch.Tensor | None = None
     nfe: int = 0
+    problem: InverseProblem | None = None
+    provenance: dict = dataclasses.field(default_factory=dict)
+
+    def describe(self, problem: InverseProblem, **provenance) -> Reconstruction:
+        """The same result with its ``problem`` and ``provenance`` (method, prior, ...) attached."""
+        return dataclasses.replace(self, problem=problem, provenance={**self.provenance, **provenance})
+
+    def to_xarray(self):
+        """The result as an ``xarray.Dataset`` on the operator's grid.
+
+        Variables: ``mean`` and ``std`` ``(measurement, x, y)``, ``samples``
+        ``(measurement, sample, x, y)`` (physical units); ``measurements`` ``(measurement, point)``
+        with the point locations ``point_x``, ``point_y`` in :math:`[0, 1]^2` for a point sensor,
+        ``(measurement, value)`` (flattened) for another sensor. Coordinates ``x``, ``y``: the
+        vertex grid :math:`i/(S-1)` or the periodic grid :math:`i/S`. Attributes: the PDE, the
+        observed and recovered fields, the noise level, the sensor, the NFE and :attr:`provenance`.
+
+        Raises
+        ------
+        UsageError
+            If no problem is attached (see :meth:`describe`).
+        """
+        import xarray as xr
+
+        from pdeinv import __version__
+        from pdeinv.datasets.schema import coordinates
+
+        problem = self.problem
+        if problem is None:
+            raise UsageError(
+                "this Reconstruction does not know its problem; use pdeinv.reconstruct(...) or "
+                "reconstruction.describe(problem, method=...) before to_xarray()/save()"
+            )
+        axis = coordinates(problem.grid, problem.resolution).astype(np.float64)
+        fields = ("measurement", "x", "y")
+        variables = {"mean": (fields, _numpy(self.mean[:, 0]))}
+        if self.std is not None:
+            variables["std"] = (fields, _numpy(self.std[:, 0]))
+        if self.samples is not None:
+            variables["samples"] = (("measurement", "sample", "x", "y"), _numpy(self.samples[:, :, 0]))
+        y = problem.measurements
+        if hasattr(problem.sensor, "coordinates"):
+            points = problem.sensor.coordinates.numpy()
+            variables["measurements"] = (("measurement", "point"), _numpy(y[:, 0]))
+            variables["point_x"], variables["point_y"] = ("point", points[:, 0]), ("point", points[:, 1])
+        else:
+            variables["measurements"] = (("measurement", "value"), _numpy(y.flatten(1)))
+        attributes = {
+            "pde": problem.pde,
+            "grid": problem.grid,
+            "observed_field": problem.channel(problem.observed),
+            "recovered_field": problem.channel(problem.target),
+            "noise_std": float(problem.noise_std),
+            "sensor": type(problem.sensor).__name__,
+            "nfe": int(self.nfe),
+            "pdeinv_version": __version__,
+        }
+        attributes.update({key: _attribute(value) for key, value in self.provenance.items()})
+        return xr.Dataset(variables, coords={"x": axis, "y": axis}, attrs=attributes)
+
+    def save(self, path) -> Path:
+        """Write :meth:`to_xarray` to ``path`` as netCDF-4 (HDF5), atomically (temporary file + rename).
+
+        Read it back with ``xarray.open_dataset(path, engine="h5netcdf")``.
+        """
+        from pdeinv.files import atomic_write
+
+        path = Path(path)
+        dataset = self.to_xarray()
+        with atomic_write(path) as temporary:
+            dataset.to_netcdf(temporary, engine="h5netcdf")
+        return path
+
+
+def _numpy(x: torch.Tensor) -> np.ndarray:
+    return x.detach().double().cpu().numpy()
+
+
+def _attribute(value):
+    """A netCDF attribute value: numbers and strings as they are, ``None`` as ``"none"``, anything else as str."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, (int, float, str)):
+        return value
+    return "none" if value is None else str(value)
