@@ -63,12 +63,18 @@ def save_prior(prior: EDMDenoiser, directory: str | Path, card: dict) -> Path:
         Created if missing.
     card : dict
         The card (see the module docstring); stored as ``card.json`` and on ``prior.card``.
+
+    Raises
+    ------
+    NonFiniteError
+        If a weight is NaN or infinite (nothing is written).
     """
     from safetensors.torch import save
 
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in prior.state_dict().items()}
+    check_finite_tensors(tensors, f"the prior to save into {directory}", "nothing was written")
+    directory.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(directory / WEIGHTS, save(tensors))
     write_card(directory, card)
     prior.card = dict(card)
@@ -152,15 +158,16 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
     return weights
 
 
-def check_finite_tensors(tensors: dict[str, torch.Tensor], where: str) -> None:
+def check_finite_tensors(
+    tensors: dict[str, torch.Tensor],
+    where: str,
+    hint: str = "the weights are unusable (the run that wrote them diverged): use an earlier checkpoint or retrain",
+) -> None:
     """Raise :class:`~pdeinv.errors.NonFiniteError` naming the first tensor of ``tensors`` with NaN or inf."""
     for name, tensor in tensors.items():
-        if (tensor.is_floating_point() or tensor.is_complex()) and not torch.isfinite(tensor).all():
+        if (tensor.is_floating_point() or tensor.is_complex()) and not bool(torch.isfinite(tensor).all()):
             bad = int((~torch.isfinite(tensor)).sum())
-            raise NonFiniteError(
-                f"{where}: tensor {name!r} holds {bad} NaN or infinite value(s) of {tensor.numel()}; the weights "
-                "are unusable (the run that wrote them diverged): use an earlier checkpoint or retrain"
-            )
+            raise NonFiniteError(f"{where}: tensor {name!r} holds {bad} NaN or infinite value(s) of {tensor.numel()}; {hint}")
 
 
 def prior_from_card(card: dict) -> EDMDenoiser:
