@@ -7,6 +7,7 @@ data-loader overhead.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -46,6 +47,7 @@ class TrainingData:
     provenance: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        self._fields_sha256 = None
         check_field(self.fields, channels=len(self.channels), name="fields")
         if len(self.mean) != len(self.channels) or len(self.std) != len(self.channels):
             raise ValueError(f"mean and std need one value per channel {self.channels}")
@@ -59,9 +61,13 @@ class TrainingData:
         check_finite_samples(self.fields, self.channels, f"{where} (normalised)")
 
     @property
-    def sha256(self) -> str | None:
-        """SHA-256 of the source file, when loaded from one."""
-        return self.provenance.get("sha256")
+    def sha256(self) -> str:
+        """SHA-256 of the source file, or of the fields' bytes for data built in memory."""
+        if "sha256" in self.provenance:
+            return self.provenance["sha256"]
+        if self._fields_sha256 is None:
+            self._fields_sha256 = hashlib.sha256(self.fields.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
+        return self._fields_sha256
 
     @property
     def resolution(self) -> int:
