@@ -50,7 +50,7 @@ RESONANCE_WARNING = 1e-3
 
 
 class ResonanceWarning(RuntimeWarning):
-    """``k^2`` is close to a Dirichlet eigenvalue: the solve is ill-conditioned (the message gives its condition number)."""
+    """``k^2`` is close to a Dirichlet eigenvalue: the solve is ill-conditioned (the message gives how much)."""
 
 
 def interior_laplacian(u: torch.Tensor, spacing: float) -> torch.Tensor:
@@ -110,7 +110,8 @@ def _check_not_resonant(k: float, mu: torch.Tensor, spacing: float) -> None:
     )
     if distance <= RESONANCE_TOLERANCE:
         raise ValueError(
-            f"k = {k!r} is resonant: {where}, so the Helmholtz problem is singular; choose a k away from this eigenvalue"
+            f"k = {k!r} is resonant: {where}, so the Helmholtz problem is singular; "
+            "choose a k away from this eigenvalue"
         )
     if distance <= RESONANCE_WARNING:
         symbol = (k**2 - eigen).abs()

@@ -167,7 +167,9 @@ def check_finite_tensors(
     for name, tensor in tensors.items():
         if (tensor.is_floating_point() or tensor.is_complex()) and not bool(torch.isfinite(tensor).all()):
             bad = int((~torch.isfinite(tensor)).sum())
-            raise NonFiniteError(f"{where}: tensor {name!r} holds {bad} NaN or infinite value(s) of {tensor.numel()}; {hint}")
+            raise NonFiniteError(
+                f"{where}: tensor {name!r} holds {bad} NaN or infinite value(s) of {tensor.numel()}; {hint}"
+            )
 
 
 def prior_from_card(card: dict) -> EDMDenoiser:

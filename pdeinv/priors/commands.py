@@ -197,7 +197,8 @@ def _summary(out: Path, steps: int, seconds: float) -> str:
     rate = f"{steps / seconds:.2f} steps/s" if steps and seconds > 0 else "no steps left to train"
     return "\n".join([
         f"trained {out}: step {last['step']}, final loss {float(last['loss']):.4g} (mean over the last log period)",
-        f"  {steps} step(s) in {seconds:.1f} s this session ({rate}); total training time {float(last['wall_s']):.1f} s",
+        f"  {steps} step(s) in {seconds:.1f} s this session ({rate}); "
+        f"total training time {float(last['wall_s']):.1f} s",
         f"  checkpoint: {out / 'model.safetensors'} + {out / 'card.json'}  (load with pdeinv.priors.load)",
         f"  resume state: {out / 'training_state.json'}; log: {out / 'log.csv'}",
     ])

@@ -36,7 +36,7 @@ class DistEnv:
 
 
 def check_device(device: str) -> None:
-    """Raise a :class:`~pdeinv.errors.UsageError` unless ``device`` is ``cpu``, ``cuda`` or ``cuda:N`` and exists here."""
+    """Raise a :class:`~pdeinv.errors.UsageError` unless ``device`` is ``cpu``, ``cuda`` or ``cuda:N`` and exists."""
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
@@ -45,7 +45,9 @@ def check_device(device: str) -> None:
         raise UsageError(f"training runs on 'cpu', 'cuda' or 'cuda:N', not {device!r}")
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise UsageError(f"device {device!r} asked for, but CUDA is not available on this machine; use --device cpu")
+            raise UsageError(
+                f"device {device!r} asked for, but CUDA is not available on this machine; use --device cpu"
+            )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise UsageError(
                 f"device {device!r} does not exist: this machine has {torch.cuda.device_count()} CUDA device(s)"

@@ -162,8 +162,8 @@ class TrainConfig:
             )
         if self.edm.sigma_data <= 0 or self.edm.p_std <= 0:
             raise UsageError(
-                f"sigma_data (--sigma-data) and p_std must be positive, got {self.edm.sigma_data} and {self.edm.p_std}: "
-                "EDM's preconditioning divides by them (1.0 suits per-channel standardised fields)"
+                f"sigma_data (--sigma-data) and p_std must be positive, got {self.edm.sigma_data} and "
+                f"{self.edm.p_std}: EDM's preconditioning divides by them (1.0 suits per-channel standardised fields)"
             )
         if self.lr_schedule not in LR_SCHEDULES:
             raise UsageError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
@@ -202,7 +202,9 @@ def check_options(config_class: type, options: dict, what: str) -> None:
     valid = sorted(f.name for f in fields(config_class))
     unknown = sorted(set(options) - set(valid))
     if unknown:
-        raise UsageError(f"unknown --backbone-option {', '.join(unknown)} for {what}; valid options: {', '.join(valid)}")
+        raise UsageError(
+            f"unknown --backbone-option {', '.join(unknown)} for {what}; valid options: {', '.join(valid)}"
+        )
     for name, value in options.items():
         expected = _expected_value(hints[name], minimum=0 if name.endswith("_channel") else 1)
         if expected is not None and not expected[1](value):
@@ -334,7 +336,8 @@ class Trainer:
         try:
             self.model, self.card = self.build(config, data)
         except (TypeError, ZeroDivisionError) as err:
-            raise UsageError(f"the --backbone-option values {config.backbone_options} do not build {what}: {err}") from err
+            options = config.backbone_options
+            raise UsageError(f"the --backbone-option values {options} do not build {what}: {err}") from err
         self.model.to(self.env.device)
         self.consistent = consistent_from_card(self.model, self.card) if "operator_consistent" in self.card else None
         if self.consistent is not None and not self.consistent.linear:

@@ -146,7 +146,9 @@ def read_training_state(directory: str | os.PathLike) -> dict:
         raise PdeinvError(f"{path} names the tensors file {meta.get('tensors')!r}, which is missing from {directory}")
     payload = tensors_path.read_bytes()
     if hashlib.sha256(payload).hexdigest() != meta.get("tensors_sha256"):
-        raise PdeinvError(f"{tensors_path} does not match the SHA-256 recorded in {path}; the training state is corrupt")
+        raise PdeinvError(
+            f"{tensors_path} does not match the SHA-256 recorded in {path}; the training state is corrupt"
+        )
     try:
         tensors = load(payload)
     except (SafetensorError, ValueError) as err:
