@@ -429,13 +429,14 @@ class Trainer:
         loss_value = float(loss.detach())
         if not (math.isfinite(loss_value) and math.isfinite(grad_norm)):
             self.optimizer.zero_grad(set_to_none=True)
-            raise self._diverged(f"the loss is {loss_value} and the gradient norm {grad_norm}", lr)
+            what = f"the loss is {loss_value} and the gradient norm {grad_norm}"
+            raise self._diverged(self.step + 1, what + "; the weights were not updated", lr)
         self.optimizer.step()
         self.step += 1
         self._update_ema()
         return loss_value, grad_norm, lr
 
-    def _diverged(self, what: str, lr: float) -> NonFiniteError:
+    def _diverged(self, step: int, what: str, lr: float) -> NonFiniteError:
         """The error that stops a diverged run, naming the step and where the last good checkpoint is."""
         cfg = self.config
         if self.last_checkpoint is None:
@@ -444,8 +445,8 @@ class Trainer:
             kept = f"The last good checkpoint (step {self.last_checkpoint}) is kept in {cfg.out}."
         clip = f"--grad-clip {cfg.grad_clip:g}" if cfg.grad_clip > 0 else "no gradient clipping (--grad-clip 0)"
         return NonFiniteError(
-            f"training diverged at step {self.step + 1}: {what} (learning rate {lr:.3g}, {clip}); the weights "
-            f"were not updated. {kept} Train again with a smaller --lr (now {cfg.lr:g}) or with gradient clipping "
+            f"training diverged at step {step}: {what} (learning rate {lr:.3g}, {clip}). {kept} "
+            f"Train again with a smaller --lr (now {cfg.lr:g}) or with gradient clipping "
             "(--grad-clip 1), and check that --sigma-data matches the normalised data (1 for standardised fields)"
         )
 
@@ -548,8 +549,8 @@ class Trainer:
         bad = [f"{section} {name}" for section in ("model", "ema") for name, t in state[section].items()
                if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t).all())]
         if bad:
-            raise self._diverged(f"the weights became NaN or infinite ({', '.join(bad[:3])})",
-                                 learning_rate(self.config, self.step - 1))
+            what = f"the weights became NaN or infinite ({', '.join(bad[:3])}); they were not saved"
+            raise self._diverged(self.step, what, learning_rate(self.config, self.step - 1))
         if self.env.is_main:
             out = Path(self.config.out)
             save_prior(self.ema, out, self.card_for_checkpoint())
