@@ -190,7 +190,7 @@ def test_resume_refuses_other_data(finished, tmp_path):
     before = digest(run)
     data = tiny_data()
     other = dataclasses.replace(data, fields=data.fields.flip(-1).contiguous())
-    with pytest.raises(PdeinvError, match=r"trained on data with SHA-256 [0-9a-f]{64}, but .* has SHA-256 [0-9a-f]{64}"):
+    with pytest.raises(PdeinvError, match=r"on data with SHA-256 [0-9a-f]{64}, but .* has SHA-256 [0-9a-f]{64}"):
         train(tiny_config(run), other, resume=True)
     assert digest(run) == before
 
