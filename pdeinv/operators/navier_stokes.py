@@ -321,6 +321,13 @@ class NavierStokes2D(dinv.physics.Physics):
         -------
         torch.Tensor
             :math:`w(T)` as ``(B, 1, S, S)``, or the snapshots ``(B, len(times), S, S)``.
+
+        Raises
+        ------
+        NonFiniteError
+            If the solve blew up (``dt`` beyond the scheme's stability bound): an output is not
+            finite or exceeds twice the enstrophy bound :math:`\lVert w_0\rVert + t\lVert f\rVert`;
+            the message names ``dt`` and :meth:`stable_time_step`.
         """
         self._check_input(x, "w0")
         dt = self.dt if dt is None else _check_positive("dt", dt)

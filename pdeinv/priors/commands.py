@@ -183,7 +183,9 @@ def _train(args: argparse.Namespace) -> int:
 
 def _resumed_step(out: str) -> int:
     """The step of the training state in ``out`` (0 when there is none: ``train`` then reports why)."""
-    path = Path(out) / "training_state.json"
+    from pdeinv.priors.training_state import STATE
+
+    path = Path(out) / STATE
     try:
         return int(json.loads(path.read_text())["step"])
     except (OSError, ValueError, KeyError, TypeError):
@@ -192,6 +194,8 @@ def _resumed_step(out: str) -> int:
 
 def _summary(out: Path, steps: int, seconds: float) -> str:
     """The lines ``pdeinv train`` ends with: where the checkpoint is, the final loss, the speed."""
+    from pdeinv.priors.training_state import STATE
+
     with open(out / "log.csv", newline="") as f:
         last = list(csv.DictReader(f))[-1]
     rate = f"{steps / seconds:.2f} steps/s" if steps and seconds > 0 else "no steps left to train"
@@ -199,8 +203,8 @@ def _summary(out: Path, steps: int, seconds: float) -> str:
         f"trained {out}: step {last['step']}, final loss {float(last['loss']):.4g} (mean over the last log period)",
         f"  {steps} step(s) in {seconds:.1f} s this session ({rate}); "
         f"total training time {float(last['wall_s']):.1f} s",
-        f"  checkpoint: {out / 'model.safetensors'} + {out / 'card.json'}  (load with pdeinv.priors.load)",
-        f"  resume state: {out / 'training_state.json'}; log: {out / 'log.csv'}",
+        f"  checkpoint: {out / 'model.safetensors'} + {out / 'card.json'}",
+        f"  resume state: {out / STATE}; log: {out / 'log.csv'}",
     ])
 
 

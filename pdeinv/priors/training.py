@@ -23,10 +23,10 @@ from __future__ import annotations
 import copy
 import csv
 import fcntl
-import math
-import os
 import json
+import math
 import numbers
+import os
 import platform
 import time
 import typing
@@ -475,7 +475,6 @@ class Trainer:
             "ema": self.ema.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "generators": distributed.gather_objects(self.env, self.generator.get_state()),
-            "config": json.loads(json.dumps(asdict(self.config))),
             "settings": self.config.resumable_settings(),
             "card": _json_copy(self.card),
             "data_sha256": self.data.sha256,
