@@ -11,7 +11,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import torch
 
-from pdeinv.operators.helmholtz import Helmholtz, Poisson
+from pdeinv.operators.helmholtz import Helmholtz, Poisson, ResonanceWarning
 from pdeinv.operators.sine_transform import dst1, dst1_2d, second_difference_eigenvalues
 
 
@@ -176,7 +176,8 @@ def test_resonant_wavenumber_raises_naming_the_mode(index, modes):
 
 def test_wavenumber_away_from_resonance_is_accepted():
     eigenvalue = dense_dirichlet_eigenvalues(9)[0]
-    physics = Helmholtz(9, k=math.sqrt(eigenvalue * (1 + 1e-4)))
+    with pytest.warns(ResonanceWarning, match="near resonance"):
+        physics = Helmholtz(9, k=math.sqrt(eigenvalue * (1 + 1e-4)))
     a = random_field(1, 1, 9, 9)
     reference = sparse_solve(a, physics.k)
     assert float((physics.A(a) - reference).abs().max() / reference.abs().max()) < 1e-8

@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from pdeinv.errors import PdeinvError
 from pdeinv.priors import load
 from pdeinv.priors.checkpoint import save_prior
 from pdeinv.priors.data import TrainingData
-from pdeinv.priors.training import STATE, Trainer, TrainConfig, build_model, learning_rate, train
+from pdeinv.priors.training import Trainer, TrainConfig, build_model, learning_rate, train
+from pdeinv.priors.training_state import read_training_state
 
 TINY_FNO = {"width": 8, "n_modes": 4, "n_layers": 2, "embedding_dim": 16}
 
@@ -56,7 +58,7 @@ def log_rows(out: Path) -> list[tuple[str, str, str]]:
 def test_resume_is_bit_for_bit(tmp_path, monkeypatch):
     data = tiny_data()
     straight = train(tiny_config(tmp_path / "a"), data)
-    reference = torch.load(tmp_path / "a" / STATE, weights_only=False)
+    reference = read_training_state(tmp_path / "a")
 
     original = Trainer.train_step
 
@@ -68,10 +70,10 @@ def test_resume_is_bit_for_bit(tmp_path, monkeypatch):
     monkeypatch.setattr(Trainer, "train_step", killed_after_four)
     with pytest.raises(KeyboardInterrupt):
         train(tiny_config(tmp_path / "b"), data)
-    assert torch.load(tmp_path / "b" / STATE, weights_only=False)["step"] == 3
+    assert read_training_state(tmp_path / "b")["step"] == 3
     monkeypatch.setattr(Trainer, "train_step", original)
     resumed = train(tiny_config(tmp_path / "b"), data, resume=True)
-    state = torch.load(tmp_path / "b" / STATE, weights_only=False)
+    state = read_training_state(tmp_path / "b")
 
     assert state["step"] == reference["step"] == 6 and state["epoch"] == reference["epoch"] == 1
     for key in ("model", "ema"):
@@ -213,13 +215,13 @@ def test_ddp_two_processes_keep_identical_weights(tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
-    rank0, rank1 = (torch.load(out / f"rank{r}.pt", weights_only=False) for r in (0, 1))
+    rank0, rank1 = (torch.load(out / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     initial = Trainer(tiny_config(tmp_path / "init"), tiny_data()).model.state_dict()
     for name, tensor in rank0["model"].items():
         assert torch.equal(tensor, rank1["model"][name]), f"{name} differs between ranks"
     assert any(not torch.equal(t, initial[k]) for k, t in rank0["model"].items()), "training must change weights"
     assert not set(rank0["order"].flatten().tolist()) & set(rank1["order"].flatten().tolist()), "ranks share samples"
-    state = torch.load(out / STATE, weights_only=False)
+    state = read_training_state(out)
     assert state["world_size"] == 2 and len(state["generators"]) == 2
     assert not torch.equal(state["generators"][0], state["generators"][1])
 
@@ -305,7 +307,7 @@ def test_two_runs_cannot_write_one_directory(tmp_path):
     out.mkdir()
     held = _lock_output(out)
     try:
-        with pytest.raises(RuntimeError, match="another `pdeinv train` is writing"):
+        with pytest.raises(PdeinvError, match="another `pdeinv train` is writing"):
             train(tiny_config(out), tiny_data())
     finally:
         held.close()

@@ -15,10 +15,13 @@ import json
 import os
 import re
 import shutil
+import zipfile
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+
+from pdeinv.errors import NonFiniteError, PdeinvError
 
 _SHARD = re.compile(r"^shard-(\d+)-(\d+)\.npz$")
 
@@ -80,7 +83,13 @@ class ShardStore:
             ) from None
         config_path = self.directory / "config.json"
         if config_path.exists():
-            existing = json.loads(config_path.read_text())
+            try:
+                existing = json.loads(config_path.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError) as err:
+                self.close()
+                raise PdeinvError(
+                    f"{config_path} is corrupt ({err}); delete {self.directory} (or choose another --out) to start over"
+                ) from err
             if existing != self.config:
                 self.close()
                 raise ValueError(
@@ -124,10 +133,26 @@ class ShardStore:
         return todo
 
     def write(self, start: int, stop: int, arrays: dict[str, np.ndarray]) -> None:
-        """Atomically store the arrays of samples ``[start, stop)`` (first axis of every array)."""
+        """Atomically store the arrays of samples ``[start, stop)`` (first axis of every array).
+
+        Raises
+        ------
+        ValueError
+            If an array does not hold ``stop - start`` samples or is complex (fields are real).
+        NonFiniteError
+            If an array holds NaN or infinite values (naming the array and the first sample).
+        """
         for name, array in arrays.items():
             if array.shape[0] != stop - start:
                 raise ValueError(f"array {name!r} holds {array.shape[0]} samples, expected {stop - start}")
+            if np.iscomplexobj(array):
+                raise ValueError(f"array {name!r} is complex ({array.dtype}); pdeinv stores real fields")
+            if array.dtype.kind == "f" and not np.isfinite(array).all():
+                bad = np.flatnonzero(~np.isfinite(array.reshape(len(array), -1)).all(1))
+                raise NonFiniteError(
+                    f"the solver produced NaN or infinite values in {name!r} for sample(s) "
+                    f"{(bad + start).tolist()[:10]}; nothing was stored for samples {start}..{stop - 1}"
+                )
         path = self.directory / f"shard-{start:09d}-{stop:09d}.npz"
         _write_atomic(path, lambda handle: np.savez(handle, **arrays))
 
@@ -147,8 +172,19 @@ class ShardStore:
                 f"delete {self.directory} and generate again"
             )
         for start, stop in ranges:
-            with np.load(self.directory / f"shard-{start:09d}-{stop:09d}.npz") as data:
-                yield start, stop, {name: data[name] for name in data.files}
+            yield start, stop, self._read(self.directory / f"shard-{start:09d}-{stop:09d}.npz")
+
+    @staticmethod
+    def _read(path: Path) -> dict[str, np.ndarray]:
+        """The arrays of one shard (no pickle), or a :class:`~pdeinv.errors.PdeinvError` naming a corrupt shard."""
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return {name: data[name] for name in data.files}
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
+            raise PdeinvError(
+                f"the shard {path} is corrupt ({type(err).__name__}: {err}); delete it and run the same command "
+                "again to regenerate its samples"
+            ) from err
 
     def temporary_output(self) -> Path:
         """Where the final file is assembled before it is renamed onto ``out``."""

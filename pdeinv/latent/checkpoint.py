@@ -40,10 +40,14 @@ def read_autoencoder_card(directory: str | Path) -> dict:
     path = Path(directory) / CARD
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: an autoencoder checkpoint needs {CARD} beside {WEIGHTS}")
-    card = json.loads(path.read_text())
-    if card.get("format") != AUTOENCODER_FORMAT:
+    try:
+        card = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); the autoencoder checkpoint is corrupt") from err
+    found = card.get("format") if isinstance(card, dict) else None
+    if found != AUTOENCODER_FORMAT:
         raise ValueError(
-            f"{path} is not an autoencoder card (format {card.get('format')!r}, expected {AUTOENCODER_FORMAT!r}); "
+            f"{path} is not an autoencoder card (format {found!r}, expected {AUTOENCODER_FORMAT!r}); "
             "train one with `pdeinv train --model autoencoder`"
         )
     return card

@@ -29,6 +29,12 @@ STATISTICS_SAMPLES = 512
 class AutoencoderTrainer(Trainer):
     """Trains a :class:`FieldAutoencoder`; ``config.backbone_options`` are :class:`AutoencoderConfig` fields."""
 
+    def options_class(self, config: TrainConfig) -> type:
+        return AutoencoderConfig
+
+    def options_description(self, config: TrainConfig) -> str:
+        return "the autoencoder (--model autoencoder)"
+
     def build(self, config: TrainConfig, data: TrainingData) -> tuple[FieldAutoencoder, dict]:
         defaults = {"channels": len(data.channels), "periodic": data.grid == "periodic"}
         ae_config = AutoencoderConfig(**{**defaults, **config.backbone_options})
@@ -128,6 +134,14 @@ class SurrogateTrainer(Trainer):
     Loss: mean relative L2 error :math:`\lVert G(f_\text{in}) - f_\text{out}\rVert / \lVert f_\text{out}\rVert`
     on normalised fields; ``config.backbone_options`` are :class:`PhysicsEncoderConfig` fields.
     """
+
+    def options_class(self, config: TrainConfig) -> type:
+        from pdeinv.latent.encoders import PhysicsEncoderConfig
+
+        return PhysicsEncoderConfig
+
+    def options_description(self, config: TrainConfig) -> str:
+        return "the surrogate (--model surrogate)"
 
     def build(self, config: TrainConfig, data: TrainingData):
         from pdeinv.latent.encoders import ENCODER_FORMAT, PhysicsEncoder, PhysicsEncoderConfig

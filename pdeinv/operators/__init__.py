@@ -3,6 +3,7 @@
 Fields are ``(batch, channels, S, S)`` tensors with ``field[..., i, j]`` at ``(x_i, y_j)``.
 """
 
+from pdeinv.operators.base import check_finite, finite_checks_enabled
 from pdeinv.operators.blur import CircularBlur, GaussianBlur, MotionBlur
 from pdeinv.operators.downsampling import Downsampling
 from pdeinv.operators.helmholtz import Helmholtz, Poisson
@@ -26,5 +27,7 @@ __all__ = [
     "RandomInpainting",
     "SymmetryGroup",
     "Transform",
+    "check_finite",
+    "finite_checks_enabled",
     "random_points",
 ]

@@ -34,16 +34,23 @@ zero) and ``A_adjoint`` is ``A``.
 from __future__ import annotations
 
 import math
+import numbers
+import warnings
 
 import torch
 import torch.nn.functional as F
 from deepinv.physics import LinearPhysics
 
-from pdeinv.operators.base import check_field
+from pdeinv.operators.base import check_field, check_output
 from pdeinv.operators.sine_transform import dst1_2d, second_difference_eigenvalues
 from pdeinv.operators.symmetry import dihedral_group
 
 RESONANCE_TOLERANCE = 1e-6
+RESONANCE_WARNING = 1e-3
+
+
+class ResonanceWarning(RuntimeWarning):
+    """``k^2`` is close to a Dirichlet eigenvalue: the solve is ill-conditioned (the message gives how much)."""
 
 
 def interior_laplacian(u: torch.Tensor, spacing: float) -> torch.Tensor:
@@ -78,24 +85,42 @@ def _validated_wavenumber(k: float) -> float:
 
 
 def _validated_resolution(resolution: int) -> int:
-    if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 3:
+    if isinstance(resolution, bool) or not isinstance(resolution, numbers.Integral) or resolution < 3:
         raise ValueError(
             f"resolution must be an int S >= 3 (grid points per side, boundary included), got {resolution!r}"
         )
-    return resolution
+    return int(resolution)
 
 
 def _check_not_resonant(k: float, mu: torch.Tensor, spacing: float) -> None:
-    """Raise if ``k^2`` is within a relative ``RESONANCE_TOLERANCE`` of a Dirichlet eigenvalue ``mu_p + mu_l``."""
+    r"""Raise if ``k^2`` is within a relative ``RESONANCE_TOLERANCE`` of a Dirichlet eigenvalue ``mu_j + mu_l``.
+
+    Within a relative ``RESONANCE_WARNING`` a :class:`ResonanceWarning` gives the condition number
+    :math:`\kappa = \max|m_{jl}| / \min|m_{jl}|` of :math:`M = \Delta_h + k^2`, the factor by
+    which a relative error of the source may grow in the solution.
+    """
     eigen = mu[:, None] + mu[None, :]
     closeness = (k**2 - eigen).abs() / eigen
     flat = int(torch.argmin(closeness))
     j, l = divmod(flat, mu.numel())
-    if float(closeness[j, l]) <= RESONANCE_TOLERANCE:
+    distance = float(closeness[j, l])
+    where = (
+        f"k^2 = {k**2:.10g} lies within a relative {distance:.2g} of the discrete Dirichlet eigenvalue "
+        f"{float(eigen[j, l]):.10g} of -Delta_h, mode (j, l) = ({j + 1}, {l + 1}) (h = {spacing:.6g})"
+    )
+    if distance <= RESONANCE_TOLERANCE:
         raise ValueError(
-            f"k = {k!r} is resonant: k^2 = {k**2:.10g} lies within a relative {RESONANCE_TOLERANCE:g} of the "
-            f"discrete Dirichlet eigenvalue {float(eigen[j, l]):.10g} of -Delta_h, mode (j, l) = ({j + 1}, {l + 1}) "
-            f"(h = {spacing:.6g}), so the Helmholtz problem is singular; choose a k away from this eigenvalue"
+            f"k = {k!r} is resonant: {where}, so the Helmholtz problem is singular; "
+            "choose a k away from this eigenvalue"
+        )
+    if distance <= RESONANCE_WARNING:
+        symbol = (k**2 - eigen).abs()
+        condition = float(symbol.max() / symbol.min())
+        warnings.warn(
+            f"k = {k!r} is near resonance: {where}; the solve has condition number {condition:.3g}, so errors in the "
+            "source are amplified by up to that factor. Move k away from the eigenvalue for a well-posed problem",
+            ResonanceWarning,
+            stacklevel=3,
         )
 
 
@@ -120,6 +145,12 @@ class Helmholtz(LinearPhysics):
     ValueError
         If ``resolution`` or ``k`` is invalid, or ``k^2`` is within a relative ``1e-6`` of a
         discrete Dirichlet eigenvalue :math:`\mu_j + \mu_l` (the message names it and the mode ``(j, l)``).
+
+    Warns
+    -----
+    ResonanceWarning
+        If ``k^2`` is within a relative ``1e-3`` of such an eigenvalue; the message gives the
+        condition number of the discrete operator.
 
     Notes
     -----
@@ -146,11 +177,12 @@ class Helmholtz(LinearPhysics):
         self.register_buffer("inverse_symbol", (1.0 / symbol).to(device), persistent=False)
         self.symmetries = dihedral_group()
 
-    def _solve(self, a: torch.Tensor, name: str) -> torch.Tensor:
-        check_field(a, resolution=self.resolution, name=name)
+    def _solve(self, a: torch.Tensor, name: str, method: str) -> torch.Tensor:
+        owner = f"{type(self).__name__}.{method}"
+        check_field(a, resolution=self.resolution, name=name, owner=owner)
         inverse_symbol = self.inverse_symbol.to(device=a.device, dtype=a.dtype)
         coefficients = dst1_2d(a[..., 1:-1, 1:-1]) * inverse_symbol
-        return _pad_boundary(dst1_2d(coefficients))
+        return check_output(_pad_boundary(dst1_2d(coefficients)), owner)
 
     def A(self, x: torch.Tensor, **kwargs) -> torch.Tensor:
         r"""Solve :math:`(\Delta_h + k^2) u = a` with :math:`u = 0` on the boundary.
@@ -167,7 +199,7 @@ class Helmholtz(LinearPhysics):
         torch.Tensor
             Solution :math:`u`, shape ``(B, C, S, S)``, zero on the boundary.
         """
-        return self._solve(x, "a")
+        return self._solve(x, "a", "A")
 
     def A_adjoint(self, y: torch.Tensor, **kwargs) -> torch.Tensor:
         r"""Exact adjoint :math:`A^\top = A` (self-adjoint, see the module docstring).
@@ -182,7 +214,7 @@ class Helmholtz(LinearPhysics):
         torch.Tensor
             :math:`A^\top y`, shape ``(B, C, S, S)``, zero on the boundary.
         """
-        return self._solve(y, "y")
+        return self._solve(y, "y", "A_adjoint")
 
     def A_dagger(self, y: torch.Tensor, **kwargs) -> torch.Tensor:
         r"""Moore-Penrose pseudo-inverse: apply the stencil, :math:`A^\dagger u = E\,(\Delta_h + k^2) R\, u`.
@@ -201,7 +233,7 @@ class Helmholtz(LinearPhysics):
         torch.Tensor
             Source :math:`a`, shape ``(B, C, S, S)``, zero on the boundary.
         """
-        check_field(y, resolution=self.resolution, name="u")
+        check_field(y, resolution=self.resolution, name="u", owner=f"{type(self).__name__}.A_dagger")
         projected = _pad_boundary(y[..., 1:-1, 1:-1])
         interior = interior_laplacian(projected, self.spacing) + self.k**2 * projected[..., 1:-1, 1:-1]
         return _pad_boundary(interior)
@@ -226,8 +258,9 @@ class Helmholtz(LinearPhysics):
         torch.Tensor
             Residual, shape ``(B, C, S, S)``, in the units of ``a``.
         """
-        check_field(a, resolution=self.resolution, name="a")
-        check_field(u, resolution=self.resolution, name="u")
+        owner = f"{type(self).__name__}.residual"
+        check_field(a, resolution=self.resolution, name="a", owner=owner)
+        check_field(u, resolution=self.resolution, name="u", owner=owner)
         if a.shape != u.shape:
             raise ValueError(f"a and u must have the same shape, got {tuple(a.shape)} and {tuple(u.shape)}")
         interior = interior_laplacian(u, self.spacing) + self.k**2 * u[..., 1:-1, 1:-1] - a[..., 1:-1, 1:-1]

@@ -61,12 +61,14 @@ unforced group that leave the forcing unchanged.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import deepinv as dinv
 import torch
 
+from pdeinv.errors import NonFiniteError
 from pdeinv.operators.base import check_field
 from pdeinv.operators.spectral import (
     dealias_mask,
@@ -76,8 +78,9 @@ from pdeinv.operators.spectral import (
 )
 from pdeinv.operators.symmetry import IDENTITY, SymmetryGroup, Transform, dihedral_group
 
-_SUPPORTED_DTYPES = (torch.float32, torch.float64)
 _STEP_TOLERANCE = 1e-6
+# An output above this multiple of the enstrophy bound ||w0|| + t ||f|| is an unstable time step.
+_GROWTH_SLACK = 2.0
 # Batch chunk: about 2**16 grid points per chunk keeps a step's work arrays in the CPU cache
 # (measured: 20-40 % faster per field at 128 x 128 than one 32-field block).
 _CHUNK_POINTS = 2**16
@@ -205,8 +208,9 @@ class NavierStokes2D(dinv.physics.Physics):
         checkpoint_every: int | None = None,
     ):
         super().__init__(noise_model=noise_model)
-        if not isinstance(resolution, int) or resolution < 4:
+        if isinstance(resolution, bool) or not isinstance(resolution, numbers.Integral) or resolution < 4:
             raise ValueError(f"resolution must be an integer >= 4, got {resolution!r}")
+        resolution = int(resolution)
         viscosity, time, dt = (_check_positive(n, v) for n, v in (("viscosity", viscosity), ("time", time), ("dt", dt)))
         if checkpoint_every is not None and (not isinstance(checkpoint_every, int) or checkpoint_every < 1):
             raise ValueError(f"checkpoint_every must be a positive integer or None, got {checkpoint_every!r}")
@@ -317,13 +321,78 @@ class NavierStokes2D(dinv.physics.Physics):
         -------
         torch.Tensor
             :math:`w(T)` as ``(B, 1, S, S)``, or the snapshots ``(B, len(times), S, S)``.
+
+        Raises
+        ------
+        NonFiniteError
+            If the solve blew up (``dt`` beyond the scheme's stability bound): an output is not
+            finite or exceeds twice the enstrophy bound :math:`\lVert w_0\rVert + t\lVert f\rVert`;
+            the message names ``dt`` and :meth:`stable_time_step`.
         """
         self._check_input(x, "w0")
-        steps = self.snapshot_steps if dt is None else self._snapshot_steps(_check_positive("dt", dt))
+        dt = self.dt if dt is None else _check_positive("dt", dt)
+        steps = self._snapshot_steps(dt)
         coef = self.coefficients(x.dtype, x.device, dt)
         advance = self._checkpointed_advance if torch.is_grad_enabled() and x.requires_grad else advance_in_place
         chunk = max(1, _CHUNK_POINTS // self.resolution**2) if x.device.type == "cpu" else x.shape[0]
-        return torch.cat([self._solve(part, steps, coef, advance) for part in x.split(chunk)])
+        out = torch.cat([self._solve(part, steps, coef, advance) for part in x.split(chunk)])
+        self._check_bounded(x, out, dt, steps)
+        return out
+
+    def stable_time_step(self, w0: torch.Tensor) -> float:
+        r"""Estimated largest stable time step for the initial vorticity ``w0`` ``(B, 1, S, S)``.
+
+        Forward-Euler advection is stable under the advective CFL condition
+        :math:`\Delta t \le h / \max(|u| + |v|)`, :math:`h = 1/S`, and, with Crank-Nicolson
+        viscosity, the advection-diffusion condition :math:`\Delta t \le 2\nu / \max(u^2 + v^2)`
+        (the growth :math:`\tfrac12 (\Delta t\, \kappa |u|)^2` of a mode of wavenumber :math:`\kappa`
+        per step must not exceed its viscous decay :math:`\Delta t\, \nu \kappa^2`). The bound
+        is the smaller of the two, evaluated on the initial velocity (a flow that speeds up needs
+        a smaller step); ``inf`` for a fluid at rest.
+        """
+        self._check_input(w0, "w0")
+        w_hat = torch.fft.rfft2(w0[:, 0].to(torch.float64))
+        velocity = torch.fft.irfft2(w_hat.unsqueeze(1) * self.multipliers[:2].to(w_hat.device), s=w0.shape[-2:])
+        speed = float((velocity[:, 0].abs() + velocity[:, 1].abs()).max())
+        energy = float(velocity.square().sum(1).max())
+        if speed == 0:
+            return math.inf
+        return min(1.0 / (self.resolution * speed), 2.0 * self.viscosity / energy)
+
+    def _check_bounded(self, x: torch.Tensor, out: torch.Tensor, dt: float, steps: tuple[int, ...]) -> None:
+        r"""Raise a :class:`~pdeinv.errors.NonFiniteError` naming ``dt`` if the solve blew up.
+
+        The advection term conserves enstrophy (:math:`\langle u\cdot\nabla w, w\rangle = 0` for a
+        divergence-free :math:`u`) and viscosity dissipates it, so every solution obeys
+        :math:`\lVert w(t)\rVert \le \lVert w_0\rVert + t\,\lVert f\rVert` (root-mean-square norms
+        on the grid). An output that is not finite or exceeds twice this bound is the time
+        integrator's instability, not physics.
+        """
+        rms = out.detach().flatten(2).square().mean(-1).sqrt()
+        times = torch.tensor(steps, dtype=rms.dtype, device=rms.device) * dt
+        forcing = 0.0 if self.forcing is None else float(self.forcing.square().mean().sqrt())
+        bound = x.detach().flatten(1).square().mean(-1).sqrt()[:, None].to(rms.dtype) + times * forcing
+        broken = ~torch.isfinite(rms) | (rms > _GROWTH_SLACK * bound)
+        if not bool(broken.any()):
+            return
+        bad = broken.any(1).nonzero().flatten().tolist()
+        first = bad[0]
+        limit = self.stable_time_step(x[first : first + 1].detach())
+        if dt > limit:
+            advice = f"use dt <= {limit:.3g} (the stability bound of the initial state, see stable_time_step)"
+        else:
+            advice = (
+                f"dt is already below the stability bound {limit:.3g} of the initial state, so the flow sped up or "
+                f"is under-resolved at {self.resolution} x {self.resolution}: use a smaller dt, a finer grid or a "
+                "larger viscosity"
+            )
+        column = int(broken[first].nonzero()[0])
+        raise NonFiniteError(
+            f"NavierStokes2D.A blew up with dt={dt:g}: the vorticity of sample(s) {bad[:10]} reached rms "
+            f"{float(rms[first, column]):.3g} at t={float(times[column]):g}, beyond the bound ||w0|| + t ||f|| = "
+            f"{float(bound[first, column]):.3g} that every solution obeys (viscosity {self.viscosity:g}, "
+            f"{self.resolution} x {self.resolution}); {advice}"
+        )
 
     @staticmethod
     def _solve(x: torch.Tensor, steps: tuple[int, ...], coef: StepCoefficients, advance) -> torch.Tensor:
@@ -335,6 +404,7 @@ class NavierStokes2D(dinv.physics.Physics):
             done = target
             outputs.append(torch.fft.irfft2(w_hat, s=x.shape[-2:]))
         return torch.stack(outputs, dim=1)
+
 
     def residual(self, w0: torch.Tensor, w1: torch.Tensor, dt: float | None = None) -> torch.Tensor:
         r"""Residual :math:`A(w_0) - w_1` of a claimed pair, shaped like ``w1``.
@@ -352,7 +422,7 @@ class NavierStokes2D(dinv.physics.Physics):
         dt : float, optional
             Time step of this solve (default: the operator's ``dt``).
         """
-        check_field(w1, resolution=self.resolution, channels=self.n_outputs, name="w1")
+        check_field(w1, resolution=self.resolution, channels=self.n_outputs, name="w1", owner="NavierStokes2D.residual")
         if w1.shape[0] != w0.shape[0] or w1.dtype != w0.dtype:
             raise ValueError(
                 f"w1 must match w0 in batch size and dtype, got {tuple(w1.shape)} {w1.dtype} "
@@ -386,9 +456,7 @@ class NavierStokes2D(dinv.physics.Physics):
         return w_hat
 
     def _check_input(self, x: torch.Tensor, name: str) -> None:
-        check_field(x, resolution=self.resolution, channels=1, name=name)
-        if x.dtype not in _SUPPORTED_DTYPES:
-            raise ValueError(f"{name} must be float32 or float64, got {x.dtype}; convert it with .float() or .double()")
+        check_field(x, resolution=self.resolution, channels=1, name=name, owner="NavierStokes2D")
 
 
 def step(w_hat: torch.Tensor, coef: StepCoefficients) -> torch.Tensor:

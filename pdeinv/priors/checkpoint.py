@@ -25,6 +25,8 @@ from pathlib import Path
 
 import torch
 
+from pdeinv.errors import NonFiniteError
+from pdeinv.files import atomic_write
 from pdeinv.priors.base import FieldPrior
 from pdeinv.priors.backbones import BACKBONES, build_backbone
 from pdeinv.priors.edm import EDMConfig, EDMDenoiser
@@ -38,22 +40,11 @@ SHIPPED = Path(__file__).parent / "checkpoints"
 
 
 def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Write ``payload`` to ``path`` via a temporary file in the same directory and an atomic rename."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
+    """Write ``payload`` to ``path`` atomically (:func:`pdeinv.files.atomic_write`), flushed to disk."""
+    with atomic_write(path) as tmp, open(tmp, "wb") as f:
         f.write(payload)
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_torch_save(obj, path: Path) -> None:
-    """``torch.save`` made atomic (temporary file + rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def write_card(directory: Path, card: dict) -> None:
@@ -72,12 +63,18 @@ def save_prior(prior: EDMDenoiser, directory: str | Path, card: dict) -> Path:
         Created if missing.
     card : dict
         The card (see the module docstring); stored as ``card.json`` and on ``prior.card``.
+
+    Raises
+    ------
+    NonFiniteError
+        If a weight is NaN or infinite (nothing is written).
     """
     from safetensors.torch import save
 
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in prior.state_dict().items()}
+    check_finite_tensors(tensors, f"the prior to save into {directory}", "nothing was written")
+    directory.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(directory / WEIGHTS, save(tensors))
     write_card(directory, card)
     prior.card = dict(card)
@@ -137,15 +134,42 @@ def read_card(directory: str | Path) -> dict:
 
 
 def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file, checked to be finite.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file is missing.
+    ValueError
+        If it is not a readable safetensors file.
+    NonFiniteError
+        If a tensor holds NaN or infinite values (the message names it).
+    """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: a prior checkpoint needs {WEIGHTS} beside {CARD}")
     try:
-        return load_file(str(path))
+        weights = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as err:
         raise ValueError(f"{path} is not a readable safetensors file ({err}); the checkpoint is corrupt") from err
+    check_finite_tensors(weights, str(path))
+    return weights
+
+
+def check_finite_tensors(
+    tensors: dict[str, torch.Tensor],
+    where: str,
+    hint: str = "the weights are unusable (the run that wrote them diverged): use an earlier checkpoint or retrain",
+) -> None:
+    """Raise :class:`~pdeinv.errors.NonFiniteError` naming the first tensor of ``tensors`` with NaN or inf."""
+    for name, tensor in tensors.items():
+        if (tensor.is_floating_point() or tensor.is_complex()) and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise NonFiniteError(
+                f"{where}: tensor {name!r} holds {bad} NaN or infinite value(s) of {tensor.numel()}; {hint}"
+            )
 
 
 def prior_from_card(card: dict) -> EDMDenoiser:

@@ -6,9 +6,12 @@ Train (single process; ``torchrun --nproc_per_node N -m pdeinv.cli train ...`` f
 
     pdeinv train --data helmholtz_64.h5 --backbone fno --steps 12000 --out priors/helmholtz
 
-Resume a killed run bit for bit::
+Resume a killed run bit for bit (with the run's settings and data; anything else is refused)::
 
     pdeinv train --data helmholtz_64.h5 --backbone fno --steps 12000 --out priors/helmholtz --resume
+
+An ``--out`` that holds a run is refused unless ``--resume`` or ``--overwrite`` is given. A
+non-finite loss stops the run with exit code 1, keeping the last checkpoint.
 
 On a shared CPU machine run it with ``OMP_WAIT_POLICY=PASSIVE MALLOC_MMAP_THRESHOLD_=4294967296
 MALLOC_TRIM_THRESHOLD_=68719476736`` in the environment: spinning OpenMP threads and page faults
@@ -27,10 +30,15 @@ Write quality figures (physics consistency, spectrum ratio) into the card, here 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+import os
 import shlex
 import sys
+import time
+from pathlib import Path
 
+from pdeinv.errors import UsageError
 from pdeinv.priors.edm import RESIDUALS, EDMConfig
 from pdeinv.priors.spectral_gaussian import BASE_CHOICES
 from pdeinv.priors.training import LR_SCHEDULES
@@ -49,7 +57,9 @@ def _option(text: str) -> tuple[str, object]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the ``pdeinv train`` options."""
     parser.add_argument("--data", help="HDF5 field file written by `pdeinv data`")
-    parser.add_argument("--out", help="output directory: model.safetensors, card.json, training_state.pt, log.csv")
+    parser.add_argument(
+        "--out", help="output directory: model.safetensors, card.json, training_state.json (+ .safetensors), log.csv"
+    )
     parser.add_argument("--backbone", choices=("fno", "unet"), default="fno", help="denoiser backbone (default fno)")
     parser.add_argument(
         "--backbone-option", action="append", type=_option, default=[], metavar="KEY=VALUE",
@@ -109,7 +119,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="linear PDEs: train with the solution channel set to the solve of the input channel, as sampled",
     )
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    parser.add_argument("--resume", action="store_true", help="continue a killed run from --out")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue a killed run from --out (same settings and data)"
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--evaluate", metavar="DIR", help="measure quality figures of a trained prior into its card")
     parser.add_argument("--eval-samples", type=int, default=64, help="unconditional samples for --evaluate")
@@ -131,7 +144,7 @@ def _train(args: argparse.Namespace) -> int:
     from pdeinv.priors.training import TrainConfig, train
 
     if not args.data or not args.out:
-        raise SystemExit("pdeinv train: --data FILE and --out DIR are required")
+        raise UsageError("pdeinv train: --data FILE and --out DIR are required")
     config = TrainConfig(
         out=args.out,
         backbone=args.backbone,
@@ -160,8 +173,39 @@ def _train(args: argparse.Namespace) -> int:
     )
     data = load_training_data(args.data, channels=args.channels, resolution=args.resolution)
     trainer_class, data = _trainer_and_data(args, data)
-    train(config, data, resume=args.resume, trainer_class=trainer_class)
+    first_step = _resumed_step(args.out) if args.resume else 0
+    start = time.perf_counter()
+    train(config, data, resume=args.resume, trainer_class=trainer_class, overwrite=args.overwrite)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(_summary(Path(args.out), config.steps - first_step, time.perf_counter() - start))
     return 0
+
+
+def _resumed_step(out: str) -> int:
+    """The step of the training state in ``out`` (0 when there is none: ``train`` then reports why)."""
+    from pdeinv.priors.training_state import STATE
+
+    path = Path(out) / STATE
+    try:
+        return int(json.loads(path.read_text())["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
+def _summary(out: Path, steps: int, seconds: float) -> str:
+    """The lines ``pdeinv train`` ends with: where the checkpoint is, the final loss, the speed."""
+    from pdeinv.priors.training_state import STATE
+
+    with open(out / "log.csv", newline="") as f:
+        last = list(csv.DictReader(f))[-1]
+    rate = f"{steps / seconds:.2f} steps/s" if steps and seconds > 0 else "no steps left to train"
+    return "\n".join([
+        f"trained {out}: step {last['step']}, final loss {float(last['loss']):.4g} (mean over the last log period)",
+        f"  {steps} step(s) in {seconds:.1f} s this session ({rate}); "
+        f"total training time {float(last['wall_s']):.1f} s",
+        f"  checkpoint: {out / 'model.safetensors'} + {out / 'card.json'}",
+        f"  resume state: {out / STATE}; log: {out / 'log.csv'}",
+    ])
 
 
 def _trainer_and_data(args: argparse.Namespace, data):
@@ -170,7 +214,7 @@ def _trainer_and_data(args: argparse.Namespace, data):
 
     if args.model != "denoiser":
         if args.autoencoder or args.repa_encoder:
-            raise SystemExit(f"pdeinv train: --autoencoder and --repa-encoder train priors, not --model {args.model}")
+            raise UsageError(f"pdeinv train: --autoencoder and --repa-encoder train priors, not --model {args.model}")
         from pdeinv.latent.training import AutoencoderTrainer, SurrogateTrainer
 
         return (AutoencoderTrainer if args.model == "autoencoder" else SurrogateTrainer), data
@@ -194,7 +238,7 @@ def _repa(args: argparse.Namespace, trainer, autoencoder, fields):
 
     if args.repa_encoder == "autoencoder":
         if autoencoder is None:
-            raise SystemExit("pdeinv train: --repa-encoder autoencoder needs --autoencoder DIR")
+            raise UsageError("pdeinv train: --repa-encoder autoencoder needs --autoencoder DIR")
         encoder = AutoencoderFeatures(autoencoder)
     else:
         encoder = load_encoder(args.repa_encoder)
@@ -209,7 +253,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         from pdeinv.latent.quality import evaluate_autoencoder
 
         if not args.data:
-            raise SystemExit("pdeinv train --evaluate AUTOENCODER needs --data TEST.h5 (held-out fields)")
+            raise UsageError("pdeinv train --evaluate AUTOENCODER needs --data TEST.h5 (held-out fields)")
         print(json.dumps(evaluate_autoencoder(args.evaluate, args.data, args.eval_samples), indent=2))
         return 0
 

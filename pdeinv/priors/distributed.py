@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from pdeinv.errors import UsageError
+
 
 @dataclass(frozen=True)
 class DistEnv:
@@ -31,6 +33,25 @@ class DistEnv:
     def distributed(self) -> bool:
         """True when more than one process trains."""
         return self.world_size > 1
+
+
+def check_device(device: str) -> None:
+    """Raise a :class:`~pdeinv.errors.UsageError` unless ``device`` is ``cpu``, ``cuda`` or ``cuda:N`` and exists."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise UsageError(f"unknown device {device!r}; use 'cpu', 'cuda' or 'cuda:N'") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise UsageError(f"training runs on 'cpu', 'cuda' or 'cuda:N', not {device!r}")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(
+                f"device {device!r} asked for, but CUDA is not available on this machine; use --device cpu"
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise UsageError(
+                f"device {device!r} does not exist: this machine has {torch.cuda.device_count()} CUDA device(s)"
+            )
 
 
 def setup(device: str = "cpu") -> DistEnv:

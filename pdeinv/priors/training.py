@@ -10,9 +10,12 @@ steps, then stays constant or follows a cosine decay (:func:`learning_rate`); th
 ``ema_rampup`` r), and are what the checkpoint ships.
 
 Output directory ``out``: ``model.safetensors`` + ``card.json`` (the EMA prior, see
-:mod:`pdeinv.priors.checkpoint`), ``training_state.pt`` (everything needed to resume: model, EMA,
-optimiser, step, data order position and every rank's generator state) and ``log.csv``.
-Resuming a killed run reproduces the uninterrupted run bit for bit.
+:mod:`pdeinv.priors.checkpoint`), ``training_state.json`` + its safetensors file (everything
+needed to resume: model, EMA, optimiser, step, data order position, every rank's generator
+state, the settings and the training file's SHA-256; :mod:`pdeinv.priors.training_state`) and
+``log.csv``. Resuming a killed run reproduces the uninterrupted run bit for bit; it is refused
+if a setting or the data differ from the run's. A non-finite loss or gradient stops the run
+before the weights are updated, keeping the last checkpoint on disk.
 """
 
 from __future__ import annotations
@@ -20,31 +23,39 @@ from __future__ import annotations
 import copy
 import csv
 import fcntl
+import json
 import math
+import numbers
 import os
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+import typing
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data.distributed import DistributedSampler
 
+from pdeinv.errors import NonFiniteError, OutputExistsError, PdeinvError, UsageError
 from pdeinv.priors import distributed
 from pdeinv.priors.augment import augment, symmetry_group
-from pdeinv.priors.backbones import backbone_config, build_backbone, config_dict
-from pdeinv.priors.checkpoint import FORMAT, FORMAT_VERSION, atomic_torch_save, save_prior
+from pdeinv.priors.backbones import BACKBONES, backbone_config, build_backbone, config_dict
+from pdeinv.priors.checkpoint import CARD, FORMAT, FORMAT_VERSION, WEIGHTS, save_prior
 from pdeinv.priors.consistent import consistency_spec, consistent_from_card
 from pdeinv.priors.data import TrainingData
 from pdeinv.priors.edm import RESIDUALS, EDMConfig, EDMDenoiser, edm_loss, sample_training_sigma
 from pdeinv.priors.spectral_gaussian import BASE_CHOICES, SpectralGaussianDenoiser, choose_basis
+from pdeinv.priors.training_state import STATE, read_training_state, save_training_state, state_files
 
-STATE = "training_state.pt"
 LOG = "log.csv"
 LOCK = ".train.lock"
 LOG_FIELDS = ("step", "epoch", "loss", "grad_norm", "lr", "seconds_per_step", "wall_s")
 LR_SCHEDULES = ("constant", "cosine")
+# Settings a resumed run may change: where it runs and what it prints, not what it computes.
+RESUME_FREE_SETTINGS = ("out", "command", "progress", "device", "data")
+_INTEGER_SETTINGS = {"steps": 1, "batch_size": 1, "warmup": 0, "checkpoint_every": 1, "log_every": 1, "seed": 0}
+_REAL_SETTINGS = ("lr", "weight_decay", "lr_floor", "ema_halflife", "ema_rampup", "grad_clip")
 
 
 @dataclass
@@ -134,24 +145,90 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self):
-        positive = {k: getattr(self, k) for k in ("steps", "batch_size", "checkpoint_every", "log_every")}
-        bad = {k: v for k, v in positive.items() if int(v) < 1}
-        if bad:
-            raise ValueError(f"these settings must be positive integers: {bad}")
-        if self.lr <= 0 or self.ema_halflife <= 0 or self.warmup < 0 or self.grad_clip < 0:
-            raise ValueError("lr and ema_halflife must be positive, warmup and grad_clip non-negative")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
-        if not 0 <= self.lr_floor <= 1:
-            raise ValueError(f"lr_floor must lie in [0, 1], got {self.lr_floor}")
         if isinstance(self.edm, dict):
             self.edm = EDMConfig(**self.edm)
+        for name, minimum in _INTEGER_SETTINGS.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+                raise UsageError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        for name in _REAL_SETTINGS + ("edm.sigma_data", "edm.p_mean", "edm.p_std"):
+            value = getattr(self.edm, name[4:]) if name.startswith("edm.") else getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+                raise UsageError(f"{name} must be a finite real number, got {value!r}")
+        if self.lr <= 0 or self.ema_halflife <= 0 or self.weight_decay < 0 or self.grad_clip < 0:
+            raise UsageError(
+                f"lr and ema_halflife must be positive, weight_decay and grad_clip non-negative; got lr={self.lr}, "
+                f"ema_halflife={self.ema_halflife}, weight_decay={self.weight_decay}, grad_clip={self.grad_clip}"
+            )
+        if self.edm.sigma_data <= 0 or self.edm.p_std <= 0:
+            raise UsageError(
+                f"sigma_data (--sigma-data) and p_std must be positive, got {self.edm.sigma_data} and "
+                f"{self.edm.p_std}: EDM's preconditioning divides by them (1.0 suits per-channel standardised fields)"
+            )
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise UsageError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if not 0 <= self.lr_floor <= 1:
+            raise UsageError(f"lr_floor must lie in [0, 1], got {self.lr_floor}")
         if self.gaussian_base not in BASE_CHOICES:
-            raise ValueError(f"gaussian_base must be one of {BASE_CHOICES}, got {self.gaussian_base!r}")
+            raise UsageError(f"gaussian_base must be one of {BASE_CHOICES}, got {self.gaussian_base!r}")
         if self.residual not in RESIDUALS:
-            raise ValueError(f"residual must be one of {RESIDUALS}, got {self.residual!r}")
+            raise UsageError(f"residual must be one of {RESIDUALS}, got {self.residual!r}")
         if self.residual == "posterior" and self.gaussian_base == "none":
-            raise ValueError("residual='posterior' scales the network by the Gaussian base; set gaussian_base")
+            raise UsageError("residual='posterior' scales the network by the Gaussian base; set gaussian_base")
+        if self.backbone not in BACKBONES:
+            raise UsageError(f"backbone must be one of {sorted(BACKBONES)}, got {self.backbone!r}")
+        if not isinstance(self.backbone_options, dict):
+            raise UsageError(f"backbone_options must be a dict of KEY: VALUE, got {self.backbone_options!r}")
+        distributed.check_device(self.device)
+
+    def resumable_settings(self) -> dict:
+        """The settings a resumed run must share with the run it continues (JSON values)."""
+        settings = {k: v for k, v in asdict(self).items() if k not in RESUME_FREE_SETTINGS}
+        return json.loads(json.dumps(settings))
+
+
+def check_options(config_class: type, options: dict, what: str) -> None:
+    """Check ``--backbone-option`` values against the fields and types of a configuration dataclass.
+
+    Integers must be ``>= 1`` (``>= 0`` for the channel indices ``*_channel``), reals finite,
+    tuples non-empty lists of positive integers.
+
+    Raises
+    ------
+    UsageError
+        For an unknown key (listing the valid ones) or a value of the wrong type or range.
+    """
+    hints = typing.get_type_hints(config_class)
+    valid = sorted(f.name for f in fields(config_class))
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise UsageError(
+            f"unknown --backbone-option {', '.join(unknown)} for {what}; valid options: {', '.join(valid)}"
+        )
+    for name, value in options.items():
+        expected = _expected_value(hints[name], minimum=0 if name.endswith("_channel") else 1)
+        if expected is not None and not expected[1](value):
+            raise UsageError(f"--backbone-option {name}={json.dumps(value)} for {what}: expected {expected[0]}")
+
+
+def _expected_value(hint, minimum: int):
+    """``(description, predicate)`` of the values of a dataclass field annotated ``hint``."""
+    def integer(v):
+        return isinstance(v, int) and not isinstance(v, bool) and v >= minimum
+
+    if hint is bool:
+        return "true or false", lambda v: isinstance(v, bool)
+    if hint is int:
+        return f"an integer >= {minimum}", integer
+    if hint is float:
+        return "a finite number", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    if hint is str:
+        return "a string", lambda v: isinstance(v, str)
+    if typing.get_origin(hint) is tuple:
+        return f"a list of integers >= {minimum}, e.g. [32,64]", lambda v: isinstance(v, list) and v and all(
+            integer(c) for c in v
+        )
+    return None
 
 
 def default_backbone_options(config: TrainConfig, data: TrainingData) -> dict:
@@ -254,7 +331,13 @@ class Trainer:
                 f"{len(data.fields)} samples cannot fill a batch of {self.local_batch} on each of "
                 f"{self.env.world_size} process(es); use a smaller --batch-size or more data"
             )
-        self.model, self.card = self.build(config, data)
+        what = self.options_description(config)
+        check_options(self.options_class(config), config.backbone_options, what)
+        try:
+            self.model, self.card = self.build(config, data)
+        except (TypeError, ZeroDivisionError) as err:
+            options = config.backbone_options
+            raise UsageError(f"the --backbone-option values {options} do not build {what}: {err}") from err
         self.model.to(self.env.device)
         self.consistent = consistent_from_card(self.model, self.card) if "operator_consistent" in self.card else None
         if self.consistent is not None and not self.consistent.linear:
@@ -277,7 +360,16 @@ class Trainer:
         self.epoch = 0
         self.position = 0
         self.wall_s = 0.0
+        self.last_checkpoint: int | None = None
         self._order = self._epoch_batches(0)
+
+    def options_class(self, config: TrainConfig) -> type:
+        """The configuration dataclass ``config.backbone_options`` override (the backbone's)."""
+        return BACKBONES[config.backbone][0]
+
+    def options_description(self, config: TrainConfig) -> str:
+        """What the options configure, for error messages."""
+        return f"backbone {config.backbone!r}"
 
     def build(self, config: TrainConfig, data: TrainingData) -> tuple[torch.nn.Module, dict]:
         """The model to train and its card skeleton (an EDM prior; subclasses train other models)."""
@@ -333,11 +425,30 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         max_norm = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
+        loss_value = float(loss.detach())
+        if not (math.isfinite(loss_value) and math.isfinite(grad_norm)):
+            self.optimizer.zero_grad(set_to_none=True)
+            what = f"the loss is {loss_value} and the gradient norm {grad_norm}"
+            raise self._diverged(self.step + 1, what + "; the weights were not updated", lr)
         self.optimizer.step()
         self.step += 1
         self._update_ema()
-        return float(loss.detach()), float(grad_norm), lr
+        return loss_value, grad_norm, lr
+
+    def _diverged(self, step: int, what: str, lr: float) -> NonFiniteError:
+        """The error that stops a diverged run, naming the step and where the last good checkpoint is."""
+        cfg = self.config
+        if self.last_checkpoint is None:
+            kept = f"No checkpoint was written before it (the first is due at step {cfg.checkpoint_every})."
+        else:
+            kept = f"The last good checkpoint (step {self.last_checkpoint}) is kept in {cfg.out}."
+        clip = f"--grad-clip {cfg.grad_clip:g}" if cfg.grad_clip > 0 else "no gradient clipping (--grad-clip 0)"
+        return NonFiniteError(
+            f"training diverged at step {step}: {what} (learning rate {lr:.3g}, {clip}). {kept} "
+            f"Train again with a smaller --lr (now {cfg.lr:g}) or with gradient clipping "
+            "(--grad-clip 1), and check that --sigma-data matches the normalised data (1 for standardised fields)"
+        )
 
     @torch.no_grad()
     def _update_ema(self) -> None:
@@ -348,7 +459,12 @@ class Trainer:
             e.copy_(b)
 
     def state_dict(self) -> dict:
-        """Everything needed to continue bit for bit (generator states gathered from every rank)."""
+        """Everything needed to continue bit for bit (generator states gathered from every rank).
+
+        Besides the tensors, it records what the run computes with: its settings
+        (:meth:`TrainConfig.resumable_settings`), its card skeleton (backbone, preconditioning,
+        normalisation, resolution, data provenance) and the training file's SHA-256.
+        """
         return {
             "step": self.step,
             "epoch": self.epoch,
@@ -359,22 +475,51 @@ class Trainer:
             "ema": self.ema.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "generators": distributed.gather_objects(self.env, self.generator.get_state()),
-            "config": asdict(self.config),
+            "settings": self.config.resumable_settings(),
+            "card": _json_copy(self.card),
+            "data_sha256": self.data.sha256,
         }
 
-    def load_state_dict(self, state: dict) -> None:
-        """Restore a :meth:`state_dict` written by a run with the same data and world size."""
+    def check_resumable(self, state: dict) -> None:
+        """Raise unless ``state`` was written by a run with this run's data, settings and world size.
+
+        Raises
+        ------
+        PdeinvError
+            Naming every setting that differs with both values, or the two data SHA-256s.
+        """
+        where = self.config.out
         if state["world_size"] != self.env.world_size:
-            raise ValueError(
-                f"the checkpoint was written by {state['world_size']} process(es); resume with the same number "
-                f"(now {self.env.world_size})"
+            raise PdeinvError(
+                f"the run in {where} was trained by {state['world_size']} process(es); resume it with the same "
+                f"number (now {self.env.world_size})"
             )
+        if state.get("data_sha256") != self.data.sha256:
+            raise PdeinvError(
+                f"the run in {where} was trained on data with SHA-256 {state.get('data_sha256')}, but "
+                f"{self.data.provenance.get('path', 'the data given')} has SHA-256 {self.data.sha256}; resume with "
+                "the run's training file, or start a new run (--overwrite or another --out)"
+            )
+        run = {**_flat(state["settings"]), **_flat(_without_path(state["card"]), "card ")}
+        now = {**_flat(self.config.resumable_settings()), **_flat(_without_path(_json_copy(self.card)), "card ")}
+        changed = [f"{k}: {run.get(k)!r} (run) vs {now.get(k)!r} (now)" for k in sorted(set(run) | set(now))
+                   if run.get(k) != now.get(k)]
+        if changed:
+            raise PdeinvError(
+                f"the run in {where} was started with other settings: {'; '.join(changed)}. Resume with the run's "
+                "settings, or start a new run (--overwrite or another --out)"
+            )
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a :meth:`state_dict` written by a run with the same data, settings and world size."""
+        self.check_resumable(state)
         self.model.load_state_dict(state["model"])
         self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generators"][self.env.rank])
         self.step, self.epoch, self.position = state["step"], state["epoch"], state["position"]
         self.wall_s = state["wall_s"]
+        self.last_checkpoint = self.step
         self._order = self._epoch_batches(self.epoch)
 
     def card_for_checkpoint(self) -> dict:
@@ -392,13 +537,47 @@ class Trainer:
         return {**self.card, "training": training}
 
     def save_checkpoint(self) -> None:
-        """Write the EMA prior and the resumable state (rank 0), atomically; all ranks take part."""
+        """Write the EMA prior and the resumable state (rank 0), atomically; all ranks take part.
+
+        Raises
+        ------
+        NonFiniteError
+            If the weights hold NaN or inf (nothing is written; the previous checkpoint stays).
+        """
         state = self.state_dict()
+        bad = [f"{section} {name}" for section in ("model", "ema") for name, t in state[section].items()
+               if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t).all())]
+        if bad:
+            what = f"the weights became NaN or infinite ({', '.join(bad[:3])}); they were not saved"
+            raise self._diverged(self.step, what, learning_rate(self.config, self.step - 1))
         if self.env.is_main:
             out = Path(self.config.out)
             save_prior(self.ema, out, self.card_for_checkpoint())
-            atomic_torch_save(state, out / STATE)
+            save_training_state(out, state)
+        self.last_checkpoint = self.step
         distributed.barrier(self.env)
+
+
+def _json_copy(value):
+    """``value`` as it reads back from JSON (tuples become lists)."""
+    return json.loads(json.dumps(value))
+
+
+def _without_path(card: dict) -> dict:
+    """A card without its data path (a moved file is the same data; its SHA-256 is compared)."""
+    data = {k: v for k, v in card.get("data", {}).items() if k != "path"}
+    return {**card, "data": data}
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def _lock_output(out: Path):
@@ -406,7 +585,7 @@ def _lock_output(out: Path):
 
     Raises
     ------
-    RuntimeError
+    PdeinvError
         If another ``pdeinv train`` process holds the lock.
     """
     handle = open(out / LOCK, "a+")
@@ -414,7 +593,7 @@ def _lock_output(out: Path):
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.close()
-        raise RuntimeError(
+        raise PdeinvError(
             f"another `pdeinv train` is writing to {out}; let it finish (or stop it) before starting or resuming "
             "a run there, or choose another --out"
         ) from None
@@ -436,8 +615,39 @@ def _open_log(out: Path, resume_step: int | None):
     return handle, writer
 
 
+def check_run_directory(out: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to start a run over another one: ``out`` holding a run needs ``resume`` or ``overwrite``.
+
+    With ``overwrite`` the previous run's checkpoint, state and log are deleted first, so that
+    nothing of it can be mistaken for the new run's.
+
+    Raises
+    ------
+    OutputExistsError
+        If ``out`` holds a run (checkpoint, training state or log) and neither flag is set.
+    UsageError
+        If both flags are set.
+    """
+    if resume and overwrite:
+        raise UsageError("--resume continues the run in --out and --overwrite replaces it; pass only one")
+    if resume:
+        return
+    previous = [p for p in (out / WEIGHTS, out / CARD, out / LOG) if p.is_file()] + state_files(out)
+    if previous and not overwrite:
+        raise OutputExistsError(
+            f"{out} holds a training run ({', '.join(sorted(p.name for p in previous))}); pass --resume to continue "
+            "it, --overwrite to replace it, or choose another --out"
+        )
+    for path in previous:
+        path.unlink()
+
+
 def train(
-    config: TrainConfig, data: TrainingData, resume: bool = False, trainer_class: type[Trainer] = Trainer
+    config: TrainConfig,
+    data: TrainingData,
+    resume: bool = False,
+    trainer_class: type[Trainer] = Trainer,
+    overwrite: bool = False,
 ) -> torch.nn.Module:
     """Train (or resume) a prior and return its EMA model.
 
@@ -448,23 +658,35 @@ def train(
     data : TrainingData
         Normalised training fields.
     resume : bool
-        Continue from ``config.out/training_state.pt``.
+        Continue the run in ``config.out`` (its settings and data must be this call's).
     trainer_class : type
         :class:`Trainer` or a subclass training another model (the autoencoder of latent space).
+    overwrite : bool
+        Replace a run already in ``config.out``.
 
     Raises
     ------
     FileNotFoundError
         If ``resume`` is set but there is no training state in ``config.out``.
-    RuntimeError
-        If another training process is writing to ``config.out``.
+    OutputExistsError
+        If ``config.out`` holds a run and neither ``resume`` nor ``overwrite`` is set.
+    PdeinvError
+        If the run to resume used other settings or data, or its state is corrupt; or another
+        training process is writing to ``config.out``.
+    NonFiniteError
+        If the loss, a gradient or the weights become NaN or infinite (the run stops before the
+        weights are updated; the last checkpoint stays on disk).
     """
     out = Path(config.out)
     lock = None
     if int(os.environ.get("RANK", "0")) == 0:
+        if out.exists() and not out.is_dir():
+            raise UsageError(f"--out {out} is a file; training writes a directory")
         out.mkdir(parents=True, exist_ok=True)
         lock = _lock_output(out)
     try:
+        if lock is not None:
+            check_run_directory(out, resume, overwrite)
         return _run(config, data, resume, out, trainer_class)
     finally:
         if lock is not None:
@@ -476,9 +698,7 @@ def _run(config: TrainConfig, data: TrainingData, resume: bool, out: Path, train
 
     trainer = trainer_class(config, data)
     if resume:
-        if not (out / STATE).is_file():
-            raise FileNotFoundError(f"nothing to resume: {out / STATE} does not exist; drop --resume to start afresh")
-        trainer.load_state_dict(torch.load(out / STATE, map_location=trainer.env.device, weights_only=False))
+        trainer.load_state_dict(read_training_state(out))
     is_main = trainer.env.is_main
     if is_main:
         log_handle, writer = _open_log(out, trainer.step if resume else None)
