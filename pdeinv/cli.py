@@ -13,6 +13,7 @@ and 1 for a failed run (:class:`~pdeinv.errors.PdeinvError`, a missing or damage
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
@@ -20,6 +21,7 @@ import sys
 from pdeinv.errors import PdeinvError
 
 USAGE, FAILURE, INTERRUPTED = 2, 1, 130
+FINITE_CHECKED = ("train", "solve", "bench", "demo")  # commands whose operator inputs and outputs are checked
 EXPECTED = (ValueError, OSError, RuntimeError)
 
 COMMANDS = {
@@ -61,6 +63,13 @@ def _quiet_threads() -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
+def _finite_checks(command: str):
+    """Check operator inputs and outputs for NaN / inf while a command that runs operators works."""
+    if command not in FINITE_CHECKED:
+        return contextlib.nullcontext()
+    return importlib.import_module("pdeinv.operators.base").check_finite(True)
+
+
 def one_line(error: BaseException) -> str:
     """The message of ``error`` on one line."""
     return " ".join(str(error).split()) or type(error).__name__
@@ -81,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         return stop.code if isinstance(stop.code, int) else USAGE
     prog = " ".join(["pdeinv", args.command] + ([args.data_command] if getattr(args, "data_command", None) else []))
     try:
-        return int(args.run(args) or 0)
+        with _finite_checks(args.command):
+            return int(args.run(args) or 0)
     except KeyboardInterrupt:
         if args.debug:
             raise

@@ -27,7 +27,7 @@ from pdeinv.datasets import generate, helmholtz_source_grf, make_config, ns_vort
 from pdeinv.operators import Helmholtz, NavierStokes2D, PointObservation, random_points
 from pdeinv.priors.base import FieldPrior
 from pdeinv.sampling import InverseProblem, Kriging, KrigingObservation, LinearGaussianModel, MethodOptions, solve
-from pdeinv.sampling.commands import build_problem, result_dataset
+from pdeinv.sampling.commands import build_problem
 from pdeinv.sampling.measurements import read_measurements
 
 S = 16
@@ -357,7 +357,7 @@ def test_guided_solve_on_a_measurement_file(tmp_path, helmholtz_setting):
     rebuilt = build_problem(read_measurements(path), setting["prior"])
     result = solve("fundps", rebuilt, MethodOptions(steps=50, samples=2, prior=setting["prior"]))
     assert float(relative(result.mean, setting["sources"]).mean()) < 0.75
-    dataset = result_dataset(rebuilt, result, {"method": "fundps"})
+    dataset = result.describe(rebuilt, method="fundps").to_xarray()
     assert dataset["samples"].shape == (3, 2, S, S) and dataset["point_x"].shape == (24,)
 
 
