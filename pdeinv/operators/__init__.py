@@ -4,6 +4,7 @@ Fields are ``(batch, channels, S, S)`` tensors with ``field[..., i, j]`` at ``(x
 """
 
 from pdeinv.operators.blur import CircularBlur, GaussianBlur, MotionBlur
+from pdeinv.operators.darcy import Darcy
 from pdeinv.operators.downsampling import Downsampling
 from pdeinv.operators.helmholtz import Helmholtz, Poisson
 from pdeinv.operators.inpainting import BoxInpainting, RandomInpainting
@@ -15,6 +16,7 @@ from pdeinv.operators.symmetry import SymmetryGroup, Transform
 __all__ = [
     "BoxInpainting",
     "CircularBlur",
+    "Darcy",
     "Downsampling",
     "FourierPhaseRetrieval",
     "GaussianBlur",
