@@ -5,13 +5,23 @@ from __future__ import annotations
 import math
 
 import deepinv
+import h5py
 import numpy as np
 import pytest
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import torch
 
+from pdeinv.bench.tasks import get_task
+from pdeinv.datasets.generate import generate, make_config
+from pdeinv.datasets.grf import darcy_level_set_grf, darcy_permeability
+from pdeinv.datasets.inspection import check_file
+from pdeinv.datasets.seeding import sample_generator
+from pdeinv.datasets.splits import SPLIT_SEEDS, benchmark_set_configs
 from pdeinv.operators import Darcy
+from pdeinv.priors.augment import symmetry_group
+from pdeinv.priors.quality import binarize, binary_figures
+from pdeinv.sampling.problem import pde_physics
 
 
 def grid(resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -143,3 +153,56 @@ def test_invalid_inputs_raise_named_errors():
         physics.A(torch.full((1, 1, 8, 8), float("nan")))
     with pytest.raises(ValueError, match="resolution"):
         Darcy(2)
+
+
+def test_level_set_grf_is_the_fno_darcy_field_and_permeability_is_binary():
+    grf = darcy_level_set_grf(16)
+    assert (grf.basis, grf.alpha, grf.tau, grf.amplitude, grf.zero_boundary) == ("cosine", 2.0, 3.0, 3.0, False)
+    k1, k2 = grf.wavenumbers()
+    expected = 16**2 * 9.0 * (math.pi**2 * (k1**2 + k2**2) + 9.0) ** -2.0
+    expected[0, 0] = 0.0
+    assert torch.allclose(grf.eigenvalues(), expected, rtol=1e-14, atol=0)
+    mu = torch.tensor([-1.0, -1e-9, 0.0, 2.0])
+    assert darcy_permeability(mu).tolist() == [3.0, 3.0, 12.0, 12.0]
+
+
+def test_generated_darcy_pairs_match_an_independent_solve(tmp_path):
+    s, n = 12, 5
+    out = generate(make_config("darcy", s, n, seed=3), tmp_path / "d.h5", batch_size=16, progress=False)
+    assert check_file(out) == []
+    with h5py.File(out, "r") as f:
+        a, u = f["t0_fields/permeability"][()], f["t0_fields/pressure"][()]
+        assert (f.attrs["pde"], list(f.attrs["input_fields"]), list(f.attrs["output_fields"])) == (
+            "darcy", ["permeability"], ["pressure"])
+    assert set(np.unique(a)) <= {3.0, 12.0} and a.shape == u.shape == (n, 1, s, s)
+    for i in range(n):
+        level_set = darcy_level_set_grf(s).sample(1, sample_generator(3, i))
+        assert np.array_equal(a[i : i + 1], darcy_permeability(level_set).numpy())
+        reference = reference_solve(a[i, 0].astype(np.float64))
+        assert np.abs(u[i, 0] - reference).max() <= 1e-6 * np.abs(reference).max()
+
+
+def test_darcy_benchmark_set_and_tasks():
+    assert benchmark_set_configs(64)["darcy_64_test"] == make_config("darcy", 64, 64, SPLIT_SEEDS["test"])
+    inverse, forward = get_task("darcy-inverse"), get_task("darcy-forward-64")
+    assert (inverse.resolution, inverse.n_points, inverse.channels) == (128, 500, ("permeability", "pressure"))
+    assert (forward.resolution, forward.n_points) == (64, 123)
+    assert (inverse.metric_name, forward.metric_name, get_task("darcy-inverse-64").metric_name) == (
+        "error_rate", "rel_l2", "error_rate")
+    truth = torch.full((2, 1, 4, 4), 3.0)
+    truth[1, 0, :2] = 12.0
+    estimate = truth.clone()
+    estimate[0, 0, 0, 0] = 8.0  # wrong class
+    estimate[1, 0, 0, :] = 7.6  # right class, wrong value
+    assert inverse.metric(estimate, truth).tolist() == [1 / 16, 0.0]
+    assert isinstance(pde_physics("darcy", 9).operator, Darcy)
+
+
+def test_binary_quality_figures_and_augmentation_group():
+    data = torch.where(torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(5)) > 0.5, 12.0, 3.0)
+    blurred = 0.5 * (data + data.roll(1, dims=-1))
+    figures = binary_figures(blurred, data)
+    assert figures["binary_fraction_data"] == 1.0 and figures["binary_fraction"] < 1.0
+    assert figures["high_fraction_data"] == round(float((data > 7.5).double().mean()), 4)
+    assert torch.equal(binarize(blurred + 0.1), torch.where(blurred + 0.1 > 7.5, 12.0, 3.0))
+    assert symmetry_group("darcy", 16).name == "D4"

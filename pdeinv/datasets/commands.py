@@ -2,7 +2,7 @@
 
 Sub-commands::
 
-    pdeinv data generate {helmholtz,poisson,navier-stokes} --resolution S --n N --seed SEED --out FILE.h5
+    pdeinv data generate {helmholtz,poisson,darcy,navier-stokes} --resolution S --n N --seed SEED --out FILE.h5
                          [--batch-size B] [--solver-batch G] [--viscosity NU] [--time T] [--dt DT]
                          [--device cpu] [--no-progress]
     pdeinv data benchmark-sets --out DIR [--resolution 128] [--n 64] [--batch-size B] [--device cpu] [--no-progress]
@@ -24,7 +24,7 @@ from pdeinv.datasets.splits import SPLIT_SEEDS, benchmark_set_configs
 
 def _add_generate(sub) -> None:
     parser = sub.add_parser("generate", help="generate (input, solution) pairs into an HDF5 file (resumable)")
-    parser.add_argument("pde", help="helmholtz, poisson or navier-stokes")
+    parser.add_argument("pde", help="helmholtz, poisson, darcy or navier-stokes")
     parser.add_argument("--resolution", type=int, required=True, help="grid points per side S")
     parser.add_argument("--n", type=int, required=True, help="number of samples")
     parser.add_argument(
@@ -59,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     bench = sub.add_parser(
         "benchmark-sets", help=f"generate the fixed benchmark test sets (seed test={SPLIT_SEEDS['test']})"
     )
-    bench.add_argument("--out", required=True, help="directory for helmholtz_<S>_test.h5 and navier-stokes_<S>_test.h5")
+    bench.add_argument("--out", required=True, help="directory for the <pde>_<S>_test.h5 files (helmholtz, poisson, darcy, navier-stokes)")
     bench.add_argument("--resolution", type=int, default=128, help="grid points per side (default 128)")
     bench.add_argument("--n", type=int, default=64, help="samples per set (default 64)")
     bench.add_argument("--batch-size", type=int, default=32)

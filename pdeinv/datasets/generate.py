@@ -6,6 +6,9 @@ PDEs (``GenerationConfig.pde``):
   ``u = Helmholtz(S, k).A(a)`` of ``lap_h u + k^2 u = a`` (``k = 1``), vertex grid, ``u = 0`` on
   the boundary. The solve runs in float64 on the stored float32 source; ``u`` is then rounded.
 - ``poisson``: the same with ``k = 0``.
+- ``darcy``: level set ``mu`` ~ :func:`~pdeinv.datasets.grf.darcy_level_set_grf`, permeability
+  ``a = 12`` where ``mu >= 0`` and ``3`` elsewhere, pressure ``u = Darcy(S).A(a)`` of
+  ``-div(a grad u) = 1``, ``u = 0`` on the boundary (vertex grid); solved in float64, ``u`` rounded.
 - ``navier-stokes``: initial vorticity ``w0`` ~ :func:`~pdeinv.datasets.grf.ns_vorticity_grf`,
   ``w(T) = NavierStokes2D(S, viscosity, T, dt).A(w0)`` in float32 (the FNO generator's precision);
   the field ``vorticity`` holds ``time = [0, T]``.
@@ -36,14 +39,22 @@ import torch
 from tqdm import tqdm
 
 from pdeinv import __version__
-from pdeinv.datasets.grf import GaussianRandomField, helmholtz_source_grf, ns_vorticity_grf
+from pdeinv.datasets.grf import (
+    DARCY_HIGH,
+    DARCY_LOW,
+    GaussianRandomField,
+    darcy_level_set_grf,
+    darcy_permeability,
+    helmholtz_source_grf,
+    ns_vorticity_grf,
+)
 from pdeinv.datasets.schema import FieldInfo, FileLayout, create_layout, generation_config
 from pdeinv.datasets.seeding import sample_generator
 from pdeinv.datasets.statistics import Moments, write_statistics
 from pdeinv.datasets.store import ShardStore, describe_differences
 
 GENERATOR_VERSION = 1
-PDES = ("helmholtz", "poisson", "navier-stokes")
+PDES = ("helmholtz", "poisson", "darcy", "navier-stokes")
 NS_DEFAULTS = {"viscosity": 1e-3, "time": 1.0, "dt": 1e-4}
 SOLVER_BATCH = 16
 
@@ -54,18 +65,18 @@ class GenerationConfig:
 
     Parameters
     ----------
-    pde : {"helmholtz", "poisson", "navier-stokes"}
+    pde : {"helmholtz", "poisson", "darcy", "navier-stokes"}
         Which pairs to generate.
     resolution : int
-        Grid points per side ``S`` (Helmholtz/Poisson ``S >= 3``, Navier-Stokes ``S >= 4``).
+        Grid points per side ``S`` (Helmholtz/Poisson/Darcy ``S >= 3``, Navier-Stokes ``S >= 4``).
     n : int
         Number of samples.
     seed : int
         Data-set seed; sample ``i`` uses ``sample_generator(seed, i)``.
     k : float, optional
-        Helmholtz wavenumber (1 for ``helmholtz``, 0 for ``poisson``; ``None`` for Navier-Stokes).
+        Helmholtz wavenumber (1 for ``helmholtz``, 0 for ``poisson``; ``None`` for Darcy and Navier-Stokes).
     viscosity, time, dt : float, optional
-        Navier-Stokes viscosity, final time ``T`` and time step (``None`` for Helmholtz/Poisson).
+        Navier-Stokes viscosity, final time ``T`` and time step (``None`` for the steady PDEs).
     solver_batch : int
         Size ``G`` of the fixed solver groups (module doc); part of the data's definition.
     generator_version : int
@@ -101,7 +112,7 @@ def make_config(
     ------
     ValueError
         Unknown ``pde``, non-positive ``resolution``/``n``, negative ``seed``, non-positive
-        Navier-Stokes settings, or Navier-Stokes settings given for Helmholtz/Poisson.
+        Navier-Stokes settings, or Navier-Stokes settings given for a steady PDE.
     """
     if pde not in PDES:
         raise ValueError(f"unknown PDE {pde!r}; choose one of {', '.join(PDES)}")
@@ -115,7 +126,7 @@ def make_config(
         given = [f"--{name}" for name, value in ns_settings.items() if value is not None]
         if given:
             raise ValueError(f"{', '.join(given)} only apply to navier-stokes, not {pde}; drop them")
-        k = 1.0 if pde == "helmholtz" else 0.0
+        k = {"helmholtz": 1.0, "poisson": 0.0}.get(pde)
         return GenerationConfig(pde, resolution, n, seed, k=k, solver_batch=solver_batch)
     settings = {name: NS_DEFAULTS[name] if value is None else float(value) for name, value in ns_settings.items()}
     for name, value in settings.items():
@@ -128,6 +139,8 @@ def source_field(config: GenerationConfig) -> GaussianRandomField:
     """The GRF that draws the input of each pair."""
     if config.pde == "navier-stokes":
         return ns_vorticity_grf(config.resolution)
+    if config.pde == "darcy":
+        return darcy_level_set_grf(config.resolution)
     return helmholtz_source_grf(config.resolution)
 
 
@@ -161,6 +174,23 @@ def file_layout(config: GenerationConfig) -> FileLayout:
             simulation_parameters={"viscosity": config.viscosity, "final_time": config.time},
             attributes=attributes,
         )
+    if config.pde == "darcy":
+        return FileLayout(
+            dataset_name=name,
+            pde=config.pde,
+            grid="vertex",
+            resolution=config.resolution,
+            n_samples=config.n,
+            times=(0.0,),
+            fields=(
+                FieldInfo("permeability", f"permeability a of -div(a grad u) = 1: {DARCY_HIGH:g} or {DARCY_LOW:g}"),
+                FieldInfo("pressure", "pressure u (0 on the boundary)"),
+            ),
+            input_fields=("permeability",),
+            output_fields=("pressure",),
+            simulation_parameters={"forcing": 1.0, "permeability_high": DARCY_HIGH, "permeability_low": DARCY_LOW},
+            attributes=attributes,
+        )
     return FileLayout(
         dataset_name=name,
         pde=config.pde,
@@ -187,6 +217,16 @@ def pair_solver(config: GenerationConfig, device: torch.device) -> Callable[[tor
         physics = NavierStokes2D(config.resolution, viscosity=config.viscosity, time=config.time, dt=config.dt)
         physics = physics.to(device)
         return lambda w0: {"vorticity": torch.cat([w0, physics.A(w0)], dim=1)}
+    if config.pde == "darcy":
+        from pdeinv.operators.darcy import Darcy
+
+        darcy = Darcy(config.resolution)
+
+        def solve_darcy(level_set: torch.Tensor) -> dict[str, torch.Tensor]:
+            a = darcy_permeability(level_set)
+            return {"permeability": a, "pressure": darcy.A(a.double()).float()}
+
+        return solve_darcy
     from pdeinv.operators.helmholtz import Helmholtz
 
     physics = Helmholtz(config.resolution, k=config.k, device=device)

@@ -36,7 +36,8 @@ through the faces between boundary and interior nodes.
 Solver and gradient
 -------------------
 :meth:`Darcy.A` assembles :math:`K(a)` for every sample and factorises it with a sparse LU
-(SuperLU, minimum-degree ordering of :math:`K + K^\top`) in float64. The map is nonlinear in
+(SuperLU, minimum-degree ordering of :math:`K + K^\top`, symmetric mode without pivoting, which
+is stable for a symmetric positive definite matrix) in float64. The map is nonlinear in
 :math:`a`; for a loss :math:`L(u)` the adjoint state :math:`u^* = K^{-1} \partial L / \partial u`
 (one more solve with the same factors, :math:`K` being symmetric) gives
 
@@ -228,7 +229,12 @@ class Darcy(dinv.physics.Physics):
         u = np.zeros_like(batch)
         factors = []
         for n, permeability in enumerate(batch):
-            lu = sparse_linalg.splu(darcy_matrix(permeability, self.spacing), permc_spec=PERMC_SPEC)
+            lu = sparse_linalg.splu(
+                darcy_matrix(permeability, self.spacing),
+                permc_spec=PERMC_SPEC,
+                diag_pivot_thresh=0.0,
+                options={"SymmetricMode": True},
+            )
             u[n, 1:-1, 1:-1] = lu.solve(self.forcing.ravel()).reshape(self.forcing.shape)
             if keep_factors:
                 factors.append(lu)

@@ -18,7 +18,7 @@ import deepinv
 import torch
 
 from pdeinv.datasets import helmholtz_source_grf, ns_vorticity_grf
-from pdeinv.operators import Helmholtz, NavierStokes2D
+from pdeinv.operators import Darcy, Helmholtz, NavierStokes2D
 from pdeinv.sampling.terms import EQUIREG_WEIGHT
 
 REPA_WEIGHT = 0.05  # Align & Invert term: lambda = REPA_WEIGHT * 1000 / steps
@@ -29,6 +29,7 @@ ROLES = ("input", "output")
 CHANNELS = {
     "helmholtz": ("source", "solution"),
     "poisson": ("source", "solution"),
+    "darcy": ("permeability", "pressure"),
     "navier-stokes": ("vorticity[0]", "vorticity[-1]"),
 }
 
@@ -77,6 +78,8 @@ def pde_physics(pde: str, resolution: int, settings: dict | None = None) -> Phys
             dt=settings.get("dt") or 1e-4,
         )
         return Physics(pde, operator, ns_vorticity_grf(resolution), CHANNELS[pde], "periodic")
+    if pde == "darcy":  # binary permeability: no Gaussian input prior
+        return Physics(pde, Darcy(resolution), None, CHANNELS[pde], "vertex")
     operator = Helmholtz(resolution, k=1.0 if pde == "helmholtz" else 0.0)
     return Physics(pde, operator, helmholtz_source_grf(resolution), CHANNELS[pde], "vertex")
 
