@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pdeinv.bench.runner import BenchConfig, read_records, results_table, run_benchmark, write_json
+from pdeinv.bench.runner import BenchConfig, metric_label, read_records, results_table, run_benchmark, write_json
 from pdeinv.bench.tasks import TASKS
 from pdeinv.sampling.commands import add_solver_arguments
 from pdeinv.sampling.methods import method_names
@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     if record is not None:
         write_json(record, args.out)
         print(
-            f"{record['task']} {record['method']}: rel. L2 {100 * record['rel_l2_mean']:.2f} ± "
+            f"{record['task']} {record['method']}: {metric_label(record)} {100 * record['rel_l2_mean']:.2f} ± "
             f"{100 * record['rel_l2_std']:.2f} % over {record['n']} samples, "
             f"{record['seconds_per_sample']:.3g} s/sample, NFE {record['nfe']} -> {args.out}"
         )
