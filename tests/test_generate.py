@@ -130,7 +130,7 @@ def test_different_configuration_is_refused_with_the_differing_settings(tmp_path
 
 
 def test_bad_input_is_rejected_clearly(tmp_path, capsys):
-    with pytest.raises(ValueError, match="unknown PDE 'heat'; choose one of helmholtz, poisson, navier-stokes"):
+    with pytest.raises(ValueError, match="unknown PDE 'heat'; choose one of helmholtz, poisson, darcy, navier-stokes"):
         make_config("heat", 16, 4, 0)
     with pytest.raises(ValueError, match="n must be an integer >= 1, got 0"):
         make_config("helmholtz", 16, 0, 0)

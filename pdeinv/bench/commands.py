@@ -29,7 +29,7 @@ import h5py
 
 from pdeinv.arguments import check_device, device, fraction, non_negative_float, non_negative_int, positive_float
 from pdeinv.arguments import positive_int
-from pdeinv.bench.runner import BenchConfig, read_records, results_table, run_benchmark, write_json
+from pdeinv.bench.runner import BenchConfig, metric_label, read_records, results_table, run_benchmark, write_json
 from pdeinv.bench.tasks import TASKS, Task
 from pdeinv.datasets.config import make_config
 from pdeinv.datasets.splits import SPLIT_SEEDS, benchmark_set_configs
@@ -191,7 +191,7 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     write_json(record, out)
     print(
-        f"{record['task']} {record['method']}: rel. L2 {100 * record['rel_l2_mean']:.2f} ± "
+        f"{record['task']} {record['method']}: {metric_label(record)} {100 * record['rel_l2_mean']:.2f} ± "
         f"{100 * record['rel_l2_std']:.2f} % over {record['n']} samples, "
         f"{record['seconds_per_sample']:.3g} s/sample, NFE {record['nfe']}"
     )

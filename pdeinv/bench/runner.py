@@ -1,7 +1,8 @@
 """One benchmark run (task x method) and the table of many runs.
 
 A run reconstructs the first ``n`` test samples of a task with a method and records the
-relative L2 error of each (``pdeinv.bench.tasks.relative_l2``). Under ``torchrun`` the samples
+task's error of each (``Task.metric``: the relative L2 error, or the error rate of the binary
+Darcy permeability; the record's ``metric`` names it, the values stay under ``rel_l2*``). Under ``torchrun`` the samples
 are sharded round-robin over the processes (sample ``i`` on rank ``i mod world``) and the ranks'
 results are gathered into one record on rank 0.
 
@@ -42,7 +43,12 @@ from pdeinv.priors.edm import GaussianPart
 from pdeinv.sampling.methods import BASELINES, PARTICLES, parse_method, solve, split_repa
 from pdeinv.sampling.problem import MethodOptions
 
-DEFAULT_PRIORS = {"helmholtz": "helmholtz-joint", "poisson": "poisson-joint", "navier-stokes": "ns-joint"}
+DEFAULT_PRIORS = {
+    "helmholtz": "helmholtz-joint",
+    "poisson": "poisson-joint",
+    "darcy": "darcy-joint",
+    "navier-stokes": "ns-joint",
+}
 NEEDS_PRIOR = ("deepinv-dps",)
 
 
@@ -164,18 +170,18 @@ def _shard_result(config: BenchConfig, rank: int, world: int) -> dict:
     start = time.perf_counter()
     reconstruction = solve(config.method, problem.select(indices), options)
     seconds = time.perf_counter() - start
-    errors = relative_l2(reconstruction.mean.cpu(), truth)
+    errors = task.metric(reconstruction.mean.cpu(), truth)
     part = {"indices": indices.tolist(), "rel_l2": errors.tolist(), "seconds": seconds, "nfe": reconstruction.nfe}
-    return {**part, **_sample_metrics(reconstruction.samples, truth)}
+    return {**part, **_sample_metrics(reconstruction.samples, truth, task.metric)}
 
 
-def _sample_metrics(samples: torch.Tensor | None, truth: torch.Tensor) -> dict:
+def _sample_metrics(samples: torch.Tensor | None, truth: torch.Tensor, metric=relative_l2) -> dict:
     """Per test sample: error of the first sample and the diversity of the set (``{}`` for one sample)."""
     if samples is None or samples.shape[1] < 2:
         return {}
     samples = samples.cpu()
     return {
-        "single": relative_l2(samples[:, 0], truth).tolist(),
+        "single": metric(samples[:, 0], truth).tolist(),
         "distance": pairwise_relative_distance(samples).tolist(),
         "cosine": pairwise_cosine(samples).tolist(),
     }
@@ -209,6 +215,7 @@ def _record(config: BenchConfig, parts: list[dict], world: int) -> dict:
         "method": config.method,
         "n": config.n,
         "resolution": task.resolution,
+        "metric": task.metric_name,
         "rel_l2": errors,
         "rel_l2_mean": mean,
         "rel_l2_std": std,
@@ -291,12 +298,21 @@ def results_table(records: list[dict]) -> str:
     )
     rows = [
         f"| {r['task']} | {method_label(r)} | {_prior_label(r)} | {r.get('steps') or '-'} | {r['n']} | "
-        f"{100 * r['rel_l2_mean']:.2f} ± {100 * r['rel_l2_std']:.2f} | "
+        f"{100 * r['rel_l2_mean']:.2f} ± {100 * r['rel_l2_std']:.2f}{_metric_mark(r)} | "
         f"{r['seconds_per_sample']:.3g} | {r['nfe']} | {r['device']} |"
         for r in sorted(records, key=lambda r: (r["task"], run_label(r), r.get("steps") or 0))
     ]
     sampled = [r for r in records if "diversity" in r]
     return "\n".join([header, *rows]) + ("\n\n" + samples_table(sampled) if sampled else "")
+
+
+def metric_label(record: dict) -> str:
+    """``"error rate"`` for a record scored by the binary error rate, else ``"rel. L2"``."""
+    return "error rate" if record.get("metric") == "error_rate" else "rel. L2"
+
+
+def _metric_mark(record: dict) -> str:
+    return " (error rate)" if record.get("metric") == "error_rate" else ""
 
 
 def method_label(record: dict) -> str:

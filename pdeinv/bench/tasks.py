@@ -1,6 +1,6 @@
 r"""Benchmark tasks: operator + point sensor + test-set file + metric.
 
-``{helmholtz,poisson,ns}-{forward,inverse}`` run at 128 x 128 with 500 points; the ``-64``
+``{helmholtz,poisson,darcy,ns}-{forward,inverse}`` run at 128 x 128 with 500 points; the ``-64``
 variants at 64 x 64 with 3 % of the points (123). Forward tasks observe the input (source,
 initial vorticity) and recover the output (solution, final vorticity); inverse tasks the reverse.
 The points are drawn once, :func:`~pdeinv.operators.observation.random_points` with seed
@@ -23,7 +23,10 @@ with ``S`` so both tiers see the same physical degradation):
 - ``ns-sr4``: Gaussian anti-aliasing (2 points) and 4x decimation, ``(B, 1, S/4, S/4)``;
 - ``ns-phase-retrieval``: magnitudes of the unitary DFT, two-fold oversampled, ``(B, 1, 2S, 2S)``.
 
-Metric: relative L2 error :math:`\|\hat x - x\|_2 / \|x\|_2` per test sample on the recovered field.
+Metric: relative L2 error :math:`\|\hat x - x\|_2 / \|x\|_2` per test sample on the recovered field,
+except ``darcy-inverse`` (and ``-64``), whose target is the binary permeability (3 or 12): its metric is
+the *error rate*, the fraction of grid nodes whose class differs after thresholding the estimate
+and the truth at 7.5 (:func:`error_rate`), as DiffusionPDE and FunDPS report it.
 
 Test sets are HDF5 files of ``pdeinv data generate`` with the test seed; by default
 ``$PDEINV_DATA/<pde>_<S>_test.h5`` (``PDEINV_DATA`` defaults to ``./data``).
@@ -39,6 +42,7 @@ import h5py
 import torch
 
 from pdeinv.datasets import FieldDataset
+from pdeinv.datasets.grf import DARCY_THRESHOLD
 from pdeinv.datasets.schema import generation_config
 from pdeinv.datasets.splits import SPLIT_SEEDS
 from pdeinv.datasets.seeding import sample_generator
@@ -56,7 +60,7 @@ from pdeinv.operators import (
 )
 from pdeinv.sampling.problem import CHANNELS, InverseProblem, pde_physics
 
-PDES = {"helmholtz": "helmholtz", "poisson": "poisson", "ns": "navier-stokes"}
+PDES = {"helmholtz": "helmholtz", "poisson": "poisson", "darcy": "darcy", "ns": "navier-stokes"}
 POINT_SEEDS = {"forward": 1, "inverse": 0}
 FULL_RESOLUTION, FULL_POINTS = 128, 500
 SMALL_RESOLUTION, SMALL_FRACTION = 64, 0.03
@@ -72,7 +76,7 @@ class Task:
     ----------
     name : str
         Task name, e.g. ``"helmholtz-inverse-64"``.
-    pde : {"helmholtz", "poisson", "navier-stokes"}
+    pde : {"helmholtz", "poisson", "darcy", "navier-stokes"}
         The physics.
     direction : {"forward", "inverse"}
         Observe the input and recover the output, or the reverse.
@@ -107,6 +111,15 @@ class Task:
     def channels(self) -> tuple[str, str]:
         """Names of the (input, output) fields in the data files and joint priors."""
         return CHANNELS[self.pde]
+
+    @property
+    def metric_name(self) -> str:
+        """``"error_rate"`` for the binary Darcy permeability, ``"rel_l2"`` otherwise."""
+        return "error_rate" if (self.pde, self.target) == ("darcy", "input") else "rel_l2"
+
+    def metric(self, estimate: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+        """Per-sample error of ``(n, ...)`` estimates of the target field, ``(n,)`` float64 (:attr:`metric_name`)."""
+        return error_rate(estimate, truth) if self.metric_name == "error_rate" else relative_l2(estimate, truth)
 
     def sensor(self) -> PointObservation:
         """The fixed point sensor of the task."""
@@ -258,6 +271,16 @@ def _measured_values(degradation: str, resolution: int) -> int:
     if degradation == "inpaint-box":
         return resolution**2 - (resolution // 2) ** 2
     return resolution**2
+
+
+def error_rate(estimate: torch.Tensor, truth: torch.Tensor, threshold: float = DARCY_THRESHOLD) -> torch.Tensor:
+    """Per-sample fraction of nodes classified differently by ``x > threshold``, ``(n, ...) -> (n,)`` float64.
+
+    The binary-permeability metric: with the values 3 and 12 and ``threshold = 7.5``, it counts
+    the nodes where the estimate falls on the other side of the midpoint than the truth.
+    """
+    wrong = (estimate.double() > threshold) != (truth.double() > threshold)
+    return wrong.flatten(1).double().mean(dim=1)
 
 
 def _build_tasks() -> dict[str, Task]:

@@ -3,7 +3,8 @@
 Public names (all importable from ``pdeinv.datasets`` except ``open_xarray``, which lives in
 ``pdeinv.datasets.xarray_view`` so that importing the package does not import xarray)::
 
-    GaussianRandomField, ns_vorticity_grf, helmholtz_source_grf      pdeinv.datasets.grf
+    GaussianRandomField, ns_vorticity_grf, helmholtz_source_grf,     pdeinv.datasets.grf
+    darcy_level_set_grf, darcy_permeability
     sample_generator                                                   pdeinv.datasets.seeding
     GenerationConfig, make_config                                      pdeinv.datasets.config
     generate                                                           pdeinv.datasets.generate
@@ -29,6 +30,8 @@ _MODULES = {
     "SPLIT_SEEDS": "splits",
     "benchmark_set_configs": "splits",
     "check_file": "inspection",
+    "darcy_level_set_grf": "grf",
+    "darcy_permeability": "grf",
     "generate": "generate",
     "helmholtz_source_grf": "grf",
     "make_config": "config",

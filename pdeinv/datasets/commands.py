@@ -2,7 +2,7 @@
 
 Sub-commands::
 
-    pdeinv data generate {helmholtz,poisson,navier-stokes} --resolution S --n N --seed SEED --out FILE.h5
+    pdeinv data generate {helmholtz,poisson,darcy,navier-stokes} --resolution S --n N --seed SEED --out FILE.h5
                          [--batch-size B] [--solver-batch G] [--viscosity NU] [--time T] [--dt DT]
                          [--device cpu] [--no-progress] [--overwrite]
     pdeinv data benchmark-sets --out DIR [--resolution 128] [--n 64] [--batch-size B] [--device cpu]
@@ -42,7 +42,7 @@ def _add_generate(sub) -> None:
         help="generate (input, solution) pairs into an HDF5 file (resumable)",
         description=f"Generate (input, solution) pairs into an HDF5 file. {RESUME_RULE}",
     )
-    parser.add_argument("pde", help="helmholtz, poisson or navier-stokes")
+    parser.add_argument("pde", help="helmholtz, poisson, darcy or navier-stokes")
     parser.add_argument("--resolution", type=int, required=True, help="grid points per side S")
     parser.add_argument("--n", type=int, required=True, help="number of samples")
     parser.add_argument(
@@ -77,7 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _add_generate(sub)
     help_text = f"generate the fixed benchmark test sets (seed test={SPLIT_SEEDS['test']})"
     bench = sub.add_parser("benchmark-sets", help=help_text, description=f"{help_text.capitalize()}. {RESUME_RULE}")
-    bench.add_argument("--out", required=True, help="directory for helmholtz_<S>_test.h5 and navier-stokes_<S>_test.h5")
+    bench.add_argument("--out", required=True, help="directory for the <pde>_<S>_test.h5 files (helmholtz, poisson, darcy, navier-stokes)")
     bench.add_argument("--resolution", type=int, default=128, help="grid points per side (default 128)")
     bench.add_argument("--n", type=int, default=64, help="samples per set (default 64)")
     bench.add_argument("--batch-size", type=positive_int, default=32)

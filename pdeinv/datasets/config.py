@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 
 GENERATOR_VERSION = 1
-PDES = ("helmholtz", "poisson", "navier-stokes")
+PDES = ("helmholtz", "poisson", "darcy", "navier-stokes")
 NS_DEFAULTS = {"viscosity": 1e-3, "time": 1.0, "dt": 1e-4}
 SOLVER_BATCH = 16
 
@@ -21,16 +21,16 @@ class GenerationConfig:
 
     Parameters
     ----------
-    pde : {"helmholtz", "poisson", "navier-stokes"}
+    pde : {"helmholtz", "poisson", "darcy", "navier-stokes"}
         Which pairs to generate.
     resolution : int
-        Grid points per side ``S`` (Helmholtz/Poisson ``S >= 3``, Navier-Stokes ``S >= 4``).
+        Grid points per side ``S`` (Helmholtz/Poisson/Darcy ``S >= 3``, Navier-Stokes ``S >= 4``).
     n : int
         Number of samples.
     seed : int
         Data-set seed; sample ``i`` uses ``sample_generator(seed, i)``.
     k : float, optional
-        Helmholtz wavenumber (1 for ``helmholtz``, 0 for ``poisson``; ``None`` for Navier-Stokes).
+        Helmholtz wavenumber (1 for ``helmholtz``, 0 for ``poisson``; ``None`` for Darcy and Navier-Stokes).
     viscosity, time, dt : float, optional
         Navier-Stokes viscosity, final time ``T`` and time step (``None`` for Helmholtz/Poisson).
     solver_batch : int
@@ -82,7 +82,7 @@ def make_config(
         given = [f"--{name}" for name, value in ns_settings.items() if value is not None]
         if given:
             raise ValueError(f"{', '.join(given)} only apply to navier-stokes, not {pde}; drop them")
-        k = 1.0 if pde == "helmholtz" else 0.0
+        k = {"helmholtz": 1.0, "poisson": 0.0}.get(pde)
         return GenerationConfig(pde, resolution, n, seed, k=k, solver_batch=solver_batch)
     settings = {name: NS_DEFAULTS[name] if value is None else float(value) for name, value in ns_settings.items()}
     for name, value in settings.items():

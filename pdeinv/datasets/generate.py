@@ -6,6 +6,9 @@ PDEs (``GenerationConfig.pde``):
   ``u = Helmholtz(S, k).A(a)`` of ``lap_h u + k^2 u = a`` (``k = 1``), vertex grid, ``u = 0`` on
   the boundary. The solve runs in float64 on the stored float32 source; ``u`` is then rounded.
 - ``poisson``: the same with ``k = 0``.
+- ``darcy``: level set ``mu`` ~ :func:`~pdeinv.datasets.grf.darcy_level_set_grf`, permeability
+  ``a = 12`` where ``mu >= 0`` and ``3`` elsewhere, pressure ``u = Darcy(S).A(a)`` of
+  ``-div(a grad u) = 1``, ``u = 0`` on the boundary (vertex grid); solved in float64, ``u`` rounded.
 - ``navier-stokes``: initial vorticity ``w0`` ~ :func:`~pdeinv.datasets.grf.ns_vorticity_grf`,
   ``w(T) = NavierStokes2D(S, viscosity, T, dt).A(w0)`` in float32 (the FNO generator's precision);
   the field ``vorticity`` holds ``time = [0, T]``.
@@ -43,7 +46,15 @@ from pdeinv.datasets.config import (  # noqa: F401  (re-exported)
     GenerationConfig,
     make_config,
 )
-from pdeinv.datasets.grf import GaussianRandomField, helmholtz_source_grf, ns_vorticity_grf
+from pdeinv.datasets.grf import (
+    DARCY_HIGH,
+    DARCY_LOW,
+    GaussianRandomField,
+    darcy_level_set_grf,
+    darcy_permeability,
+    helmholtz_source_grf,
+    ns_vorticity_grf,
+)
 from pdeinv.datasets.schema import FieldInfo, FileLayout, create_layout, generation_config
 from pdeinv.datasets.seeding import sample_generator
 from pdeinv.datasets.statistics import Moments, write_statistics
@@ -54,6 +65,8 @@ def source_field(config: GenerationConfig) -> GaussianRandomField:
     """The GRF that draws the input of each pair."""
     if config.pde == "navier-stokes":
         return ns_vorticity_grf(config.resolution)
+    if config.pde == "darcy":
+        return darcy_level_set_grf(config.resolution)
     return helmholtz_source_grf(config.resolution)
 
 
@@ -87,6 +100,23 @@ def file_layout(config: GenerationConfig) -> FileLayout:
             simulation_parameters={"viscosity": config.viscosity, "final_time": config.time},
             attributes=attributes,
         )
+    if config.pde == "darcy":
+        return FileLayout(
+            dataset_name=name,
+            pde=config.pde,
+            grid="vertex",
+            resolution=config.resolution,
+            n_samples=config.n,
+            times=(0.0,),
+            fields=(
+                FieldInfo("permeability", f"permeability a of -div(a grad u) = 1: {DARCY_HIGH:g} or {DARCY_LOW:g}"),
+                FieldInfo("pressure", "pressure u (0 on the boundary)"),
+            ),
+            input_fields=("permeability",),
+            output_fields=("pressure",),
+            simulation_parameters={"forcing": 1.0, "permeability_high": DARCY_HIGH, "permeability_low": DARCY_LOW},
+            attributes=attributes,
+        )
     return FileLayout(
         dataset_name=name,
         pde=config.pde,
@@ -113,6 +143,16 @@ def pair_solver(config: GenerationConfig, device: torch.device) -> Callable[[tor
         physics = NavierStokes2D(config.resolution, viscosity=config.viscosity, time=config.time, dt=config.dt)
         physics = physics.to(device)
         return lambda w0: {"vorticity": torch.cat([w0, physics.A(w0)], dim=1)}
+    if config.pde == "darcy":
+        from pdeinv.operators.darcy import Darcy
+
+        darcy = Darcy(config.resolution)
+
+        def solve_darcy(level_set: torch.Tensor) -> dict[str, torch.Tensor]:
+            a = darcy_permeability(level_set)
+            return {"permeability": a, "pressure": darcy.A(a.double()).float()}
+
+        return solve_darcy
     from pdeinv.operators.helmholtz import Helmholtz
 
     physics = Helmholtz(config.resolution, k=config.k, device=device)

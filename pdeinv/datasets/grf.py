@@ -23,6 +23,9 @@ Two presets reproduce the benchmark generators:
   ``x_i = i/S``; covariance ``7^3 (-Laplacian + 49)^(-2.5)``.
 - :func:`helmholtz_source_grf`: the DiffusionPDE Helmholtz/Poisson source, ``alpha=2, tau=3``,
   cosine basis, boundary zeroed; stored on the vertex grid ``x_i = i/(S-1)``.
+- :func:`darcy_level_set_grf`: the FNO / DiffusionPDE Darcy level-set field, the same series
+  without the zeroed boundary; the permeability is ``12`` where it is ``>= 0`` and ``3`` elsewhere
+  (:func:`darcy_permeability`).
 """
 
 from __future__ import annotations
@@ -262,3 +265,26 @@ def helmholtz_source_grf(resolution: int) -> GaussianRandomField:
     itself is evaluated at the DCT-II points ``(i + 1/2)/S`` (the anchor's definition).
     """
     return GaussianRandomField(resolution, alpha=2.0, tau=3.0, basis="cosine", zero_boundary=True)
+
+
+DARCY_HIGH, DARCY_LOW = 12.0, 3.0
+DARCY_THRESHOLD = 0.5 * (DARCY_HIGH + DARCY_LOW)
+
+
+def darcy_level_set_grf(resolution: int) -> GaussianRandomField:
+    """The FNO / DiffusionPDE Darcy level-set field: cosine basis, ``alpha=2, tau=3, sigma=3``.
+
+    Covariance ``9 (-Laplacian + 9)^(-2)`` with Neumann eigenfunctions (constant mode removed); the
+    boundary is not zeroed. Index ``i`` is stored at the vertex ``x_i = i/(S-1)``.
+    """
+    return GaussianRandomField(resolution, alpha=2.0, tau=3.0, basis="cosine")
+
+
+def darcy_permeability(level_set: torch.Tensor) -> torch.Tensor:
+    """Binary permeability ``a = 12`` where ``level_set >= 0`` and ``3`` elsewhere, in the input's dtype.
+
+    The values and the convention at zero follow the DiffusionPDE generator (``generate_darcy.m``);
+    a continuous field is exactly zero with probability 0.
+    """
+    high = torch.tensor(DARCY_HIGH, dtype=level_set.dtype, device=level_set.device)
+    return torch.where(level_set >= 0, high, torch.full_like(level_set, DARCY_LOW))

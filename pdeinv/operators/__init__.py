@@ -5,6 +5,7 @@ Fields are ``(batch, channels, S, S)`` tensors with ``field[..., i, j]`` at ``(x
 
 from pdeinv.operators.base import check_finite, finite_checks_enabled
 from pdeinv.operators.blur import CircularBlur, GaussianBlur, MotionBlur
+from pdeinv.operators.darcy import Darcy
 from pdeinv.operators.downsampling import Downsampling
 from pdeinv.operators.helmholtz import Helmholtz, Poisson
 from pdeinv.operators.inpainting import BoxInpainting, RandomInpainting
@@ -16,6 +17,7 @@ from pdeinv.operators.symmetry import SymmetryGroup, Transform
 __all__ = [
     "BoxInpainting",
     "CircularBlur",
+    "Darcy",
     "Downsampling",
     "FourierPhaseRetrieval",
     "GaussianBlur",

@@ -15,7 +15,7 @@ from pdeinv.operators.symmetry import SymmetryGroup, dihedral_group
 def symmetry_group(pde: str | None, resolution: int) -> SymmetryGroup:
     """The symmetry group of the operator behind data of kind ``pde`` at grid size ``resolution``.
 
-    Helmholtz and Poisson (vertex grid, zero boundary): D4 of the square. Navier-Stokes:
+    Helmholtz, Poisson and Darcy (vertex grid, zero boundary): D4 of the square. Navier-Stokes:
     the group declared by :class:`pdeinv.operators.NavierStokes2D`.
 
     Raises
@@ -24,14 +24,14 @@ def symmetry_group(pde: str | None, resolution: int) -> SymmetryGroup:
         If ``pde`` is unknown, so no symmetry can be trusted.
     """
     kind = (pde or "").lower()
-    if kind in ("helmholtz", "poisson"):
+    if kind in ("helmholtz", "poisson", "darcy"):
         return dihedral_group()
     if kind in ("navier-stokes", "ns"):
         from pdeinv.operators.navier_stokes import NavierStokes2D
 
         return NavierStokes2D(resolution).symmetries
     raise ValueError(
-        f"cannot augment data of pde={pde!r}: symmetries are known for 'helmholtz', 'poisson' and 'navier-stokes'; "
+        f"cannot augment data of pde={pde!r}: symmetries are known for 'helmholtz', 'poisson', 'darcy' and 'navier-stokes'; "
         "drop --augment-symmetries or fix the file's 'pde' attribute"
     )
 

@@ -85,6 +85,8 @@ FUNDPS_WEIGHTS = {
     ("helmholtz", "inverse"): (5000.0, "l2", 1.0),
     ("poisson", "forward"): (10000.0, "mse", 0.0),
     ("poisson", "inverse"): (20000.0, "mse", 0.0),
+    ("darcy", "forward"): (10000.0, "mse", 0.0),
+    ("darcy", "inverse"): (50000.0, "mse", 0.0),
     ("navier-stokes", "forward"): (5000.0, "mse", 0.0),
     ("navier-stokes", "inverse"): (7500.0, "l2", 0.0),
 }
@@ -94,10 +96,17 @@ DIFFUSIONPDE_WEIGHTS = {
     ("helmholtz", "inverse"): (60.0, 1.0),
     ("poisson", "forward"): (0.8, 1.0),
     ("poisson", "inverse"): (40.0, 1.0),
+    ("darcy", "forward"): (5.0, 100.0),
+    ("darcy", "inverse"): (5000.0, 100.0),
     ("navier-stokes", "forward"): (1.0, 0.0),
     ("navier-stokes", "inverse"): (1.0, 0.0),
 }
-DIFFUSIONPDE_SCALES = {"helmholtz": (2.15, 0.028), "poisson": (2.15, 1 / 36.5), "navier-stokes": (1.6, 1.6)}
+DIFFUSIONPDE_SCALES = {
+    "helmholtz": (2.15, 0.028),
+    "poisson": (2.15, 1 / 36.5),
+    "darcy": (5.0, 1 / 115),
+    "navier-stokes": (1.6, 1.6),
+}
 
 
 @dataclass(frozen=True)

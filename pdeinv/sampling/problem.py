@@ -21,7 +21,7 @@ import torch
 
 from pdeinv.datasets import helmholtz_source_grf, ns_vorticity_grf
 from pdeinv.errors import UsageError
-from pdeinv.operators import Helmholtz, NavierStokes2D
+from pdeinv.operators import Darcy, Helmholtz, NavierStokes2D
 from pdeinv.sampling.terms import EQUIREG_WEIGHT
 
 REPA_WEIGHT = 0.05  # Align & Invert term: lambda = REPA_WEIGHT * 1000 / steps
@@ -32,6 +32,7 @@ ROLES = ("input", "output")
 CHANNELS = {
     "helmholtz": ("source", "solution"),
     "poisson": ("source", "solution"),
+    "darcy": ("permeability", "pressure"),
     "navier-stokes": ("vorticity[0]", "vorticity[-1]"),
 }
 
@@ -79,6 +80,8 @@ def pde_physics(pde: str, resolution: int, settings: dict | None = None) -> PDES
             dt=settings.get("dt") or 1e-4,
         )
         return PDESetup(pde, operator, ns_vorticity_grf(resolution), CHANNELS[pde], "periodic")
+    if pde == "darcy":  # binary permeability: no Gaussian input prior
+        return PDESetup(pde, Darcy(resolution), None, CHANNELS[pde], "vertex")
     operator = Helmholtz(resolution, k=1.0 if pde == "helmholtz" else 0.0)
     return PDESetup(pde, operator, helmholtz_source_grf(resolution), CHANNELS[pde], "vertex")
 
@@ -94,7 +97,7 @@ def check_pde_name(pde: str) -> str:
 
 
 def pde_of(operator) -> str | None:
-    """The PDE name an operator solves: ``"poisson"`` (Helmholtz with k = 0), ``"helmholtz"``, ``"navier-stokes"``.
+    """The PDE name an operator solves: ``"poisson"`` (Helmholtz with k = 0), ``"helmholtz"``, ``"darcy"``, ``"navier-stokes"``.
 
     ``None`` for an operator that is none of pdeinv's PDE operators.
     """
@@ -102,6 +105,8 @@ def pde_of(operator) -> str | None:
         return "poisson" if operator.k == 0 else "helmholtz"
     if isinstance(operator, NavierStokes2D):
         return "navier-stokes"
+    if isinstance(operator, Darcy):
+        return "darcy"
     return None
 
 
