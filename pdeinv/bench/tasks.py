@@ -46,7 +46,7 @@ from pdeinv.datasets.grf import DARCY_THRESHOLD
 from pdeinv.datasets.schema import generation_config
 from pdeinv.datasets.splits import SPLIT_SEEDS
 from pdeinv.datasets.seeding import sample_generator
-from pdeinv.errors import NonFiniteError
+from pdeinv.errors import NonFiniteError, PdeinvError
 from pdeinv.metrics import relative_l2
 from pdeinv.operators.inpainting import MaskedInpainting
 from pdeinv.operators import (
@@ -142,7 +142,8 @@ class Task:
 
         Also returns the file's generation settings. Raises FileNotFoundError with the
         generate command when the file is missing, ValueError when it holds other data,
-        :class:`~pdeinv.errors.NonFiniteError` naming the first sample with a NaN or infinity.
+        :class:`~pdeinv.errors.NonFiniteError` naming the first sample with a NaN or infinity, and
+        :class:`~pdeinv.errors.PdeinvError` naming the first sample with a field that is zero everywhere.
         """
         path = self.default_data() if path is None else Path(path)
         if not path.is_file():
@@ -169,6 +170,13 @@ class Task:
             raise NonFiniteError(
                 f"{path}: test sample {index} holds NaN or infinite values; regenerate the file "
                 f"('pdeinv data check {path}' lists the damage)"
+            )
+        zero = pairs.flatten(2).abs().amax(dim=2).eq(0).any(dim=1)
+        if zero.any():
+            index = int(zero.nonzero()[0])
+            raise PdeinvError(
+                f"test sample {index} of {path} holds a field that is zero everywhere, so its relative error is "
+                "undefined; regenerate the file"
             )
         return pairs[:, :1], pairs[:, 1:], settings
 

@@ -11,8 +11,8 @@ attribute names a known PDE (:data:`pdeinv.sampling.problem.CHANNELS`), and for 
 .. math:: r = \frac{\max |u - A(a)|}{\max |A(a)|} \le \mathrm{rtol},
 
 with :math:`A` = ``pde_physics(pde, S, settings).operator`` (the file's own Navier-Stokes
-viscosity, final time and time step). ``rtol`` is ``PHYSICS_RTOL[pde]``: the Helmholtz and
-Poisson solutions are float64 solves rounded to float32 (relative error at most
+viscosity, final time and time step). ``rtol`` is ``PHYSICS_RTOL[pde]``: the Helmholtz,
+Poisson and Darcy solutions are float64 solves rounded to float32 (relative error at most
 :math:`2^{-24} \approx 6 \times 10^{-8}`, bound 1e-6); the Navier-Stokes generator integrates in
 float32 in groups of 16 samples, and its result differs from a one-sample float64 integration by
 float32 round-off grown over the time steps (measured 1.9e-4 at 64 x 64 and 1.3e-4 at 128 x 128 for
@@ -39,7 +39,7 @@ from pdeinv.datasets.statistics import Moments
 PHYSICS_SAMPLES = 4
 NS_PHYSICS_SAMPLES = 2
 NS_RTOL = 1e-3
-PHYSICS_RTOL = {"helmholtz": 1e-6, "poisson": 1e-6, "navier-stokes": NS_RTOL}
+PHYSICS_RTOL = {"helmholtz": 1e-6, "poisson": 1e-6, "darcy": 1e-6, "navier-stokes": NS_RTOL}
 FLOAT_DTYPES = (np.float32, np.float64)
 ROOT_ATTRIBUTES = {"dataset_name": str, "grid_type": str, "n_spatial_dims": int, "n_trajectories": int}
 PDEINV_ATTRIBUTES = ("pde", "grid", "resolution", "input_fields", "output_fields", "generation_config", "seed")
