@@ -251,7 +251,16 @@ def _measured_values(degradation: str, resolution: int) -> int:
 
 
 def relative_l2(estimate: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
-    r"""Per-sample :math:`\|\hat x - x\|_2 / \|x\|_2` of ``(n, ...)`` tensors, ``(n,)`` float64."""
+    r"""Per-sample :math:`\|\hat x - x\|_2 / \|x\|_2` of ``(n, ...)`` tensors, ``(n,)`` float64.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from pdeinv.bench.tasks import relative_l2
+    >>> truth = torch.ones(2, 1, 4, 4)
+    >>> relative_l2(1.1 * truth, truth)
+    tensor([0.1000, 0.1000], dtype=torch.float64)
+    """
     difference = (estimate.double() - truth.double()).flatten(1).norm(dim=1)
     return difference / truth.double().flatten(1).norm(dim=1)
 
