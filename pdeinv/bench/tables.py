@@ -24,7 +24,7 @@ from math import prod
 from pathlib import Path
 
 from pdeinv.bench.provenance import WEIGHTS, file_sha256
-from pdeinv.bench.runner import _prior_label, results_table, run_label
+from pdeinv.bench.runner import results_table, run_label
 from pdeinv.priors.checkpoint import SHIPPED
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -98,7 +98,8 @@ def headline_table(current: list[tuple[Path, dict]]) -> str:
             best[key] = record
     if not best:
         return "No benchmark record is current: run `pdeinv bench` to measure the shipped priors."
-    header = "| task | method | prior | steps | n | rel. L2 % (mean ± std) | s / sample | NFE | hardware |\n" + "|---" * 9 + "|"
+    columns = "task | method | prior | steps | n | rel. L2 % (mean ± std) | s / sample | NFE | hardware"
+    header = f"| {columns} |\n" + "|---" * 9 + "|"
     rows = [
         f"| {r['task']} | {run_label(r)} | {r.get('prior') or '-'} | {r.get('steps') or '-'} | {r['n']} | "
         f"{_percent(r)} | {r['seconds_per_sample']:.3g} | {r['nfe']} | {_hardware(r)} |"
@@ -136,15 +137,21 @@ def provenance_table(current: list[tuple[Path, dict]], root: Path) -> str:
 
 
 def stale_table(stale: list[tuple[Path, dict, str]], root: Path) -> str:
-    """The stale records with the reason each is left out of the tables."""
+    """The stale records, one table per reason they are left out of the tables."""
     if not stale:
         return "No stale record."
-    header = "| record | task | method | prior | reason |\n" + "|---" * 5 + "|"
-    rows = [
-        f"| `{path.relative_to(root).as_posix()}` | {r['task']} | {run_label(r)} | {_prior_label(r)} | {reason} |"
-        for path, r, reason in stale
-    ]
-    return "\n".join([header, *rows])
+    by_reason: dict[str, list[tuple[Path, dict]]] = {}
+    for path, record, reason in stale:
+        by_reason.setdefault(reason, []).append((path, record))
+    sections = []
+    for reason, entries in by_reason.items():
+        rows = [
+            f"| `{path.relative_to(root).as_posix()}` | {r['task']} | {run_label(r)} | {r.get('prior') or '-'} |"
+            for path, r in entries
+        ]
+        header = "| record | task | run | prior |\n" + "|---" * 4 + "|"
+        sections.append("\n".join([f"{len(entries)} record(s), {reason}:", "", header, *rows]))
+    return "\n\n".join(sections)
 
 
 def _safetensors_parameters(path: Path) -> int:
@@ -215,7 +222,8 @@ def priors_page(directory: Path = SHIPPED) -> str:
         if "latent" in card:
             facts.append(f"- latent prior on the autoencoder `{card['latent']['autoencoder']}`")
         if "repa" in card:
-            facts.append(f"- aligned (REPA) to `{card['repa']['encoder']['reference']}` at weight {card['repa']['weight']}")
+            repa = card["repa"]
+            facts.append(f"- aligned (REPA) to `{repa['encoder']['reference']}` at weight {repa['weight']}")
         parts += ["", f"## {path.parent.name}", "", *facts]
         if training.get("command"):
             parts += ["", "```bash", training["command"], "```"]
