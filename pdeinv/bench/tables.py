@@ -219,6 +219,15 @@ def priors_page(directory: Path = SHIPPED) -> str:
             f"- training: {training.get('steps')} steps, {training.get('wall_time_s')} s on {training.get('device')}, "
             f"{training.get('torch_threads')} thread(s)",
         ]
+        base = card.get("preconditioning", {}).get("gaussian_base")
+        if base:
+            facts.append(f"- EDM denoiser around a Gaussian base fitted in the `{base['basis']}` basis")
+        if "operator_consistent" in card:
+            consistent = card["operator_consistent"]
+            facts.append(
+                f"- operator-consistent: the `{consistent['output_channel']}` channel of every estimate is the solve "
+                f"of its `{consistent['input_channel']}` channel"
+            )
         if "latent" in card:
             facts.append(f"- latent prior on the autoencoder `{card['latent']['autoencoder']}`")
         if "repa" in card:
