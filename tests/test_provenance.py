@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import subprocess
 
 import pytest
 
 from pdeinv.bench import tables
-from pdeinv.bench.provenance import checkpoint_weights, file_sha256, git_state, provenance
+from pdeinv.bench.provenance import PACKAGE_DIR, checkpoint_weights, file_sha256, git_state, provenance
 from pdeinv.priors.checkpoint import SHIPPED
 
 
@@ -38,7 +40,21 @@ def test_latent_prior_provenance_includes_its_autoencoder():
 
 
 def test_outside_a_checkout_the_commit_is_unversioned(tmp_path):
-    assert git_state(tmp_path) == ("unversioned", None)
+    assert git_state(tmp_path / "pdeinv") == ("unversioned", None)
+
+
+def test_a_package_inside_another_repository_is_unversioned(tmp_path):
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    package = tmp_path / "venv" / "site-packages" / "pdeinv"
+    package.mkdir(parents=True)
+    assert git_state(package) == ("unversioned", None)
+
+
+def test_this_checkout_has_a_commit():
+    if not (PACKAGE_DIR.parent / ".git").exists():
+        pytest.skip("pdeinv is not installed from a git checkout")
+    commit, dirty = git_state()
+    assert re.fullmatch(r"[0-9a-f]{40}", commit) and isinstance(dirty, bool)
 
 
 @pytest.fixture

@@ -33,17 +33,21 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def git_state(directory: str | Path = PACKAGE_DIR) -> tuple[str, bool | None]:
-    """``(commit, dirty)`` of the git checkout holding ``directory``; ``("unversioned", None)`` outside one.
+def git_state(package_dir: str | Path = PACKAGE_DIR) -> tuple[str, bool | None]:
+    """``(commit, dirty)`` of the git checkout whose root holds ``package_dir``; ``("unversioned", None)`` otherwise.
 
-    ``dirty`` is True when tracked files differ from the commit (untracked files are ignored).
+    A package installed into another project's repository (e.g. a virtual environment inside it)
+    is unversioned. ``dirty`` is True when tracked files differ from the commit (untracked files
+    are ignored).
     """
     def git(*args: str) -> str:
         return subprocess.run(
-            ["git", "-C", str(directory), *args], capture_output=True, text=True, check=True, timeout=30
+            ["git", "-C", str(package_dir), *args], capture_output=True, text=True, check=True, timeout=30
         ).stdout.strip()
 
     try:
+        if Path(git("rev-parse", "--show-toplevel")).resolve() != Path(package_dir).resolve().parent:
+            return "unversioned", None
         commit = git("rev-parse", "HEAD")
         dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
     except (OSError, subprocess.SubprocessError):
