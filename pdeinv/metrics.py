@@ -22,6 +22,14 @@ def relative_l2(estimate: torch.Tensor | np.ndarray, truth: torch.Tensor | np.nd
     ------
     UsageError
         If the shapes differ or a sample of ``truth`` is zero everywhere (the error is undefined).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from pdeinv.metrics import relative_l2
+    >>> truth = torch.ones(2, 1, 4, 4)
+    >>> relative_l2(1.1 * truth, truth)
+    tensor([0.1000, 0.1000], dtype=torch.float64)
     """
     estimate, truth = torch.as_tensor(estimate), torch.as_tensor(truth)
     if estimate.shape != truth.shape or truth.ndim < 1:

@@ -34,6 +34,7 @@ import torch.distributed as dist
 
 from pdeinv import __version__
 from pdeinv.bench.diversity import pairwise_cosine, pairwise_relative_distance
+from pdeinv.bench.provenance import provenance
 from pdeinv.bench.tasks import get_task, relative_l2
 from pdeinv.errors import NonFiniteError
 from pdeinv.files import atomic_write
@@ -239,6 +240,7 @@ def _record(config: BenchConfig, parts: list[dict], world: int) -> dict:
         "processes": world,
         "wall_seconds": max(p["seconds"] for p in parts),
     }
+    record["provenance"] = provenance(record["prior"], record["data"], config.device)
     return {**record, **_sample_record(parts, config.n)}
 
 

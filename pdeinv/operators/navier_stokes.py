@@ -277,8 +277,8 @@ class NavierStokes2D(dinv.physics.Physics):
         r"""The same problem (grid, viscosity, forcing, output times, noise) solved with time step ``dt``.
 
         A coarser step is a cheaper surrogate for methods that solve many times (the adjoint
-        inversion, a solved particle state); its error is first order in ``dt`` (README's
-        time-step accuracy table). ``dt`` must divide every output time.
+        inversion, a solved particle state); its error is first order in ``dt`` (the
+        time-step accuracy table in docs/studies/performance.md). ``dt`` must divide every output time.
         """
         forcing = self.forcing if self.forcing_kind == "tensor" else self.forcing_kind
         coarse = NavierStokes2D(

@@ -137,6 +137,22 @@ class PointObservation(LinearPhysics):
     ``symmetries`` is the trivial group: a fixed sensor layout breaks every grid symmetry.
     Compose with a field operator as ``PointObservation(...) * Helmholtz(...)``, which
     observes :math:`u = A(a)` at the points.
+
+    Examples
+    --------
+    Read two grid points of a 4 x 4 field; the adjoint puts the values back in place:
+
+    >>> import torch
+    >>> from pdeinv.operators import PointObservation
+    >>> sensor = PointObservation(4, indices=[[0, 1], [2, 3]])
+    >>> x = torch.arange(16.0).reshape(1, 1, 4, 4)
+    >>> sensor.A(x)
+    tensor([[[ 1., 11.]]])
+    >>> sensor.A_adjoint(sensor.A(x))[0, 0]
+    tensor([[ 0.,  1.,  0.,  0.],
+            [ 0.,  0.,  0.,  0.],
+            [ 0.,  0.,  0., 11.],
+            [ 0.,  0.,  0.,  0.]])
     """
 
     def __init__(
@@ -323,6 +339,15 @@ def random_points(n_points: int, resolution: int, seed: int, interior_only: bool
     ------
     ValueError
         If ``n_points`` is not in ``[1, number of available points]``.
+
+    Examples
+    --------
+    >>> from pdeinv.operators import random_points
+    >>> points = random_points(123, 64, seed=0)
+    >>> points.shape
+    torch.Size([123, 2])
+    >>> bool((points == random_points(123, 64, seed=0)).all())
+    True
     """
     if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 3:
         raise ValueError(f"resolution must be an int S >= 3, got {resolution!r}")

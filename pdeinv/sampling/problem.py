@@ -334,7 +334,7 @@ class MethodOptions:
         Time step of every solve of a time-dependent operator (Navier-Stokes) that the method runs
         itself: the adjoint inversion's iterations, a solved particle state, a forward task's
         final solve. ``None`` keeps the operator's own step (the test data's ``1e-4``); ``1e-2``
-        is 100x cheaper and changes ``w(T)`` by about 3e-4 relative (README's accuracy table).
+        is 100x cheaper and changes ``w(T)`` by about 3e-4 relative (docs/studies/performance.md).
     """
 
     steps: int | None = None

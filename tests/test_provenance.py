@@ -1,0 +1,89 @@
+"""Provenance of benchmark records and the rule that keeps stale records out of the tables."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import subprocess
+
+import pytest
+
+from pdeinv.bench import tables
+from pdeinv.bench.provenance import PACKAGE_DIR, checkpoint_weights, file_sha256, git_state, provenance
+from pdeinv.priors.checkpoint import SHIPPED
+
+
+def test_file_hash_matches_hashlib(tmp_path):
+    path = tmp_path / "data.bin"
+    payload = bytes(range(256)) * 5000
+    path.write_bytes(payload)
+    assert file_sha256(path) == hashlib.sha256(payload).hexdigest()
+
+
+def test_provenance_names_code_weights_data_and_machine(tmp_path):
+    data = tmp_path / "test.h5"
+    data.write_bytes(b"test set")
+    record = provenance("helmholtz-joint", data, "cpu")
+    assert set(record) == {"commit", "dirty", "versions", "prior_weights", "data_sha256", "threads", "device",
+                           "timestamp"}
+    weights = (SHIPPED / "helmholtz-joint" / "model.safetensors").read_bytes()
+    assert record["prior_weights"] == {"helmholtz-joint": hashlib.sha256(weights).hexdigest()}
+    assert record["data_sha256"] == hashlib.sha256(b"test set").hexdigest()
+    assert set(record["versions"]) == {"python", "pdeinv", "torch", "deepinv"}
+    assert record["threads"] >= 1 and record["timestamp"].endswith("+00:00")
+    json.dumps(record)
+
+
+def test_latent_prior_provenance_includes_its_autoencoder():
+    assert {"ns-latent", "ns-autoencoder"} <= set(checkpoint_weights("ns-latent"))
+
+
+def test_outside_a_checkout_the_commit_is_unversioned(tmp_path):
+    assert git_state(tmp_path / "pdeinv") == ("unversioned", None)
+
+
+def test_a_package_inside_another_repository_is_unversioned(tmp_path):
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    package = tmp_path / "venv" / "site-packages" / "pdeinv"
+    package.mkdir(parents=True)
+    assert git_state(package) == ("unversioned", None)
+
+
+def test_this_checkout_has_a_commit():
+    if not (PACKAGE_DIR.parent / ".git").exists():
+        pytest.skip("pdeinv is not installed from a git checkout")
+    commit, dirty = git_state()
+    assert re.fullmatch(r"[0-9a-f]{40}", commit) and isinstance(dirty, bool)
+
+
+@pytest.fixture
+def shipped():
+    return {"helmholtz-joint": "a" * 64, "ns-joint": "b" * 64}
+
+
+def _record(**provenance_entries):
+    base = {"commit": "0123456789abcdef", "dirty": False, "prior_weights": {}}
+    return {"task": "helmholtz-inverse-64", "method": "tmpd", "provenance": {**base, **provenance_entries}}
+
+
+def test_stale_reasons(shipped):
+    assert tables.stale_reason({"task": "t", "method": "m"}, shipped).startswith("no provenance")
+    assert "modified checkout" in tables.stale_reason(_record(dirty=True), shipped)
+    changed = _record(prior_weights={"helmholtz-joint": "c" * 64})
+    assert "differ from the shipped" in tables.stale_reason(changed, shipped)
+    assert "not a shipped" in tables.stale_reason(_record(prior_weights={"my-run": "c" * 64}), shipped)
+
+
+def test_current_records(shipped):
+    assert tables.stale_reason(_record(), shipped) is None
+    assert tables.stale_reason(_record(prior_weights={"helmholtz-joint": "a" * 64}), shipped) is None
+    # a training directory holding the shipped weights is the shipped prior
+    assert tables.stale_reason(_record(prior_weights={"helmholtz-joint-run": "b" * 64}), shipped) is None
+
+
+def test_replace_block_needs_its_markers():
+    text = "before\n<!-- table:x -->\nold\n<!-- /table:x -->\nafter\n"
+    assert tables.replace_block(text, "x", "new") == "before\n<!-- table:x -->\nnew\n<!-- /table:x -->\nafter\n"
+    with pytest.raises(ValueError, match="markers"):
+        tables.replace_block("no markers", "x", "new")
