@@ -20,7 +20,8 @@ HELP_WIDTH = 100
 
 @pytest.fixture(scope="module")
 def small_file(tmp_path_factory):
-    return generate(make_config("helmholtz", 9, 2, seed=0), tmp_path_factory.mktemp("commands") / "h.h5", progress=False)
+    path = tmp_path_factory.mktemp("commands") / "h.h5"
+    return generate(make_config("helmholtz", 9, 2, seed=0), path, progress=False)
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -44,7 +45,8 @@ def test_help_fits_one_screen_and_ends_with_an_example_that_parses(command, caps
 
 
 RETIRED = {
-    "no-network": (["train", "--data", "d.h5", "--out", "r"], "pdeinv train", "`pdeinv train prior --data d.h5 --out r`"),
+    "no-network": (["train", "--data", "d.h5", "--out", "r"], "pdeinv train",
+                   "`pdeinv train prior --data d.h5 --out r`"),
     "model-autoencoder": (["train", "--data", "d.h5", "--model", "autoencoder"], "pdeinv train",
                           "`pdeinv train autoencoder`"),
     "model-equals-surrogate": (["train", "--model=surrogate"], "pdeinv train", "`pdeinv train surrogate`"),

@@ -148,7 +148,7 @@ def _train_tiny(tmp_path, pde: str, size: int, *extra: str):
     path = generate(make_config(pde, size, 12, 5), tmp_path / "data.h5", progress=False)
     out = tmp_path / "prior"
     options = [f"--backbone-option={k}={v}" for k, v in TINY_FNO.items()]
-    main(["train", "prior", "--data", str(path), "--out", str(out), "--steps", "2", "--batch-size", "4",
+    main(["--debug", "train", "prior", "--data", str(path), "--out", str(out), "--steps", "2", "--batch-size", "4",
           "--resolution", str(size), "--no-progress", *options, *extra])
     return out
 
