@@ -271,16 +271,17 @@ def _summary(out: Path, steps: int, seconds: float) -> str:
     with open(out / "log.csv", newline="") as f:
         last = list(csv.DictReader(f))[-1]
     rate = f"{steps / seconds:.2f} steps/s" if steps and seconds > 0 else "no steps left to train"
+    total = f"total training time {float(last['wall_s']):.1f} s"
     return "\n".join([
         f"trained {out}: step {last['step']}, final loss {float(last['loss']):.4g} (mean over the last log period)",
-        f"  {steps} step(s) in {seconds:.1f} s this session ({rate}); total {float(last['wall_s']):.1f} s of training",
+        f"  {steps} step(s) in {seconds:.1f} s this session ({rate}); {total}",
         f"  checkpoint: {out / 'model.safetensors'} + {out / 'card.json'}",
         f"  resume state: {out / STATE}; log: {out / 'log.csv'}",
     ])
 
 
 def _trainer_and_data(args: argparse.Namespace, data):
-    """The trainer class of ``pdeinv train MODEL`` and the data it trains on (latents for a latent prior)."""
+    """The trainer class of ``pdeinv train NETWORK`` and the data it trains on (latents for a latent prior)."""
     from pdeinv.priors.training import Trainer
 
     if args.train_command != "prior":
@@ -315,5 +316,5 @@ def _repa(args: argparse.Namespace, trainer, autoencoder, fields):
 
 
 def run(args: argparse.Namespace) -> int:
-    """Train the network ``pdeinv train MODEL`` names (``--resume`` continues a run)."""
+    """Train the network ``pdeinv train NETWORK`` names (``--resume`` continues a run)."""
     return _train(args)
