@@ -1,8 +1,10 @@
-"""The ``pdeinv`` command line: ``pdeinv data | train | solve | bench | demo``.
+"""The ``pdeinv`` command line: ``pdeinv data | train | evaluate | solve | bench | demo``.
 
 Each sub-command lives in the layer it belongs to, as a module exposing
 ``add_arguments(parser)`` and ``run(args) -> int``; it is imported only when called, so
-``pdeinv --help`` stays fast.
+``pdeinv --help`` stays fast. A module may also expose ``renamed(argv) -> str | None``, which
+names the current spelling of a retired one in the command's arguments ``argv``; that is then
+a usage error, never a silent alias.
 
 Errors end as one line on stderr, ``pdeinv COMMAND: error: WHAT WAS WRONG; WHAT TO DO``, with
 exit code 2 for a usage error (a bad option, an output that exists, :class:`~pdeinv.errors.UsageError`)
@@ -21,12 +23,14 @@ import sys
 from pdeinv.errors import PdeinvError
 
 USAGE, FAILURE, INTERRUPTED = 2, 1, 130
-FINITE_CHECKED = ("train", "solve", "bench", "demo")  # commands whose operator inputs and outputs are checked
+# Commands whose operator inputs and outputs are checked for NaN / inf.
+FINITE_CHECKED = ("train", "evaluate", "solve", "bench", "demo")
 EXPECTED = (ValueError, OSError, RuntimeError)
 
 COMMANDS = {
     "data": ("pdeinv.datasets.commands", "generate, inspect and validate HDF5 field data"),
-    "train": ("pdeinv.priors.commands", "train a diffusion prior on an HDF5 file"),
+    "train": ("pdeinv.priors.commands", "train a diffusion prior, an autoencoder or a PDE surrogate on an HDF5 file"),
+    "evaluate": ("pdeinv.priors.evaluate_command", "measure a trained prior's or autoencoder's quality into its card"),
     "solve": ("pdeinv.sampling.commands", "reconstruct fields from your own measurement file"),
     "bench": ("pdeinv.bench.commands", "run a benchmark task with a method, or tabulate runs"),
     "demo": ("pdeinv.bench.demo", "a two-minute Helmholtz reconstruction with the shipped prior"),
@@ -41,17 +45,33 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
-    """The top-level parser; only the sub-command named in ``argv`` is imported."""
+    """The top-level parser; only the sub-command named in ``argv`` is imported.
+
+    Exits with a usage error if the command's ``renamed`` finds a retired spelling in ``argv``.
+    """
     parser = OneLineParser(prog="pdeinv", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, (module, help_text) in COMMANDS.items():
-        command = sub.add_parser(name, help=help_text, description=help_text)
-        if name in argv:
+    position, name = next(((i, a) for i, a in enumerate(argv) if not a.startswith("-")), (len(argv), None))
+    for command_name, (module, help_text) in COMMANDS.items():
+        command = sub.add_parser(command_name, help=help_text, description=help_text)
+        if command_name == name:
             mod = importlib.import_module(module)
             mod.add_arguments(command)
             command.set_defaults(run=mod.run)
+            message = getattr(mod, "renamed", lambda _: None)(argv[position + 1:])
+            if message:
+                command.error(message)
     return parser
+
+
+def innermost(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The parser of the sub-command ``args`` selected (``pdeinv train prior``'s), which names it in errors."""
+    while True:
+        choice = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+        if choice is None or getattr(args, choice.dest, None) is None:
+            return parser
+        parser = choice.choices[getattr(args, choice.dest)]
 
 
 def _quiet_threads() -> None:
@@ -85,10 +105,14 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     _quiet_threads()
     try:
-        args = build_parser(argv).parse_args(argv)
+        parser = build_parser(argv)
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:
+            innermost(parser, args).error(f"unrecognized arguments: {' '.join(unknown)}")
     except SystemExit as stop:
         return stop.code if isinstance(stop.code, int) else USAGE
-    prog = " ".join(["pdeinv", args.command] + ([args.data_command] if getattr(args, "data_command", None) else []))
+    action = getattr(args, f"{args.command}_command", None)  # e.g. "generate" of `pdeinv data generate`
+    prog = " ".join(["pdeinv", args.command] + ([action] if action else []))
     try:
         with _finite_checks(args.command):
             return int(args.run(args) or 0)

@@ -65,7 +65,7 @@ def finished_run(field_file, tmp_path_factory) -> Path:
     from pdeinv.cli import main
 
     out = tmp_path_factory.mktemp("runs") / "done"
-    argv = ["train", "--data", str(field_file), "--out", str(out), "--steps", "2", "--batch-size", "4",
+    argv = ["train", "prior", "--data", str(field_file), "--out", str(out), "--steps", "2", "--batch-size", "4",
             "--checkpoint-every", "2", "--no-progress", *TINY_OPTIONS]
     assert main(argv) == 0
     return out
@@ -80,9 +80,9 @@ TRAIN_CASES = {
     "unknown-option": (["--backbone-option", "depth=3"], UsageError, r"unknown --backbone-option depth.*valid options"),
     "unet-widths-not-a-list": (["--backbone", "unet", "--backbone-option", "block_out_channels=8"], UsageError,
                                r"block_out_channels=8 .*list of integers"),
-    "autoencoder-zero-latents": (["--model", "autoencoder", "--backbone-option", "latent_channels=0"], UsageError,
+    "autoencoder-zero-latents": (["autoencoder", "--backbone-option", "latent_channels=0"], UsageError,
                                  r"latent_channels=0 for the autoencoder"),
-    "surrogate-negative-index": (["--model", "surrogate", "--backbone-option", "in_channel=-1"], UsageError,
+    "surrogate-negative-index": (["surrogate", "--backbone-option", "in_channel=-1"], UsageError,
                                  r"in_channel=-1 .*integer >= 0"),
     "sigma-data-zero": (["--sigma-data", "0"], UsageError, r"sigma_data \(--sigma-data\) and p_std must be positive"),
     "sigma-data-nan": (["--sigma-data", "nan"], UsageError, r"edm.sigma_data must be a finite real number"),
@@ -105,9 +105,10 @@ def test_train_rejects_bad_settings(field_file, tmp_path, extra, error, match):
     from pdeinv.cli import main
 
     before = digest(field_file)
-    options = ["--resolution", "9"] + ([] if {"--backbone", "--model"} & set(extra) else FNO_OPTIONS)
-    argv = ["train", "--data", str(field_file), "--out", str(tmp_path / "run"), "--steps", "2", "--batch-size", "4",
-            "--no-progress", *options, *extra]
+    network, *extra = extra if extra[0] in ("autoencoder", "surrogate") else ["prior", *extra]
+    options = ["--resolution", "9"] + (FNO_OPTIONS if network == "prior" and "--backbone" not in extra else [])
+    argv = ["--debug", "train", network, "--data", str(field_file), "--out", str(tmp_path / "run"), "--steps", "2",
+            "--batch-size", "4", "--no-progress", *options, *extra]
     with pytest.raises(error, match=match):
         main(argv)
     assert digest(field_file) == before
@@ -120,7 +121,8 @@ def test_train_rejects_an_unavailable_gpu(field_file, tmp_path):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     with pytest.raises(UsageError, match="CUDA is not available on this machine; use --device cpu"):
-        main(["train", "--data", str(field_file), "--out", str(tmp_path / "run"), "--device", "cuda"])
+        main(["--debug", "train", "prior", "--data", str(field_file), "--out", str(tmp_path / "run"),
+              "--resolution", "9", "--device", "cuda"])
 
 
 def test_train_names_the_file_field_and_sample_of_a_nan(nan_file, tmp_path):
@@ -128,8 +130,8 @@ def test_train_names_the_file_field_and_sample_of_a_nan(nan_file, tmp_path):
 
     before = digest(nan_file)
     with pytest.raises(NonFiniteError, match=rf"{nan_file}: field 'solution' of sample 3 holds NaN .*indices \[3\]"):
-        main(["train", "--data", str(nan_file), "--out", str(tmp_path / "run"), "--steps", "2", "--no-progress",
-              *TINY_OPTIONS])
+        main(["--debug", "train", "prior", "--data", str(nan_file), "--out", str(tmp_path / "run"), "--steps", "2",
+              "--no-progress", *TINY_OPTIONS])
     assert digest(nan_file) == before and not (tmp_path / "run").exists()
 
 
@@ -146,7 +148,8 @@ def test_train_refuses_outputs_and_inputs_it_cannot_use(field_file, finished_run
     }[where]
     before = {p: digest(p) for p in (field_file, finished_run)}
     with pytest.raises(error, match=match):
-        main(["train", "--data", str(data), "--out", str(out), "--steps", "2", "--no-progress", *TINY_OPTIONS])
+        main(["--debug", "train", "prior", "--data", str(data), "--out", str(out), "--steps", "2", "--no-progress",
+              *TINY_OPTIONS])
     assert {p: digest(p) for p in before} == before
 
 

@@ -1,8 +1,9 @@
 """Start-up of the command line: help and metadata commands import no deep-learning stack.
 
 The check inspects ``sys.modules`` in a fresh interpreter after the command ran (robust, unlike
-a timing assertion): ``pdeinv --help``, ``pdeinv data info`` and ``pdeinv data check --help``
-must not import deepinv, diffusers, neuraloperator, matplotlib or torch.
+a timing assertion): ``pdeinv --help``, ``pdeinv data info``, the ``--help`` of ``pdeinv data``,
+``pdeinv train`` and ``pdeinv evaluate`` and their sub-commands, and a retired ``pdeinv train``
+spelling must not import deepinv, diffusers, neuraloperator, matplotlib or torch.
 """
 
 import json
@@ -38,14 +39,28 @@ def small_file(tmp_path_factory):
     return generate(make_config("helmholtz", 9, 2, seed=0), tmp_path_factory.mktemp("startup") / "h.h5", progress=False)
 
 
-@pytest.mark.parametrize(
-    "argv",
-    [("--help",), ("data", "check", "--help"), ("data", "--help"), ("data", "info", "--help")],
-    ids=["help", "data-check-help", "data-help", "data-info-help"],
-)
+HELP = {
+    "help": ("--help",),
+    "data-check-help": ("data", "check", "--help"),
+    "data-help": ("data", "--help"),
+    "data-info-help": ("data", "info", "--help"),
+    "train-help": ("train", "--help"),
+    "train-prior-help": ("train", "prior", "--help"),
+    "train-autoencoder-help": ("train", "autoencoder", "--help"),
+    "train-surrogate-help": ("train", "surrogate", "--help"),
+    "evaluate-help": ("evaluate", "--help"),
+}
+
+
+@pytest.mark.parametrize("argv", HELP.values(), ids=HELP.keys())
 def test_help_imports_no_heavy_module(argv):
     outcome = imported_after(*argv)
     assert outcome == {"code": 0, "heavy": []}
+
+
+def test_retired_train_spelling_is_refused_before_any_heavy_import():
+    outcome = imported_after("train", "--data", "x.h5", "--model", "autoencoder", "--out", "run")
+    assert outcome == {"code": 2, "heavy": []}
 
 
 def test_data_info_imports_no_heavy_module(small_file):
@@ -56,8 +71,9 @@ def test_data_info_imports_no_heavy_module(small_file):
 def test_package_names_stay_importable_lazily():
     import pdeinv.bench as bench
     import pdeinv.datasets as datasets
+    import pdeinv.priors as priors
 
-    for package in (bench, datasets):
+    for package in (bench, datasets, priors):
         for name in package.__all__:
             assert getattr(package, name) is not None, name
     import pdeinv.datasets.generate  # noqa: F401  (the module must not hide the function of the same name)

@@ -117,7 +117,7 @@ def test_cli_trains_from_field_file_and_checkpoint_loads(tmp_path):
     path = generate(make_config("helmholtz", 17, 12, 5), tmp_path / "h.h5", progress=False)
     out = tmp_path / "prior"
     options = [f"--backbone-option={k}={v}" for k, v in TINY_FNO.items()]
-    argv = ["train", "--data", str(path), "--out", str(out), "--steps", "4", "--batch-size", "4",
+    argv = ["train", "prior", "--data", str(path), "--out", str(out), "--steps", "4", "--batch-size", "4",
             "--resolution", "17", "--checkpoint-every", "2", "--no-progress", *options]
     assert main(argv) == 0
     card = json.loads((out / "card.json").read_text())
@@ -131,8 +131,8 @@ def test_cli_trains_from_field_file_and_checkpoint_loads(tmp_path):
     assert torch.allclose(prior.mean, dataset.mean) and torch.allclose(prior.std, dataset.std)
     x = torch.randn(2, 2, 17, 17)
     assert prior.denoise(x, 0.5).shape == x.shape
-    evaluate = ["train", "--evaluate", str(out), "--eval-samples", "4", "--eval-steps", "3"]
-    assert main(evaluate) == 0 and main(evaluate + ["--eval-consistent"]) == 0
+    evaluate = ["evaluate", str(out), "--samples", "4", "--steps", "3"]
+    assert main(evaluate) == 0 and main(evaluate + ["--consistent"]) == 0
     quality = json.loads((out / "card.json").read_text())["quality"]
     # The untrained network's joint samples violate the PDE; the consistent form solves it exactly.
     assert quality["17"]["physics_consistency_median"] > 1e-2
@@ -148,7 +148,7 @@ def _train_tiny(tmp_path, pde: str, size: int, *extra: str):
     path = generate(make_config(pde, size, 12, 5), tmp_path / "data.h5", progress=False)
     out = tmp_path / "prior"
     options = [f"--backbone-option={k}={v}" for k, v in TINY_FNO.items()]
-    main(["train", "--data", str(path), "--out", str(out), "--steps", "2", "--batch-size", "4",
+    main(["--debug", "train", "prior", "--data", str(path), "--out", str(out), "--steps", "2", "--batch-size", "4",
           "--resolution", str(size), "--no-progress", *options, *extra])
     return out
 
@@ -169,20 +169,21 @@ def test_operator_consistent_training_loads_a_prior_that_solves_the_pde_at_any_g
         assert float(relative_residuals(Helmholtz(size, k=1.0), estimate).max()) < 1e-5
 
 
-def test_navier_stokes_prior_is_evaluated_projected_but_not_trained_so(tmp_path):
+def test_navier_stokes_prior_is_evaluated_projected_but_not_trained_so(tmp_path, capsys):
     from pdeinv.cli import main
 
     out = _train_tiny(tmp_path, "navier-stokes", 16)
-    evaluate = ["train", "--evaluate", str(out), "--eval-samples", "4", "--eval-steps", "3"]
-    assert main(evaluate) == 0 and main(evaluate + ["--eval-consistent", "--eval-solver-dt", "0.01"]) == 0
+    evaluate = ["evaluate", str(out), "--samples", "4", "--steps", "3"]
+    assert main(evaluate) == 0 and main(evaluate + ["--consistent", "--solver-dt", "0.01"]) == 0
     quality = json.loads((out / "card.json").read_text())["quality"]
     projected = quality["16-consistent-dt0.01"]
     # The untrained network's w(T) is unrelated to its w(0); projected, w(T) is the dt = 1e-2 solve
     # of w(0), measured against the data's dt = 1e-4 solve: only the coarse step's error is left.
     assert quality["16"]["physics_consistency_median"] > 0.5
     assert projected["solver_dt"] == 0.01 and projected["physics_consistency_median"] < 1e-2
-    with pytest.raises(ValueError, match="--eval-consistent"):
-        main(evaluate + ["--eval-solver-dt", "0.01"])
+    capsys.readouterr()
+    assert main(evaluate + ["--solver-dt", "0.01"]) == 2
+    assert "add --consistent" in capsys.readouterr().err
     projected_prior = load(out, consistent=True, solver_dt=0.01)
     assert not projected_prior.linear and projected_prior.operator_at(16).dt == 0.01
     with pytest.raises(ValueError, match="consistent=True"):

@@ -224,7 +224,7 @@ def test_sigkilled_train_resumes_to_the_same_bytes(tmp_path, capsys):
 
     def argv(out: Path, *extra: str) -> list[str]:
         options = [f"--backbone-option={k}={v}" for k, v in TINY_FNO.items()]
-        return ["train", "--data", str(data), "--out", str(out), "--resolution", "9", "--steps", str(steps),
+        return ["train", "prior", "--data", str(data), "--out", str(out), "--resolution", "9", "--steps", str(steps),
                 "--batch-size", "4", "--checkpoint-every", "5", "--log-every", "5", "--no-progress", *options, *extra]
 
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}

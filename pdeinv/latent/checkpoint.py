@@ -48,7 +48,7 @@ def read_autoencoder_card(directory: str | Path) -> dict:
     if found != AUTOENCODER_FORMAT:
         raise ValueError(
             f"{path} is not an autoencoder card (format {found!r}, expected {AUTOENCODER_FORMAT!r}); "
-            "train one with `pdeinv train --model autoencoder`"
+            "train one with `pdeinv train autoencoder`"
         )
     return card
 
@@ -108,7 +108,7 @@ def check_pairing(card: dict, autoencoder: FieldAutoencoder, where: str = "the l
             f"{where} was trained on the latents of autoencoder {section['autoencoder']!r} "
             f"(weights sha256 {section['autoencoder_sha256'][:12]}...), but the autoencoder given has weights "
             f"sha256 {found[:12]}...; its latents mean something else. Pass the autoencoder the prior was "
-            "trained with, or train a latent prior on this autoencoder (`pdeinv train --autoencoder DIR`)"
+            "trained with, or train a latent prior on this autoencoder (`pdeinv train prior --autoencoder DIR`)"
         )
     latent_channels = card["backbone"]["config"].get("channels")
     if latent_channels is not None and latent_channels != autoencoder.config.latent_channels:

@@ -4,7 +4,7 @@ Any ``torch.nn.Module`` mapping a normalised field to tokens ``(B, N, D)`` (or t
 ``(B, D, h, w)``, read as :math:`N = hw` tokens) can serve. Three are built in:
 
 - :class:`PhysicsEncoder`: the hidden features of a Fourier-neural-operator surrogate of the PDE
-  (input field to output field), trained with ``pdeinv train --model surrogate``; its features
+  (input field to output field), trained with ``pdeinv train surrogate``; its features
   after ``depth`` spectral blocks, average-pooled to a ``grid x grid`` token map.
 - :class:`AutoencoderFeatures`: the latent autoencoder's own encoder, up to its middle block.
 - :class:`ViTEncoder`: a DINOv2-style vision transformer (patch tokens after the final norm),
@@ -21,6 +21,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from pdeinv.files import atomic_write
 
 ENCODER_FORMAT = "pdeinv-encoder"
 
@@ -194,7 +196,10 @@ ENCODERS = {"physics": (PhysicsEncoderConfig, PhysicsEncoder), "vit": (ViTConfig
 
 
 def save_encoder(encoder: nn.Module, directory: str | Path, extra: dict | None = None) -> Path:
-    """Save a :class:`PhysicsEncoder` or :class:`ViTEncoder` as ``model.safetensors`` + ``card.json``."""
+    """Save a :class:`PhysicsEncoder` or :class:`ViTEncoder` as ``model.safetensors`` + ``card.json``.
+
+    Each file is written to a temporary name and renamed, so a killed save leaves no truncated file.
+    """
     from safetensors.torch import save_file
 
     kind = next((k for k, (_, cls) in ENCODERS.items() if isinstance(encoder, cls)), None)
@@ -202,14 +207,16 @@ def save_encoder(encoder: nn.Module, directory: str | Path, extra: dict | None =
         raise ValueError(f"save_encoder saves PhysicsEncoder or ViTEncoder, not {type(encoder).__name__}")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().contiguous() for k, v in encoder.state_dict().items()}, str(directory / "model.safetensors"))
+    with atomic_write(directory / "model.safetensors") as tmp:
+        save_file({k: v.detach().contiguous() for k, v in encoder.state_dict().items()}, str(tmp))
     card = {"format": ENCODER_FORMAT, "kind": kind, "config": asdict(encoder.config), **(extra or {})}
-    (directory / "card.json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+    with atomic_write(directory / "card.json") as tmp:
+        tmp.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
     return directory
 
 
 def load_encoder(name_or_path: str | Path) -> nn.Module:
-    """Load a frozen encoder saved by :func:`save_encoder` (or ``pdeinv train --model surrogate``).
+    """Load a frozen encoder saved by :func:`save_encoder` (or ``pdeinv train surrogate``).
 
     Raises
     ------

@@ -157,7 +157,7 @@ def _head(denoiser: nn.Module) -> RepaHead:
     head = getattr(denoiser, "repa", None)
     if head is None:
         raise ValueError(
-            "this prior has no REPA projector; train one with `pdeinv train --repa-encoder ...` to use +repa"
+            "this prior has no REPA projector; train one with `pdeinv train prior --repa-encoder ...` to use +repa"
         )
     return head
 

@@ -33,7 +33,7 @@ class AutoencoderTrainer(Trainer):
         return AutoencoderConfig
 
     def options_description(self, config: TrainConfig) -> str:
-        return "the autoencoder (--model autoencoder)"
+        return "the autoencoder (pdeinv train autoencoder)"
 
     def build(self, config: TrainConfig, data: TrainingData) -> tuple[FieldAutoencoder, dict]:
         defaults = {"channels": len(data.channels), "periodic": data.grid == "periodic"}
@@ -141,7 +141,7 @@ class SurrogateTrainer(Trainer):
         return PhysicsEncoderConfig
 
     def options_description(self, config: TrainConfig) -> str:
-        return "the surrogate (--model surrogate)"
+        return "the surrogate (pdeinv train surrogate)"
 
     def build(self, config: TrainConfig, data: TrainingData):
         from pdeinv.latent.encoders import ENCODER_FORMAT, PhysicsEncoder, PhysicsEncoderConfig

@@ -12,24 +12,39 @@ Public names::
     helmholtz_joint_prior                             pdeinv.priors.gaussian
     FieldPrior                                        pdeinv.priors.base
     heun_sample, HeunConfig                           pdeinv.priors.sample
+
+The names are imported on first use (module ``__getattr__``), so the torch-free modules of the
+package (its command line) load without torch.
 """
 
-from pdeinv.priors.base import FieldPrior
-from pdeinv.priors.checkpoint import load, save_prior, shipped_priors
-from pdeinv.priors.edm import EDMConfig, EDMDenoiser
-from pdeinv.priors.gaussian import GaussianPrior, JointGaussianPrior, helmholtz_joint_prior
-from pdeinv.priors.sample import HeunConfig, heun_sample
+from __future__ import annotations
 
-__all__ = [
-    "EDMConfig",
-    "EDMDenoiser",
-    "FieldPrior",
-    "GaussianPrior",
-    "HeunConfig",
-    "JointGaussianPrior",
-    "heun_sample",
-    "helmholtz_joint_prior",
-    "load",
-    "save_prior",
-    "shipped_priors",
-]
+import importlib
+
+_MODULES = {
+    "EDMConfig": "edm",
+    "EDMDenoiser": "edm",
+    "FieldPrior": "base",
+    "GaussianPrior": "gaussian",
+    "HeunConfig": "sample",
+    "JointGaussianPrior": "gaussian",
+    "heun_sample": "sample",
+    "helmholtz_joint_prior": "gaussian",
+    "load": "checkpoint",
+    "save_prior": "checkpoint",
+    "shipped_priors": "checkpoint",
+}
+
+__all__ = sorted(_MODULES)
+
+
+def __getattr__(name: str):
+    if name not in _MODULES:
+        raise AttributeError(f"module 'pdeinv.priors' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"pdeinv.priors.{_MODULES[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

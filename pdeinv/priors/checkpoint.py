@@ -104,7 +104,7 @@ def resolve(name_or_path: str | Path) -> Path:
         return SHIPPED / str(name_or_path)
     raise FileNotFoundError(
         f"no prior checkpoint at {str(name_or_path)!r}: expected a directory holding {WEIGHTS} and {CARD} "
-        f"(written by `pdeinv train --out DIR`) or a shipped prior name, one of {shipped_priors()}"
+        f"(written by `pdeinv train prior --out DIR`) or a shipped prior name, one of {shipped_priors()}"
     )
 
 

@@ -1,30 +1,22 @@
-"""``pdeinv train``: train a diffusion prior on an HDF5 field file, or evaluate a trained one.
+"""``pdeinv train prior | autoencoder | surrogate``: train a network on an HDF5 field file.
 
-Examples
---------
-Train (single process; ``torchrun --nproc_per_node N -m pdeinv.cli train ...`` for DDP)::
+- ``prior``: a diffusion prior (EDM denoiser), on fields or, with ``--autoencoder DIR``, on the
+  latents of a trained autoencoder; ``--repa-encoder`` adds REPA's alignment loss.
+- ``autoencoder``: the field autoencoder of latent space.
+- ``surrogate``: the neural-operator surrogate of the PDE whose features are REPA's physics encoder.
 
-    pdeinv train --data helmholtz_64.h5 --backbone fno --steps 12000 --out priors/helmholtz
-
-Resume a killed run bit for bit (with the run's settings and data; anything else is refused)::
-
-    pdeinv train --data helmholtz_64.h5 --backbone fno --steps 12000 --out priors/helmholtz --resume
-
-An ``--out`` that holds a run is refused unless ``--resume`` or ``--overwrite`` is given. A
-non-finite loss stops the run with exit code 1, keeping the last checkpoint.
+All three write ``model.safetensors``, ``card.json``, the resumable training state and
+``log.csv`` into ``--out``. An ``--out`` that holds a run is refused unless ``--resume`` (continue
+it bit for bit, with the run's settings and data) or ``--overwrite`` is given. A non-finite loss
+stops the run with exit code 1, keeping the last checkpoint. For DDP run
+``torchrun --nproc_per_node N -m pdeinv.cli train prior ...``.
 
 On a shared CPU machine run it with ``OMP_WAIT_POLICY=PASSIVE MALLOC_MMAP_THRESHOLD_=4294967296
 MALLOC_TRIM_THRESHOLD_=68719476736`` in the environment: spinning OpenMP threads and page faults
 on re-allocated activations otherwise cost several times the computation itself.
 
-Latent space: train the autoencoder, then a prior on its latents::
-
-    pdeinv train --data ns_64.h5 --model autoencoder --steps 3000 --out runs/ns-autoencoder
-    pdeinv train --data ns_64.h5 --autoencoder runs/ns-autoencoder --backbone unet --out runs/ns-latent
-
-Write quality figures (physics consistency, spectrum ratio) into the card, here zero-shot at 128::
-
-    pdeinv train --evaluate priors/helmholtz --eval-resolution 128
+This module imports no deep-learning stack until a run starts, so ``--help`` is instant; the
+option choices below are those of :mod:`pdeinv.priors.training` and :mod:`pdeinv.priors.edm`.
 """
 
 from __future__ import annotations
@@ -39,9 +31,19 @@ import time
 from pathlib import Path
 
 from pdeinv.errors import UsageError
-from pdeinv.priors.edm import RESIDUALS, EDMConfig
-from pdeinv.priors.spectral_gaussian import BASE_CHOICES
-from pdeinv.priors.training import LR_SCHEDULES
+
+DEFAULT_RESOLUTION = 64
+BACKBONES = ("fno", "unet")
+LR_SCHEDULES = ("constant", "cosine")
+GAUSSIAN_BASES = ("none", "auto", "fft", "dst", "dct")
+RESIDUALS = ("edm", "posterior")
+
+
+class CommandHelp(argparse.RawDescriptionHelpFormatter):
+    """Help with the option texts in one column (room for ``--backbone-option KEY=VALUE``), epilog kept as written."""
+
+    def __init__(self, prog: str):
+        super().__init__(prog, max_help_position=32)
 
 
 def _option(text: str) -> tuple[str, object]:
@@ -54,100 +56,170 @@ def _option(text: str) -> tuple[str, object]:
         return key, value
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Register the ``pdeinv train`` options."""
-    parser.add_argument("--data", help="HDF5 field file written by `pdeinv data`")
-    parser.add_argument(
-        "--out", help="output directory: model.safetensors, card.json, training_state.json (+ .safetensors), log.csv"
-    )
-    parser.add_argument("--backbone", choices=("fno", "unet"), default="fno", help="denoiser backbone (default fno)")
+def _add_files(parser: argparse.ArgumentParser, network: str) -> None:
+    """``--data``, ``--out`` and ``--backbone-option`` (``network`` names the configuration it sets)."""
+    parser.add_argument("--data", required=True, metavar="FILE.h5", help="training fields (`pdeinv data generate`)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="run directory (weights, card, state, log)")
     parser.add_argument(
         "--backbone-option", action="append", type=_option, default=[], metavar="KEY=VALUE",
-        help="override a backbone setting, e.g. width=32, n_modes=16 (repeatable)",
+        help=f"set a field of {network} (repeatable)",
     )
+
+
+def _add_training_options(parser: argparse.ArgumentParser) -> None:
+    """The options of the training loop, shared by every ``pdeinv train`` network."""
+    parser.add_argument("--channels", nargs="+", metavar="NAME", help="fields used as channels (default: all)")
     parser.add_argument(
-        "--model", choices=("denoiser", "autoencoder", "surrogate"), default="denoiser",
-        help="what to train: a diffusion prior (default), the field autoencoder of latent space or the "
-        "neural-operator surrogate whose features are REPA's physics encoder (--backbone-option then sets "
-        "AutoencoderConfig / PhysicsEncoderConfig fields, e.g. block_out_channels=[16,32,32])",
+        "--resolution", type=int, metavar="S", help=f"training grid size (default {DEFAULT_RESOLUTION})"
     )
-    parser.add_argument(
-        "--repa-encoder", metavar="ENCODER",
-        help="align the denoiser's features with a frozen encoder (REPA): a directory written by "
-        "`--model surrogate` or holding a local DINOv2-style ViT, or 'autoencoder' (the --autoencoder's encoder)",
-    )
-    parser.add_argument("--repa-weight", type=float, default=0.5, help="REPA alignment weight (default 0.5)")
-    parser.add_argument("--repa-layer", help="backbone layer whose features are aligned (default blocks.1 / net.mid_block)")
-    parser.add_argument(
-        "--autoencoder", metavar="DIR",
-        help="train the prior on the latents of this trained autoencoder (directory or shipped name)",
-    )
-    parser.add_argument("--channels", nargs="+", help="field names used as channels (default: the file's pair)")
-    parser.add_argument("--resolution", type=int, default=64, help="training grid size (default 64)")
     parser.add_argument("--steps", type=int, default=10000, help="optimiser steps (default 10000)")
-    parser.add_argument("--batch-size", type=int, default=16, help="global batch size (default 16)")
+    parser.add_argument("--batch-size", type=int, default=16, metavar="B", help="global batch size (default 16)")
     parser.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate after warm-up (default 1e-3)")
-    parser.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay (default 0)")
-    parser.add_argument("--warmup", type=int, default=200, help="linear learning-rate warm-up steps (default 200)")
+    parser.add_argument("--weight-decay", type=float, default=0.0, metavar="WD", help="AdamW weight decay (default 0)")
+    parser.add_argument("--warmup", type=int, default=200, metavar="STEPS", help="linear warm-up steps (default 200)")
     parser.add_argument(
-        "--lr-schedule", choices=LR_SCHEDULES, default="constant",
-        help="learning rate after warm-up: constant (default) or cosine decay to --lr-floor x lr at the last step",
+        "--lr-schedule", choices=LR_SCHEDULES, default="constant", metavar="NAME",
+        help="after warm-up: constant (default) or cosine",
     )
     parser.add_argument(
-        "--lr-floor", type=float, default=0.02, help="final fraction of --lr of the cosine schedule (default 0.02)"
-    )
-    parser.add_argument("--ema-halflife", type=float, default=500.0, help="EMA half-life in steps (default 500)")
-    parser.add_argument("--grad-clip", type=float, default=1.0, help="max gradient norm, 0 = off (default 1)")
-    parser.add_argument("--checkpoint-every", type=int, default=500, help="checkpoint period in steps (default 500)")
-    parser.add_argument("--log-every", type=int, default=50, help="CSV log period in steps (default 50)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of initialisation, data order and noise")
-    parser.add_argument("--sigma-data", type=float, default=EDMConfig.sigma_data, help="EDM sigma_data (default 1)")
-    parser.add_argument(
-        "--augment-symmetries", action="store_true",
-        help="transform samples by the operator's symmetry group (D4 for Helmholtz/Poisson, the NS group for NS)",
+        "--lr-floor", type=float, default=0.02, metavar="F", help="final lr / --lr of cosine (default 0.02)"
     )
     parser.add_argument(
-        "--gaussian-base", choices=BASE_CHOICES, default="none",
-        help="learn only the residual of the Wiener denoiser fitted to the data (default none)",
+        "--ema-halflife", type=float, default=500.0, metavar="STEPS", help="EMA half-life (default 500)"
     )
     parser.add_argument(
-        "--residual", choices=RESIDUALS, default="edm",
-        help="scale of the network's output: EDM's c_out (default) or the Gaussian base's per-mode posterior std",
+        "--grad-clip", type=float, default=1.0, metavar="NORM", help="max gradient norm, 0 = off (default 1)"
     )
     parser.add_argument(
-        "--operator-consistent", action="store_true",
-        help="linear PDEs: train with the solution channel set to the solve of the input channel, as sampled",
+        "--checkpoint-every", type=int, default=500, metavar="STEPS", help="checkpoint period (default 500)"
     )
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser.add_argument("--log-every", type=int, default=50, metavar="STEPS", help="log.csv period (default 50)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of initialisation, data order and noise (default 0)")
     parser.add_argument(
-        "--resume", action="store_true", help="continue a killed run from --out (same settings and data)"
+        "--augment-symmetries", action="store_true", help="transform samples by the PDE's symmetry group"
     )
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    parser.add_argument("--resume", action="store_true", help="continue a killed run in --out (same settings)")
     parser.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    parser.add_argument("--evaluate", metavar="DIR", help="measure quality figures of a trained prior into its card")
-    parser.add_argument("--eval-samples", type=int, default=64, help="unconditional samples for --evaluate")
-    parser.add_argument("--eval-steps", type=int, default=32, help="Heun steps per sample for --evaluate")
-    parser.add_argument("--eval-resolution", type=int, help="grid size for --evaluate (default: training size)")
+
+
+def _add_prior(sub) -> None:
+    parser = sub.add_parser(
+        "prior", help="a diffusion prior, on fields or on an autoencoder's latents", formatter_class=CommandHelp,
+        usage="pdeinv train prior --data FILE.h5 --out DIR [options]", allow_abbrev=False,
+        description="Train a diffusion prior (EDM denoiser) on fields, or on the latents of an autoencoder.",
+        epilog="example: pdeinv train prior --data data/helmholtz-64-train.h5 --out runs/helmholtz --steps 3000",
+    )
+    _add_files(parser, "the backbone's config, e.g. width=32")
+    parser.add_argument("--backbone", choices=BACKBONES, default="fno", help="denoiser network (default fno)")
+    parser.add_argument("--autoencoder", metavar="DIR", help="train on this autoencoder's latents (dir or name)")
     parser.add_argument(
-        "--eval-consistent", action="store_true",
-        help="--evaluate the operator-consistent form: the solution channel is the solve of the input "
-        "channel (as pdeinv bench uses a linear PDE's prior; for Navier-Stokes the projection onto the solutions)",
+        "--repa-encoder", metavar="ENC", help="align features with a frozen encoder (dir, name or 'autoencoder')"
     )
     parser.add_argument(
-        "--eval-solver-dt", type=float,
-        help="with --eval-consistent on Navier-Stokes: time step of the projection's solve (default: the data's)",
+        "--repa-weight", type=float, default=0.5, metavar="W", help="REPA alignment weight (default 0.5)"
     )
+    parser.add_argument("--repa-layer", metavar="NAME", help="layer aligned by REPA (default: the backbone's)")
+    parser.add_argument("--sigma-data", type=float, metavar="SIGMA", help="EDM sigma_data (default 1)")
+    parser.add_argument(
+        "--gaussian-base", choices=GAUSSIAN_BASES, default="none", metavar="BASIS",
+        help="learn the residual of a Wiener denoiser: none, auto, fft, dst, dct",
+    )
+    parser.add_argument(
+        "--residual", choices=RESIDUALS, default="edm", metavar="SCALE",
+        help="network output scale: edm (c_out) or posterior (needs a base)",
+    )
+    parser.add_argument(
+        "--operator-consistent", action="store_true", help="linear PDEs: solution channel = solve of the input"
+    )
+    _add_training_options(parser)
+
+
+def _add_network(sub, name: str, summary: str, description: str, config: str, example: str) -> None:
+    parser = sub.add_parser(
+        name, help=summary, description=description, epilog=f"example:\n  {example}", formatter_class=CommandHelp,
+        usage=f"pdeinv train {name} --data FILE.h5 --out DIR [options]", allow_abbrev=False,
+    )
+    _add_files(parser, config)
+    _add_training_options(parser)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register ``pdeinv train prior | autoencoder | surrogate`` on ``parser``."""
+    parser.formatter_class = CommandHelp
+    parser.epilog = "example:\n  pdeinv train prior --data data/helmholtz-64-train.h5 --out runs/helmholtz"
+    sub = parser.add_subparsers(dest="train_command", metavar="{prior,autoencoder,surrogate}", required=True)
+    _add_prior(sub)
+    _add_network(
+        sub, "autoencoder", "the field autoencoder of latent priors",
+        "Train the field autoencoder whose latents `pdeinv train prior --autoencoder DIR` learns.",
+        "AutoencoderConfig, e.g. latent_channels=4",
+        "pdeinv train autoencoder --data data/ns-64-train.h5 --out runs/ns-autoencoder --steps 3000",
+    )
+    _add_network(
+        sub, "surrogate", "the PDE surrogate whose features are REPA's physics encoder",
+        "Train the neural-operator surrogate of the PDE (input field to solution) whose features are the\n"
+        "physics encoder of `pdeinv train prior --repa-encoder DIR`.",
+        "PhysicsEncoderConfig, e.g. width=24",
+        "pdeinv train surrogate --data data/helmholtz-64-train.h5 --out runs/helmholtz-encoder --steps 800",
+    )
+
+
+def renamed(argv: list[str]) -> str | None:
+    """The new spelling of an old ``pdeinv train`` command line (``argv`` after ``train``), or None."""
+    flags = [a.split("=", 1)[0] for a in argv]
+    if "--evaluate" in flags:
+        return "`pdeinv train --evaluate DIR` is now `pdeinv evaluate DIR` (and each --eval-X option is now --X)"
+    if "--model" in flags:
+        index = flags.index("--model")
+        value = argv[index].partition("=")[2] or (argv[index + 1] if index + 1 < len(argv) else "")
+        new = {"denoiser": "prior", "autoencoder": "autoencoder", "surrogate": "surrogate"}.get(value)
+        return f"`pdeinv train --model {value}` is now `pdeinv train {new or '{prior,autoencoder,surrogate}'}`"
+    if argv and argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
+        return (
+            "name what to train first: `pdeinv train prior " + shlex.join(argv) + "` "
+            "(or `pdeinv train autoencoder ...`, `pdeinv train surrogate ...`)"
+        )
+    return None
+
+
+def file_resolution(path: str) -> int | None:
+    """Grid points per side of the fields in the HDF5 file ``path``; None if it cannot be read (the loader says why)."""
+    import h5py
+
+    from pdeinv.datasets.schema import resolution_of
+
+    try:
+        with h5py.File(path, "r") as f:
+            return resolution_of(f)
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def _training_resolution(args: argparse.Namespace) -> int:
+    """``--resolution`` (default 64), refused with the fix if the file's fields are coarser."""
+    resolution = args.resolution or DEFAULT_RESOLUTION
+    stored = file_resolution(args.data)
+    if stored is not None and resolution > stored:
+        given = f"--resolution {resolution}" + ("" if args.resolution else " (the default)")
+        raise UsageError(
+            f"{args.data} holds {stored} x {stored} fields, coarser than {given}; "
+            f"pass --resolution {stored} (or a smaller size) to train on this file"
+        )
+    return resolution
 
 
 def _train(args: argparse.Namespace) -> int:
     from pdeinv.priors.data import load_training_data
+    from pdeinv.priors.edm import EDMConfig
     from pdeinv.priors.training import TrainConfig, train
 
-    if not args.data or not args.out:
-        raise UsageError("pdeinv train: --data FILE and --out DIR are required")
+    resolution = _training_resolution(args)
+    prior = args.train_command == "prior"
     config = TrainConfig(
         out=args.out,
-        backbone=args.backbone,
+        backbone=args.backbone if prior else "fno",
         backbone_options=dict(args.backbone_option),
         steps=args.steps,
         batch_size=args.batch_size,
@@ -162,16 +234,16 @@ def _train(args: argparse.Namespace) -> int:
         log_every=args.log_every,
         seed=args.seed,
         augment_symmetries=args.augment_symmetries,
-        edm=EDMConfig(sigma_data=args.sigma_data),
-        gaussian_base=args.gaussian_base,
-        residual=args.residual,
-        operator_consistent=args.operator_consistent,
+        edm=EDMConfig() if not prior or args.sigma_data is None else EDMConfig(sigma_data=args.sigma_data),
+        gaussian_base=args.gaussian_base if prior else "none",
+        residual=args.residual if prior else "edm",
+        operator_consistent=prior and args.operator_consistent,
         device=args.device,
         data=args.data,
         command=shlex.join(["pdeinv", *sys.argv[1:]]),
         progress=not args.no_progress,
     )
-    data = load_training_data(args.data, channels=args.channels, resolution=args.resolution)
+    data = load_training_data(args.data, channels=args.channels, resolution=resolution)
     trainer_class, data = _trainer_and_data(args, data)
     first_step = _resumed_step(args.out) if args.resume else 0
     start = time.perf_counter()
@@ -199,25 +271,23 @@ def _summary(out: Path, steps: int, seconds: float) -> str:
     with open(out / "log.csv", newline="") as f:
         last = list(csv.DictReader(f))[-1]
     rate = f"{steps / seconds:.2f} steps/s" if steps and seconds > 0 else "no steps left to train"
+    total = f"total training time {float(last['wall_s']):.1f} s"
     return "\n".join([
         f"trained {out}: step {last['step']}, final loss {float(last['loss']):.4g} (mean over the last log period)",
-        f"  {steps} step(s) in {seconds:.1f} s this session ({rate}); "
-        f"total training time {float(last['wall_s']):.1f} s",
+        f"  {steps} step(s) in {seconds:.1f} s this session ({rate}); {total}",
         f"  checkpoint: {out / 'model.safetensors'} + {out / 'card.json'}",
         f"  resume state: {out / STATE}; log: {out / 'log.csv'}",
     ])
 
 
 def _trainer_and_data(args: argparse.Namespace, data):
-    """The trainer class for ``--model``/``--autoencoder`` and the data it trains on (latents for a latent prior)."""
+    """The trainer class of ``pdeinv train NETWORK`` and the data it trains on (latents for a latent prior)."""
     from pdeinv.priors.training import Trainer
 
-    if args.model != "denoiser":
-        if args.autoencoder or args.repa_encoder:
-            raise UsageError(f"pdeinv train: --autoencoder and --repa-encoder train priors, not --model {args.model}")
+    if args.train_command != "prior":
         from pdeinv.latent.training import AutoencoderTrainer, SurrogateTrainer
 
-        return (AutoencoderTrainer if args.model == "autoencoder" else SurrogateTrainer), data
+        return (AutoencoderTrainer if args.train_command == "autoencoder" else SurrogateTrainer), data
     fields, trainer, autoencoder = data.fields, Trainer, None
     if args.autoencoder:
         from pdeinv.latent.checkpoint import load_autoencoder
@@ -238,33 +308,13 @@ def _repa(args: argparse.Namespace, trainer, autoencoder, fields):
 
     if args.repa_encoder == "autoencoder":
         if autoencoder is None:
-            raise UsageError("pdeinv train: --repa-encoder autoencoder needs --autoencoder DIR")
+            raise UsageError("--repa-encoder autoencoder needs --autoencoder DIR")
         encoder = AutoencoderFeatures(autoencoder)
     else:
         encoder = load_encoder(args.repa_encoder)
     return repa_trainer(trainer, encoder, args.repa_encoder, fields, args.repa_weight, args.repa_layer)
 
 
-def _evaluate(args: argparse.Namespace) -> int:
-    from pdeinv.priors.checkpoint import resolve
-    from pdeinv.priors.quality import evaluate_checkpoint
-
-    if json.loads((resolve(args.evaluate) / "card.json").read_text()).get("format") == "pdeinv-autoencoder":
-        from pdeinv.latent.quality import evaluate_autoencoder
-
-        if not args.data:
-            raise UsageError("pdeinv train --evaluate AUTOENCODER needs --data TEST.h5 (held-out fields)")
-        print(json.dumps(evaluate_autoencoder(args.evaluate, args.data, args.eval_samples), indent=2))
-        return 0
-
-    figures = evaluate_checkpoint(
-        args.evaluate, data=args.data, n=args.eval_samples, steps=args.eval_steps, resolution=args.eval_resolution,
-        consistent=args.eval_consistent, solver_dt=args.eval_solver_dt,
-    )
-    print(json.dumps(figures, indent=2))
-    return 0
-
-
 def run(args: argparse.Namespace) -> int:
-    """Train a prior (``--resume`` continues one), or with ``--evaluate DIR`` write its quality figures."""
-    return _evaluate(args) if args.evaluate else _train(args)
+    """Train the network ``pdeinv train NETWORK`` names (``--resume`` continues a run)."""
+    return _train(args)

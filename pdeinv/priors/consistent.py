@@ -17,7 +17,7 @@ mean (:math:`E[A(a_0) \mid x] \ne A(E[a_0 \mid x])` while the posterior of :math
 broad); the two agree as :math:`\sigma \to 0`, so samples still end on the manifold, and the
 output channel of a sample is the pushforward of its input channel, not the network's guess.
 
-The same projection can be applied while training (``pdeinv train --operator-consistent``): the
+The same projection can be applied while training (``pdeinv train prior --operator-consistent``): the
 loss on the output channel then reaches the network's input-channel estimate through :math:`A`,
 and :func:`consistent_from_card` restores the form when the checkpoint is loaded.
 """

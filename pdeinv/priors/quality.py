@@ -209,7 +209,7 @@ def evaluate_checkpoint(
     path = resolve(directory)
     if solver_dt is not None and not consistent:
         raise ValueError(
-            "solver_dt sets the solve of the operator-consistent form; add consistent=True (--eval-consistent)"
+            "solver_dt sets the solve of the operator-consistent form; add consistent=True (--consistent)"
         )
     prior = load(path, consistent=consistent, solver_dt=solver_dt)
     card = read_card(path)

@@ -344,7 +344,7 @@ class Trainer:
             raise ValueError(
                 f"--operator-consistent trains the joint prior of a linear PDE (the exact denoiser then solves its "
                 f"input estimate); {type(self.consistent.operator).__name__} is nonlinear. Train without it and "
-                "sample the projected form (pdeinv train --evaluate DIR --eval-consistent)"
+                "sample the projected form (`pdeinv evaluate DIR --consistent`)"
             )
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
         self.net = (

@@ -261,7 +261,7 @@ def _latent_space(prior, method: str):
     if space is None or getattr(space, "field_space", True):
         raise ValueError(
             f"{method} runs in latent space and needs a latent prior (e.g. --prior ns-latent, trained with "
-            f"`pdeinv train --autoencoder DIR`); {type(prior).__name__} is a field-space prior"
+            f"`pdeinv train prior --autoencoder DIR`); {type(prior).__name__} is a field-space prior"
         )
     return space
 
