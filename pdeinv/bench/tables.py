@@ -194,6 +194,26 @@ def _quality_rows(card: dict) -> list[str]:
     return lines
 
 
+def current_spelling(command: str) -> str:
+    """A card's recorded training command in today's CLI (``pdeinv train prior | autoencoder | surrogate``).
+
+    Examples
+    --------
+    >>> current_spelling("pdeinv train --data d.h5 --model autoencoder --out r")
+    'pdeinv train autoencoder --data d.h5 --out r'
+    >>> current_spelling("pdeinv train --data d.h5 --backbone fno --out r")
+    'pdeinv train prior --data d.h5 --backbone fno --out r'
+    """
+    words = command.split()
+    if words[:2] != ["pdeinv", "train"] or (len(words) > 2 and not words[2].startswith("-")):
+        return command
+    kind, rest = "prior", words[2:]
+    if "--model" in rest:
+        at = rest.index("--model")
+        kind, rest = rest[at + 1], rest[:at] + rest[at + 2:]
+    return " ".join(["pdeinv", "train", kind, *rest])
+
+
 def priors_page(directory: Path = SHIPPED) -> str:
     """``docs/priors.md``: one section per shipped checkpoint, from its card and weights."""
     parts = [
@@ -203,7 +223,7 @@ def priors_page(directory: Path = SHIPPED) -> str:
         "Every checkpoint in `pdeinv/priors/checkpoints/` is a directory holding `model.safetensors` and "
         "`card.json`; `pdeinv.priors.load(name)` loads a prior by its name (autoencoders: "
         "`pdeinv.latent.load_autoencoder`). This page is generated from the cards. The PDE residual is "
-        "`‖A(input) − solution‖ / ‖solution‖` of unconditional samples (`pdeinv train --evaluate`); "
+        "`‖A(input) − solution‖ / ‖solution‖` of unconditional samples (`pdeinv evaluate`); "
         "a spectrum ratio of 1 means the samples carry the data's power in that shell.",
     ]
     for path in sorted(directory.glob(f"*/{WEIGHTS}")):
@@ -235,7 +255,7 @@ def priors_page(directory: Path = SHIPPED) -> str:
             facts.append(f"- aligned (REPA) to `{repa['encoder']['reference']}` at weight {repa['weight']}")
         parts += ["", f"## {path.parent.name}", "", *facts]
         if training.get("command"):
-            parts += ["", "```bash", training["command"], "```"]
+            parts += ["", "```bash", current_spelling(training["command"]), "```"]
         quality = _quality_rows(card)
         if quality:
             parts += ["", *quality]
