@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from pdeinv.sampling.methods.registry import register
 from pdeinv.sampling.particles.engine import ParticleConfig, ParticleSolver
 from pdeinv.sampling.particles.solved_space import SolvedSpace
 from pdeinv.sampling.particles.terms import (
@@ -74,6 +75,13 @@ class RLSDConfig:
     repulsion: float = 0.01
     features: str = "field"
     engine: ParticleConfig = field(default_factory=ParticleConfig)
+
+
+@dataclass(frozen=True)
+class RLSDNoRepulsionConfig(RLSDConfig):
+    """RLSD without repulsion (the paper's "NonRepuls-RLSD" ablation): :math:`\\gamma = 0`."""
+
+    repulsion: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -192,3 +200,21 @@ def run_particles(build, config, problem: InverseProblem, options: MethodOptions
 def _with_steps(config, steps: int):
     engine = ParticleConfig(**{**config.engine.__dict__, "steps": steps})
     return type(config)(**{**config.__dict__, "engine": engine})
+
+
+@register("rlsd", RLSDConfig, kind="particle")
+def rlsd(problem: InverseProblem, config: RLSDConfig, options: MethodOptions) -> Reconstruction:
+    """RLSD (module docstring); ``options.samples`` particles per measurement."""
+    return run_particles(rlsd_solver, config, problem, options)
+
+
+@register("rlsd-norep", RLSDNoRepulsionConfig, kind="particle")
+def rlsd_norep(problem: InverseProblem, config: RLSDConfig, options: MethodOptions) -> Reconstruction:
+    """RLSD without repulsion."""
+    return run_particles(rlsd_solver, config, problem, options)
+
+
+@register("dwgf", DWGFConfig, kind="particle")
+def dwgf(problem: InverseProblem, config: DWGFConfig, options: MethodOptions) -> Reconstruction:
+    """DWGF (module docstring); ``options.samples`` particles per measurement."""
+    return run_particles(dwgf_solver, config, problem, options)
