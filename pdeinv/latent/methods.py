@@ -6,7 +6,8 @@ in :func:`pdeinv.sampling.methods.dps.vp_guidance`, with the latent state in uni
 publication's latents (Stable Diffusion's scaled latents, std about 1) and the residual in units of
 its images (std 0.5 in :math:`[-1, 1]`): :math:`c_x = \sigma_\text{data}/1`, :math:`c_r = 1/0.5`.
 
-- ``latent-dps``: Latent DPS, :math:`\omega \nabla_{z_t}\|y - A D(\hat z_0)\|` per DDIM step (PSLD with :math:`\gamma = 0`);
+- ``latent-dps``: Latent DPS, :math:`\omega \nabla_{z_t}\|y - A D(\hat z_0)\|` per DDIM step (PSLD with
+  :math:`\gamma = 0`);
 - ``psld`` (Rout et al. 2023): plus :math:`\gamma\|E(A^\top y + (I - A^\top A) D(\hat z_0)) - \hat z_0\|`
   (:class:`~pdeinv.latent.psld.GluingTerm`), :math:`\omega = 1`, :math:`\gamma = 0.1`, 1000 DDIM steps;
 - ``resample`` (Song et al. 2024): DPS steps :math:`\zeta\bar\alpha_t` on 500 DDIM steps, hard data
@@ -113,7 +114,8 @@ def latent_dps(problem: InverseProblem, config: LatentDPSConfig, options: Method
 @register("psld", PSLDConfig)
 def psld(problem: InverseProblem, config: PSLDConfig, options: MethodOptions) -> Reconstruction:
     """PSLD (module docstring)."""
-    return run_guided(latent_dps_sampler_units(problem, config, options.prior, "psld"), problem, options, config.modifiers)
+    preset = latent_dps_sampler_units(problem, config, options.prior, "psld")
+    return run_guided(preset, problem, options, config.modifiers)
 
 
 @dataclass(frozen=True)

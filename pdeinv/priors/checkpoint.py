@@ -260,7 +260,9 @@ def load(
     for section, loader in CARD_LOADERS.items():
         if section in card:
             if consistent:
-                raise ValueError(f"{directory} is a {section} prior; the operator-consistent form needs a joint field prior")
+                raise ValueError(
+                    f"{directory} is a {section} prior; the operator-consistent form needs a joint field prior"
+                )
             return loader(card, directory, device=device)
     prior = prior_from_card(card)
     for section, attach in CARD_HEADS.items():

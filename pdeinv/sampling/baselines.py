@@ -225,7 +225,9 @@ def deepinv_dps(problem: InverseProblem, config, options: MethodOptions) -> Reco
     physics = dinv.physics.Physics(A=measure)
     k, s = options.samples, problem.resolution
     generator = torch.Generator().manual_seed(options.seed)
-    sampler = dinv.sampling.DPS(denoiser, num_steps=config.steps, rng=generator, minus_one_one=False, dtype=torch.float64)
+    sampler = dinv.sampling.DPS(
+        denoiser, num_steps=config.steps, rng=generator, minus_one_one=False, dtype=torch.float64
+    )
     sampler.data_fidelity = DDPMStepFidelity(denoiser, config.zeta, sampler.sde, sampler.solver.timesteps)
     results = []
     for rows in torch.arange(problem.n).split(options.batch_size):

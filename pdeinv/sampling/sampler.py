@@ -399,7 +399,7 @@ class PosteriorSampler:
         return x_next - step_gradient
 
     def _heun_point_step(self, x: torch.Tensor, sigma: float, sigma_next: float, run: _Run):
-        r"""Heun step and the gradient of the terms at :math:`D(x'_\text{Euler}, \sigma_{i+1})` with respect to ``x``."""
+        r"""Heun step and the terms' gradient at :math:`D(x'_\text{Euler}, \sigma_{i+1})` with respect to ``x``."""
         denoise = self._denoise(run)
         with torch.enable_grad():
             leaf = x.detach().requires_grad_(True)
@@ -410,7 +410,8 @@ class PosteriorSampler:
             if sigma_next > 0:
                 point, level = denoise(euler, sigma_next), sigma_next
                 x_next = leaf + (sigma_next - sigma) * 0.5 * (drift + (euler - point) / sigma_next)
-            gradient = self._guidance_gradient(self._state(leaf, point, level, run, True), self._active(sigma, run), run)
+            state = self._state(leaf, point, level, run, True)
+            gradient = self._guidance_gradient(state, self._active(sigma, run), run)
         return x_next.detach(), gradient
 
     def _daps_step(self, x: torch.Tensor, sigma: float, sigma_next: float, run: _Run) -> torch.Tensor:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pdeinv.sampling.methods.guided import GuidedConfig, GuidedPreset, channel_std, direction, run_guided
+from pdeinv.sampling.methods.guided import GuidedConfig, GuidedPreset, direction, run_guided
 from pdeinv.sampling.methods.registry import register
 from pdeinv.sampling.methods.units import check_positive, grid_factor
 from pdeinv.sampling.problem import InverseProblem, MethodOptions, Reconstruction

@@ -22,7 +22,14 @@ from dataclasses import dataclass
 
 from pdeinv.sampling.methods.guided import GuidedConfig, GuidedPreset, channel_std, run_guided
 from pdeinv.sampling.methods.registry import register
-from pdeinv.sampling.methods.units import DDPM_BETAS, DDPM_STEPS, check_positive, ddpm_sigmas, step_scale, vp_step_weights
+from pdeinv.sampling.methods.units import (
+    DDPM_BETAS,
+    DDPM_STEPS,
+    check_positive,
+    ddpm_sigmas,
+    step_scale,
+    vp_step_weights,
+)
 from pdeinv.sampling.problem import InverseProblem, MethodOptions, Reconstruction
 from pdeinv.sampling.sampler import SamplerConfig
 from pdeinv.sampling.schedule import GuidanceSchedule, edm_sigmas
@@ -45,7 +52,8 @@ class DPSConfig(GuidedConfig):
     ddpm_betas : tuple of float
         Its linear :math:`\beta` range.
     data_std : float
-        Standard deviation of DPS's data in its units (images in :math:`[-1, 1]`: 0.5, EDM's :math:`\sigma_\text{data}`).
+        Standard deviation of DPS's data in its units (images in :math:`[-1, 1]`: 0.5, EDM's
+        :math:`\sigma_\text{data}`).
     """
 
     zeta: float = 1.0

@@ -100,7 +100,8 @@ class FunDPSConfig(GuidedConfig):
 def fundps_sampler_units(problem: InverseProblem, config: FunDPSConfig, prior) -> GuidedPreset:
     """FunDPS in the sampler's units (module docstring)."""
     u = float(prior.sigma_data) / config.data_std
-    grid = grid_factor(problem.resolution, problem.measurement_size, config.paper_resolution, config.paper_points, "mean")
+    m = problem.measurement_size
+    grid = grid_factor(problem.resolution, m, config.paper_resolution, config.paper_points, "mean")
     scale = config.data_std / channel_std(prior, problem, problem.observed)
     if config.obs_loss == "l2":
         scale /= math.sqrt(problem.measurement_size)

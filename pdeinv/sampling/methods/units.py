@@ -50,13 +50,13 @@ GRID_EXPONENTS = {"norm": 0.5, "mean": 0.0}
 
 
 def ddpm_alpha_bars(steps: int = DDPM_STEPS, betas: tuple[float, float] = DDPM_BETAS) -> torch.Tensor:
-    r""":math:`\bar\alpha_t = \prod_{s \le t} (1 - \beta_s)`, :math:`t = 1..T`, for the linear schedule; ``(T,)`` float64."""
+    r""":math:`\bar\alpha_t = \prod_{s \le t} (1 - \beta_s)`, :math:`t = 1..T`, linear :math:`\beta`; ``(T,)``."""
     beta = torch.linspace(betas[0], betas[1], steps, dtype=torch.float64)
     return torch.cumprod(1.0 - beta, dim=0)
 
 
 def ddpm_sigmas(steps: int = DDPM_STEPS, betas: tuple[float, float] = DDPM_BETAS, stride: int = 1) -> torch.Tensor:
-    r"""Noise levels :math:`\sigma_t = \sqrt{(1-\bar\alpha_t)/\bar\alpha_t}` of the steps a sampler takes, ``(T/stride,)``.
+    r"""Levels :math:`\sigma_t = \sqrt{(1-\bar\alpha_t)/\bar\alpha_t}` a DDPM/DDIM sampler visits, ``(T/stride,)``.
 
     ``stride`` > 1 is a DDIM sampler on every ``stride``-th DDPM level (ReSample: 500 of 1000).
     """
@@ -65,7 +65,7 @@ def ddpm_sigmas(steps: int = DDPM_STEPS, betas: tuple[float, float] = DDPM_BETAS
 
 
 def flow_sigmas(steps: int) -> torch.Tensor:
-    r"""Noise levels :math:`t/(1-t)` of a linear flow's Euler steps on ``linspace(1, 0, steps + 1)`` (:math:`t = 1` dropped)."""
+    r"""Levels :math:`t/(1-t)` of a linear flow's Euler steps, ``t = linspace(1, 0, steps + 1)`` without 1 and 0."""
     t = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64)[1:-1]
     return t / (1.0 - t)
 
@@ -97,7 +97,7 @@ def vp_step_weights(
     zeta: float, edm: torch.Tensor, level_unit: float = 1.0, steps: int = DDPM_STEPS, stride: int = 1,
     alpha_bar_power: float = 0.0, betas: tuple[float, float] = DDPM_BETAS,
 ) -> tuple[float, ...]:
-    r"""EDM per-step weights of a VP guidance step :math:`\zeta\,\bar\alpha_t^{p}\,\nabla_{x^{VP}} L` (module docstring).
+    r"""EDM per-step weights of a VP guidance step :math:`\zeta\,\bar\alpha_t^{p}\,\nabla_{x^{VP}} L` (module doc).
 
     Each VP step contributes :math:`\zeta \bar\alpha_t^{p} (1 + \sigma_t^2)` to the EDM step covering
     :math:`c_x \sigma_t`; the caller multiplies by :func:`step_scale` for the data units.
@@ -133,7 +133,7 @@ def flow_step_weights(eta: float, paper_steps: int, edm: torch.Tensor, level_uni
 
 
 def step_scale(state_unit: float, residual_unit: float) -> float:
-    r""":math:`c_x^2 / c_r`: the factor on a publication's step when its state is ``x / c_x`` and its residual ``r / c_r``."""
+    r""":math:`c_x^2 / c_r`: the factor on a publication's step whose state is ``x / c_x`` and residual ``r / c_r``."""
     if not (state_unit > 0 and residual_unit > 0):
         raise ValueError(f"unit ratios must be positive, got state {state_unit}, residual {residual_unit}")
     return state_unit**2 / residual_unit
