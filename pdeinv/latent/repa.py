@@ -30,9 +30,11 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from deepinv.physics import Inpainting
 from torch import nn
 
 from pdeinv.latent.encoders import as_tokens, token_grid
+from pdeinv.operators import PointObservation
 from pdeinv.sampling.schedule import GuidanceSchedule
 from pdeinv.sampling.terms import GuidanceState, Term, channel_index
 
@@ -217,15 +219,13 @@ class RepaTerm(Term):
 def measurement_proxy(sensor, y: torch.Tensor, channel: str):
     r"""Align & Invert's proxy: the estimate's observed channel replaced by what the measurements give.
 
-    - ``y`` shaped like a field ``(B, 1, S, S)`` (deblurring): :math:`y` itself;
-    - a point or mask sensor (``A_adjoint`` with :math:`A A^\top = I`): :math:`A^\top y + (I - A^\top A)\hat x`,
-      the reconstruction with the measured values pasted in (inpainting);
+    - a point or mask sensor (:math:`A A^\top = I`): :math:`A^\top y + (I - A^\top A)\hat x`, the
+      reconstruction with the measured values pasted in (inpainting);
+    - ``y`` shaped like the field ``(B, 1, S, S)`` (deblurring): :math:`y` itself;
     - otherwise :math:`A^\dagger y` (``A_dagger``; super-resolution), or the estimate itself
       when the sensor has no pseudo-inverse.
     """
-    selection = callable(getattr(sensor, "A_adjoint", None)) and (
-        hasattr(sensor, "n_points") or type(sensor).__name__ in ("Inpainting", "Mask")
-    )
+    selection = isinstance(sensor, (PointObservation, Inpainting))
 
     def proxy(state: GuidanceState) -> torch.Tensor:
         field = state.field.detach()
@@ -233,10 +233,10 @@ def measurement_proxy(sensor, y: torch.Tensor, channel: str):
         c = channel_index(state.prior.channels, channel)
         f = physical[:, [c]]
         obs = y.to(f).expand(f.shape[0], *y.shape[1:])
-        if obs.shape == f.shape:
-            f = obs
-        elif selection:
+        if selection:
             f = sensor.A_adjoint(obs) + f - sensor.A_adjoint(sensor.A(f))
+        elif obs.shape == f.shape:
+            f = obs
         elif callable(getattr(sensor, "A_dagger", None)):
             f = sensor.A_dagger(obs)
         return state.prior.to_normalized(torch.cat([physical[:, :c], f, physical[:, c + 1 :]], dim=1))
