@@ -214,3 +214,18 @@ def test_dps_and_deepinv_dps_agree_on_the_same_prior_and_data():
     mean, error = paired_difference(ours, theirs)
     assert abs(mean) < 3 * error + 0.01, (ours, theirs)
     assert float(ours.mean()) < 0.35 and float(theirs.mean()) < 0.35
+
+
+def test_bench_records_the_method_configuration(tmp_path):
+    import json
+
+    from pdeinv.bench.runner import BenchConfig, run_benchmark
+    from pdeinv.datasets import generate, make_config
+
+    data = generate(make_config("helmholtz", 64, 1, 2), tmp_path / "helmholtz_64_test.h5", progress=False)
+    config = BenchConfig("helmholtz-inverse-64", "fundps+equireg", n=1, steps=2, data=str(data), gaussian_part=True)
+    record = json.loads(json.dumps(run_benchmark(config)))
+    recorded = record["method_config"]
+    assert recorded["name"] == "FunDPSConfig" and recorded["steps"] == 2
+    assert (recorded["obs_weight"], recorded["obs_loss"], recorded["paper_points"]) == (5000.0, "l2", 500)
+    assert recorded["modifiers"] == [{"alpha": 0.01, "group": "paper", "feature_sigma": 0.05, "reduction": "norm"}]
