@@ -54,16 +54,16 @@ from pdeinv.sampling.terms import channel_index
 
 @dataclass(frozen=True)
 class RLSDConfig:
-    """RLSD's weights (module docstring) and its engine settings.
+    r"""RLSD's weights (module docstring) and its engine settings.
 
     Parameters
     ----------
     rho : float
-        :math:`\\rho`, coupling of the data-space variable to the decoded particle.
+        :math:`\rho`, coupling of the data-space variable to the decoded particle.
     lam : float
-        :math:`\\lambda`, weight of the score distillation (divided by :math:`\\rho` in :math:`L_z`).
+        :math:`\lambda`, weight of the score distillation (divided by :math:`\rho` in :math:`L_z`).
     repulsion : float
-        :math:`\\gamma`, repulsion weight (0: the non-repulsive ablation).
+        :math:`\gamma`, repulsion weight (0: the non-repulsive ablation).
     features : str
         Features of the kernel, ``"field"`` or ``"latent"``.
     engine : ParticleConfig
@@ -89,19 +89,19 @@ class RLSDConfig:
 
 @dataclass(frozen=True)
 class RLSDNoRepulsionConfig(RLSDConfig):
-    """RLSD without repulsion (the paper's "NonRepuls-RLSD" ablation): :math:`\\gamma = 0`."""
+    r"""RLSD without repulsion (the paper's "NonRepuls-RLSD" ablation): :math:`\gamma = 0`."""
 
     repulsion: float = 0.0
 
 
 @dataclass(frozen=True)
 class DWGFConfig:
-    """DWGF's weights (module docstring) and its engine settings.
+    r"""DWGF's weights (module docstring) and its engine settings.
 
     Parameters
     ----------
     gamma : float
-        :math:`\\gamma`, weight of the diffusion regulariser.
+        :math:`\gamma`, weight of the diffusion regulariser.
     autoencoder_weight : float
         :math:`c`, weight of the encoder-decoder prior score (latent space only).
     decoder_std : float
