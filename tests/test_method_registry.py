@@ -229,3 +229,17 @@ def test_bench_records_the_method_configuration(tmp_path):
     assert recorded["name"] == "FunDPSConfig" and recorded["steps"] == 2
     assert (recorded["obs_weight"], recorded["obs_loss"], recorded["paper_points"]) == (5000.0, "l2", 500)
     assert recorded["modifiers"] == [{"alpha": 0.01, "group": "paper", "feature_sigma": 0.05, "reduction": "norm"}]
+
+
+def test_equireg_draws_its_elements_without_moving_the_samplers_noise(tiny):
+    """The tiny prior is D4-equivariant, so a squared-norm EquiReg penalty is ~0 and its gradient too: with the
+    elements drawn from the term's own generator, dps and dps+equireg give the same samples, batch after batch."""
+    from pdeinv.sampling.methods.equireg import EquiRegConfig
+
+    problem, field_prior, _ = tiny
+    options = MethodOptions(steps=6, prior=field_prior, seed=4, batch_size=1)
+    plain = solve("dps", problem, options)
+    config = configure("dps", problem, options)
+    config = dataclasses.replace(config, modifiers=(EquiRegConfig(group="d4", reduction="sqnorm"),))
+    regularised = solve("dps", problem, options, config=config)
+    assert torch.allclose(plain.mean, regularised.mean, rtol=1e-6, atol=1e-9 * float(plain.mean.abs().max()))

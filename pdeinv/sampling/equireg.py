@@ -68,6 +68,9 @@ class EquiRegTerm(Term):
         One uniformly random element per evaluation (EquiReg), or the mean over all of them.
     output_channels : sequence of str
         Channels transformed by ``Transform.on_output``.
+    generator : torch.Generator, optional
+        Source of the random elements; default the sampler's. A generator of its own leaves the
+        sampler's noise unchanged, so runs with and without the term are paired sample by sample.
     name : str, optional
         Name used in reports and error messages.
     """
@@ -84,9 +87,11 @@ class EquiRegTerm(Term):
         reduction: str = "norm",
         draw: str = "random",
         output_channels: Sequence[str] = (),
+        generator: torch.Generator | None = None,
         name: str | None = None,
     ):
         super().__init__(schedule, name)
+        self.generator = generator
         if not isinstance(group, SymmetryGroup):
             raise ValueError(f"group must be a SymmetryGroup (an operator's .symmetries), got {type(group).__name__}")
         chosen = tuple(group.non_trivial() if elements is None else elements)
@@ -111,7 +116,8 @@ class EquiRegTerm(Term):
         if self.draw == "all":
             chosen = self.elements
         else:
-            chosen = (self.elements[int(torch.randint(len(self.elements), (1,), generator=state.generator))],)
+            generator = state.generator if self.generator is None else self.generator
+            chosen = (self.elements[int(torch.randint(len(self.elements), (1,), generator=generator))],)
         clean = state.field
         features = self.feature_map(clean, state)
         errors = [

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+
 from pdeinv.operators.symmetry import SymmetryGroup, Transform, dihedral_group
 from pdeinv.sampling.equireg import EQUIREG_REDUCTIONS, EquiRegTerm
 from pdeinv.sampling.methods.registry import register_modifier
@@ -88,6 +90,7 @@ class EquiRegConfig:
             EquiRegTerm(
                 group, feature_map, elements=elements, schedule=preset.step.scaled(self.alpha),
                 reduction=self.reduction, output_channels=(problem.output_channel,),
+                generator=torch.Generator().manual_seed(options.seed),
             )
         ]
 
