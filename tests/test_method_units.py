@@ -176,3 +176,35 @@ def test_equireg_rides_on_the_solvers_step():
     for i in range(7):
         assert equireg.weight(edm[i], i, 7) == pytest.approx(0.01 * preset.step(edm[i], i, 7))
     assert {g.name for g in equireg.elements} == {"flip_y", "rot90", "rot270"}
+
+
+class ShrinkPrior(UnitPrior):
+    """N(0, I) on normalised fields: D(x, sigma) = x / (1 + sigma^2)."""
+
+    def denoise(self, x, sigma):
+        return toy_denoiser(x, float(torch.as_tensor(sigma).reshape(-1)[0]))
+
+
+def test_heun_point_guidance_differentiates_the_second_estimate_through_the_euler_step():
+    """guidance_point='heun' (FunDPS, DiffusionPDE): the loss is taken at D(x + (s1 - s0) d(x), s1) and
+    differentiated with respect to x, then subtracted from the Heun step; the last step is left unguided here."""
+    from pdeinv.sampling import ObservationTerm, PosteriorSampler, SamplerConfig
+    from pdeinv.sampling.schedule import GuidanceSchedule
+
+    prior = ShrinkPrior(resolution=8)
+    sensor = PointObservation(8, indices=random_points(5, 8, seed=2))
+    y = torch.randn(1, 1, 5, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    term = ObservationTerm(sensor, y, "solution", loss="norm", schedule=GuidanceSchedule(weight=0.3, cutoff_steps=1))
+    config = SamplerConfig(steps=2, sigma_min=0.5, sigma_max=3.0, guidance_point="heun")
+    result = PosteriorSampler(prior, config, [term]).sample(1, torch.Generator().manual_seed(7), dtype=torch.float64)
+
+    s0, s1 = config.sigmas().tolist()[:2]
+    x = (s0 * torch.randn(1, 2, 8, 8, generator=torch.Generator().manual_seed(7), dtype=torch.float64))
+    x = x.requires_grad_(True)
+    drift = (x - toy_denoiser(x, s0)) / s0
+    euler = x + (s1 - s0) * drift
+    point = toy_denoiser(euler, s1)
+    misfit = torch.linalg.vector_norm(sensor.A(prior.to_physical(point)[:, 1:]) - y)
+    heun = x + (s1 - s0) * 0.5 * (drift + (euler - point) / s1)
+    x1 = heun - 0.3 * torch.autograd.grad(misfit, x)[0]
+    assert torch.allclose(result.normalized, toy_denoiser(x1, s1).detach(), rtol=1e-12)
