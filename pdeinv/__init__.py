@@ -6,6 +6,7 @@ Layers (each imports only the layers above it)::
     pdeinv.datasets    Gaussian random fields, PDE pair generation, the HDF5 store
     pdeinv.priors      EDM denoisers, the exact Gaussian prior, training, checkpoints
     pdeinv.sampling    the posterior sampler, its guidance terms and baselines
+    pdeinv.latent      autoencoders, latent priors and the latent-space methods (registers itself)
     pdeinv.bench       benchmark tasks, runs and result tables
 
 ``pdeinv.reconstruct(y, sensor * operator, prior)`` (:mod:`pdeinv.api`) is the short path for

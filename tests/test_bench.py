@@ -8,6 +8,7 @@ methods can be compared with the exact kriging posterior.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -97,13 +98,18 @@ def relative(estimate, truth):
 
 @pytest.mark.parametrize(
     "method, steps, nfe",
-    [("dps", 50, 99), ("fundps", 50, 99), ("fundps+equireg", 50, 149), ("diffusionpde", 100, 199), ("daps", 40, 200)],
+    [("dps", 50, 99), ("fundps", 50, 99), ("fundps+equireg", 50, 197), ("diffusionpde", 100, 199), ("daps", 40, 200)],
 )
 def test_diffusion_methods_recover_the_source(helmholtz_setting, method, steps, nfe):
     """Each preset beats the uninformed estimate (zero field, relative error 1) on the inverse problem."""
+    from pdeinv.sampling.methods import configure
+
     setting = helmholtz_setting
     options = MethodOptions(steps=steps, samples=2, prior=setting["prior"], seed=1)
-    result = solve(method, setting["problem"], options)
+    config = configure(method, setting["problem"], options)
+    if method == "diffusionpde":  # its zeta is a step of its 2000: keep the guidance those steps accumulate
+        config = dataclasses.replace(config, zeta_obs=config.zeta_obs * 2000 / steps)
+    result = solve(method, setting["problem"], options, config=config)
     assert result.mean.shape == (3, 1, S, S) and result.samples.shape == (3, 2, 1, S, S)
     assert torch.isfinite(result.samples).all() and result.nfe == nfe
     assert float(relative(result.mean, setting["sources"]).mean()) < 0.75
@@ -206,7 +212,7 @@ def test_solver_dt_is_refused_for_an_operator_without_time_steps(helmholtz_setti
 
 
 def test_equireg_suffixes_name_the_group():
-    from pdeinv.sampling.methods import EQUIREG_GROUPS, method_names, parse_method
+    from pdeinv.sampling.methods import configure, method_names, parse_method
 
     assert parse_method("tmpd+equireg-d4") == ("tmpd", "+equireg-d4")
     assert parse_method("fundps+repa+equireg") == ("fundps", "+equireg")
@@ -215,8 +221,11 @@ def test_equireg_suffixes_name_the_group():
     ns = NavierStokes2D(S, time=0.01, dt=0.01)
     sensor = PointObservation(S, indices=random_points(4, S, seed=0))
     problem = InverseProblem(ns, sensor, torch.zeros(1, 1, 4), "output", "input", "a", "b", "navier-stokes")
-    assert EQUIREG_GROUPS["+equireg"](problem) is ns.symmetries and ns.symmetries.name != "D4"
-    assert EQUIREG_GROUPS["+equireg-d4"](problem).name == "D4"
+    (paper,) = configure("dps+equireg", problem).modifiers
+    group, elements = paper.elements(problem)
+    assert group is ns.symmetries and ns.symmetries.name != "D4" and elements == ns.symmetries.non_trivial()
+    (square,) = configure("dps+equireg-d4", problem).modifiers
+    assert square.elements(problem)[0].name == "D4"
 
 
 @pytest.fixture(scope="module")
@@ -405,7 +414,7 @@ def test_results_table_shows_non_default_repa_settings():
 def test_tmpd_model_error_is_small_for_a_gaussian_prior_or_a_linear_pde(helmholtz_setting):
     # Tweedie moment projection is exact for a Gaussian prior and nearly so on a linear PDE's Gaussian
     # data; a network prior of a nonlinear PDE gets the larger model error (TMPD_MODEL_ERROR).
-    from pdeinv.sampling.methods import TMPD_MODEL_ERROR, tmpd_preset
+    from pdeinv.sampling.methods.tmpd import TMPD_MODEL_ERROR, TMPDConfig, tmpd_sampler_units
 
     class NetworkLike(DenseJointGaussianPrior):
         is_gaussian = False
@@ -421,7 +430,7 @@ def test_tmpd_model_error_is_small_for_a_gaussian_prior_or_a_linear_pde(helmholt
         ("network, nonlinear", nonlinear, network),
         ("network, linear", linear, network),
     ):
-        (term,) = tmpd_preset(problem, prior, MethodOptions(steps=2)).terms(problem.measurements)
+        (term,) = tmpd_sampler_units(problem, TMPDConfig(steps=2), prior).terms(problem.measurements)
         noise[name] = term.noise_std
     small, large = TMPD_MODEL_ERROR[True], TMPD_MODEL_ERROR[False]
     assert noise == {"gaussian, nonlinear": small, "network, nonlinear": large, "network, linear": small}

@@ -191,10 +191,10 @@ def test_resampling_variance_is_resamples_vp_formula():
 
 
 def test_latent_methods_need_a_latent_prior():
-    from pdeinv.sampling.methods import _latent_space
+    from pdeinv.latent.methods import latent_space
 
     with pytest.raises(ValueError, match="needs a latent prior"):
-        _latent_space(object(), "psld")
+        latent_space(object(), "psld")
 
 
 def test_reconstruction_errors_per_channel(trained):

@@ -6,12 +6,13 @@ import pytest
 import torch
 
 from pdeinv.latent.encoders import PhysicsEncoder, PhysicsEncoderConfig, ViTConfig, ViTEncoder, load_encoder, save_encoder
-from pdeinv.latent.repa import RepaTerm, misalignment, pasted_proxy, projected_features
+from pdeinv.latent.repa import RepaTerm, measurement_proxy, misalignment, projected_features
 from pdeinv.latent.training import SurrogateTrainer, repa_trainer
 from pdeinv.operators import PointObservation
 from pdeinv.priors import load
 from pdeinv.priors.data import TrainingData
 from pdeinv.priors.training import Trainer, TrainConfig, train
+from pdeinv.sampling import solve
 from pdeinv.sampling.sampler import PosteriorSampler, SamplerConfig
 from pdeinv.sampling.schedule import GuidanceSchedule
 from pdeinv.sampling.terms import GuidanceState
@@ -96,43 +97,44 @@ def test_repa_loss_is_edm_loss_plus_weighted_negative_cosine(repa_prior, tmp_pat
     assert torch.allclose(loss, expected, rtol=1e-5)
 
 
-def test_repa_term_guides_towards_the_proxy_features(repa_prior):
+def test_repa_term_sums_the_misalignment_against_the_measurement_proxy(repa_prior):
     root, data, encoder = repa_prior
     prior = load(root / "prior")
     sensor = PointObservation(16, indices=torch.tensor([[1, 2], [5, 9]]))
     y = torch.tensor([[[0.3, -0.2]]])
-    proxy = pasted_proxy(sensor, y, "b")
-    term = RepaTerm(prior, encoder, proxy, cutoff=0.5, schedule=GuidanceSchedule(weight=1.0))
+    proxy = measurement_proxy(sensor, y, "b")
+    term = RepaTerm(prior, encoder, proxy, schedule=GuidanceSchedule(weight=1.0))
     sampler = PosteriorSampler(prior, SamplerConfig(steps=3, integrator="euler"), [term])
     result = sampler.sample(2, torch.Generator().manual_seed(0))
     assert result.nfe == 6  # one network evaluation for the step, one for the term's features
     x = torch.randn(1, 2, 16, 16)
-    state = GuidanceState(x, x, 1.0, 0, 4, prior, lambda v: v, prior.denoise)
-    early = proxy(state, True)
-    assert torch.allclose(early[0, 1, 1, 2], torch.tensor(0.3)) and torch.allclose(early[0, 1, 5, 9], torch.tensor(-0.2))
-    assert torch.equal(proxy(state, False), x)
+    state = GuidanceState(x, x, 1.0, 3, 4, prior, lambda v: v, prior.denoise)
+    pasted = proxy(state)  # at every step, late ones included: the measured values pasted in
+    assert torch.allclose(pasted[0, 1, 1, 2], torch.tensor(0.3))
+    assert torch.allclose(pasted[0, 1, 5, 9], torch.tensor(-0.2))
+    assert torch.equal(pasted[0, 0], x[0, 0])
+    _, projected = projected_features(prior, x, 1.0)
+    target = encoder(pasted)
+    tokens = target.flatten(2).transpose(1, 2) if target.ndim == 4 else target
+    assert torch.allclose(term.loss(state), misalignment(projected, tokens, reduction="sum"), rtol=1e-5)
+    assert torch.allclose(term.loss(state), tokens.shape[1] * misalignment(projected, tokens), rtol=1e-5)
 
 
-def test_repa_weight_and_cutoff_reach_the_term_of_a_plus_repa_method(repa_prior, monkeypatch):
-    import pdeinv.latent.repa as repa
+def test_repa_weight_and_cutoff_reach_the_term_of_a_plus_repa_method(repa_prior):
     from pdeinv.operators import Helmholtz
-    from pdeinv.sampling import InverseProblem, MethodOptions, solve
+    from pdeinv.sampling import InverseProblem, MethodOptions
+    from pdeinv.sampling.methods import configure
 
     root, _, _ = repa_prior
-    built, original = [], repa.repa_term
-
-    def recording(*args, **kwargs):
-        built.append(original(*args, **kwargs))
-        return built[-1]
-
-    monkeypatch.setattr(repa, "repa_term", recording)
     operator, sensor = Helmholtz(16), PointObservation(16, indices=torch.tensor([[3, 4], [9, 7]]))
     source = torch.randn(1, 1, 16, 16, generator=torch.Generator().manual_seed(2))
     problem = InverseProblem(operator, sensor, sensor.A(operator.A(source)), "output", "input", "a", "b", "helmholtz")
+    (default,) = configure("dps+repa", problem, MethodOptions()).modifiers
+    assert (default.lam, default.cutoff) == (MethodOptions.repa_weight, 1.0)  # Align & Invert: every step
     options = MethodOptions(steps=4, prior=load(root / "prior"), repa_weight=0.2, repa_cutoff=0.6)
+    (config,) = configure("dps+repa", problem, options).modifiers
+    assert (config.lam, config.cutoff) == (0.2, 0.6)
     result = solve("dps+repa", problem, options)
-    assert len(built) == 1 and built[0].cutoff == 0.6
-    assert built[0].schedule.weight == pytest.approx(0.2 * 1000 / 4)
     assert torch.isfinite(result.mean).all()
 
 
@@ -141,7 +143,7 @@ def test_prior_without_repa_head_refuses_the_term(tmp_path):
     train(_config(tmp_path / "plain"), data)
     prior = load(tmp_path / "plain")
     with pytest.raises(ValueError, match="no REPA projector"):
-        RepaTerm(prior, torch.nn.Identity(), lambda s, e: s.field)
+        RepaTerm(prior, torch.nn.Identity(), lambda s: s.field)
 
 
 def test_surrogate_trainer_learns_the_physics_encoder(tmp_path):

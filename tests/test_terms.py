@@ -13,7 +13,8 @@ from pdeinv.operators.observation import PointObservation, random_points
 from pdeinv.operators.symmetry import IDENTITY, SymmetryGroup, Transform, dihedral_group
 from pdeinv.priors.base import FieldPrior
 from pdeinv.sampling.schedule import GuidanceSchedule
-from pdeinv.sampling.terms import EquiRegTerm, GuidanceState, ObservationTerm, PhysicsTerm
+from pdeinv.sampling.equireg import EquiRegTerm
+from pdeinv.sampling.terms import GuidanceState, ObservationTerm, PhysicsTerm
 
 S = 12
 
@@ -148,44 +149,38 @@ def test_physics_term_vanishes_on_exact_solutions():
     assert torch.allclose(term.loss(state), 0.5 * residual.flatten(1).norm(dim=1), rtol=1e-12)
 
 
-def test_equireg_is_zero_for_an_equivariant_denoiser():
+def denoiser_features(sigma_f: float = 0.05):
+    """EquiReg's feature map f = D(., sigma_f) through the state's (counted) denoiser."""
+    return lambda fields, state: state.denoise(fields, sigma_f)
+
+
+def test_equireg_is_zero_for_an_equivariant_feature_map():
     prior = LinearGaussianDenoiser(spectrum(), mean=0.0, std=2.0)
-    term = EquiRegTerm(dihedral_group(), form="equi", elements="all", reduction="sqnorm")
+    term = EquiRegTerm(dihedral_group(), denoiser_features(), draw="all", reduction="sqnorm")
     loss = term.loss(make_state(prior, random_field(9))).detach()
     assert float(loss.max()) < 1e-20
 
 
-def test_constrained_equireg_reduces_to_self_consistency_for_an_equivariant_denoiser():
-    """For equivariant D, g^-1 D(g x0) = D(x0), so equi_plus = ||x0 - D(x0, sigma_f)|| for every g."""
-    prior = LinearGaussianDenoiser(spectrum(), mean=0.0, std=2.0)
-    term = EquiRegTerm(dihedral_group(), form="equi_plus", elements="all", reduction="norm", sigma_f=0.05)
-    state = make_state(prior, random_field(9))
-    denoised = state.denoised.detach()
-    expected = (denoised - prior.denoise(denoised, 0.05)).flatten(1).norm(dim=1)
-    assert torch.allclose(term.loss(state).detach(), expected, rtol=1e-10)
-
-
-@pytest.mark.parametrize("form", ["equi", "equi_plus"])
-def test_equireg_is_positive_for_a_non_equivariant_denoiser(form):
+def test_equireg_is_the_equivariance_error_of_the_feature_map_at_the_clean_estimate():
+    """||g f(x0) - f(g x0)|| with x0 = D(x_t, sigma) and f = D(., sigma_f), for an anisotropic (non-equivariant) D."""
     prior = LinearGaussianDenoiser(spectrum(anisotropy=4.0))
     transpose = Transform("transpose", (("transpose",),))
     group = SymmetryGroup("transpose", [IDENTITY, transpose])
-    term = EquiRegTerm(group, form=form, reduction="norm", sigma_f=0.05)
+    term = EquiRegTerm(group, denoiser_features(0.05), reduction="norm")
     state = make_state(prior, random_field(10))
-    x, denoised = state.x.detach(), state.denoised.detach()
-    if form == "equi":
-        expected = prior.denoise(x.transpose(-2, -1), state.sigma).transpose(-2, -1) - denoised
-    else:
-        expected = denoised - prior.denoise(denoised.transpose(-2, -1), 0.05).transpose(-2, -1)
-    loss = term.loss(state).detach()
-    assert float(loss.min()) > 1e-3
-    assert torch.allclose(loss, expected.flatten(1).norm(dim=1), rtol=1e-10)
+    clean = state.denoised.detach()
+    expected = prior.denoise(clean, 0.05).transpose(-2, -1) - prior.denoise(clean.transpose(-2, -1), 0.05)
+    loss = term.loss(state)
+    assert float(loss.detach().min()) > 1e-3
+    assert torch.allclose(loss.detach(), expected.flatten(1).norm(dim=1), rtol=1e-10)
+    gradient = torch.autograd.grad(loss.sum(), state.x)[0]  # through the clean estimate to x_t
+    assert float(gradient.abs().max()) > 0
 
 
 def test_equireg_acts_in_physical_units():
     """A sign flip is a symmetry of N(0, C) but not of N(0.5, C): the group acts on physical fields."""
     negate = SymmetryGroup("sign", [IDENTITY, Transform("negate", (("negate",),))])
-    term = EquiRegTerm(negate, elements="all", reduction="sqnorm")
+    term = EquiRegTerm(negate, denoiser_features(1.0), draw="all", reduction="sqnorm")
     centred = LinearGaussianDenoiser(spectrum(), mean=0.0, std=2.0)
     shifted = LinearGaussianDenoiser(spectrum(), mean=0.5, std=2.0)
     assert float(term.loss(make_state(centred, random_field(11))).detach().max()) < 1e-20
@@ -200,11 +195,11 @@ def test_terms_reject_bad_configuration():
     with pytest.raises(ValueError, match="noise_std > 0"):
         ObservationTerm(sensor, y, "source", loss="gaussian")
     with pytest.raises(ValueError, match="no non-identity element"):
-        EquiRegTerm(SymmetryGroup("trivial", [IDENTITY]))
+        EquiRegTerm(SymmetryGroup("trivial", [IDENTITY]), denoiser_features())
     with pytest.raises(ValueError, match="no residual"):
         PhysicsTerm(sensor, "source", "solution")
     prior = LinearGaussianDenoiser(spectrum())
     state = make_state(prior, random_field(1))
     state.field_space = False
     with pytest.raises(ValueError, match="latent"):
-        EquiRegTerm(dihedral_group()).loss(state)
+        EquiRegTerm(dihedral_group(), denoiser_features()).loss(state)

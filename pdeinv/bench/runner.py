@@ -7,8 +7,9 @@ are sharded round-robin over the processes (sample ``i`` on rank ``i mod world``
 results are gathered into one record on rank 0.
 
 The record has the keys of DESIGN.md (``task, method, n, resolution, rel_l2, rel_l2_mean,
-rel_l2_std, seconds_per_sample, nfe, device, version``) plus ``steps, samples, seed, prior,
-data, n_points, processes, wall_seconds``. ``rel_l2_std`` is the population standard deviation
+rel_l2_std, seconds_per_sample, nfe, device, version``) plus ``steps, method_config, samples, seed,
+prior, data, n_points, processes, wall_seconds``; ``method_config`` is the method's configuration in
+its publication's units as run (:func:`pdeinv.sampling.methods.method_config`). ``rel_l2_std`` is the population standard deviation
 over samples; ``seconds_per_sample`` is the summed compute time of all processes divided by ``n``.
 Rank ``r`` seeds its method with ``seed + r``, so the errors of stochastic methods depend on the
 number of processes (deterministic methods give identical records).
@@ -41,7 +42,7 @@ from pdeinv.files import atomic_write
 from pdeinv.priors import load
 from pdeinv.priors.consistent import OperatorConsistentPrior, consistent_if_linear
 from pdeinv.priors.edm import GaussianPart
-from pdeinv.sampling.methods import BASELINES, PARTICLES, parse_method, solve, split_repa
+from pdeinv.sampling.methods import BASELINES, PARTICLES, method_config, parse_method, solve, split_repa
 from pdeinv.sampling.problem import MethodOptions
 
 DEFAULT_PRIORS = {
@@ -173,6 +174,7 @@ def _shard_result(config: BenchConfig, rank: int, world: int) -> dict:
     seconds = time.perf_counter() - start
     errors = task.metric(reconstruction.mean.cpu(), truth)
     part = {"indices": indices.tolist(), "rel_l2": errors.tolist(), "seconds": seconds, "nfe": reconstruction.nfe}
+    part["method_config"] = method_config(config.method, problem, options)
     return {**part, **_sample_metrics(reconstruction.samples, truth, task.metric)}
 
 
@@ -225,6 +227,7 @@ def _record(config: BenchConfig, parts: list[dict], world: int) -> dict:
         "device": _device_name(config.device),
         "version": __version__,
         "steps": config.steps,
+        "method_config": parts[0]["method_config"],
         "samples": config.samples,
         "seed": config.seed,
         "prior": (config.prior or DEFAULT_PRIORS[task.pde]) if _needs_prior(config.method) else None,

@@ -10,17 +10,18 @@ projector and :math:`e(x_0)` the tokens ``(N, D)`` of a frozen representation en
     L = L_\text{EDM} + \lambda\, \frac1N \sum_{n=1}^N -\cos\big(e_n(x_0),\, P_\phi(h_\ell)_n\big),
     \qquad \lambda = 0.5 \text{ (REPA's default).}
 
-Sampling (``+repa``). The term
+Sampling (``+repa``, Align & Invert). The term
 
 .. math::
 
-    L_\text{repa}(x_t) = \frac1N \sum_{n=1}^N \Big(1 - \cos\big(e_n(\tilde x),\, P_\phi(h_\ell(x_t, \sigma))_n\big)\Big)
+    L_\text{repa}(x_t) = \sum_{n=1}^N \Big(1 - \cos\big(e_n(\tilde x),\, P_\phi(h_\ell(x_t, \sigma))_n\big)\Big)
 
-pulls the denoiser's projected features towards those of a proxy :math:`\tilde x` (no gradient):
-during the first ``cutoff`` fraction of the steps the measurement-based estimate
-:math:`A^\top y + (I - A^\top A)\,\hat x` of a linear sensor (the current reconstruction with the
-measured values pasted in; for a non-linear sensor the reconstruction itself), afterwards the current
-reconstruction :math:`\hat x = D(\hat z_0)`. Its weight is ``lambda`` times DPS's :math:`1000/N`.
+(summed over the :math:`N` tokens) pulls the denoiser's projected features towards those of a proxy
+:math:`\tilde x` built from the measurements (no gradient, :func:`measurement_proxy`): the
+measurement itself when it is a field of the target's shape, the current reconstruction with the
+measured values pasted in for a point or mask sensor (inpainting), :math:`A^\dagger y` pasted in
+otherwise. Its step (:mod:`pdeinv.latent.methods`) is Align & Invert's
+:math:`\eta\lambda\nabla/\max(\mathrm{snr}, 1)`.
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from deepinv.physics import Inpainting
 from torch import nn
 
 from pdeinv.latent.encoders import as_tokens, token_grid
+from pdeinv.operators import PointObservation
 from pdeinv.sampling.schedule import GuidanceSchedule
 from pdeinv.sampling.terms import GuidanceState, Term, channel_index
 
@@ -131,8 +134,10 @@ def projected_features(denoiser: nn.Module, x: torch.Tensor, sigma) -> tuple[tor
     return denoised, head.project(tap.features)
 
 
-def misalignment(projected: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def misalignment(projected: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     r"""Per-sample :math:`\frac1N \sum_n (1 - \cos(t_n, p_n))` of tokens ``(B, N, D)``, shape ``(B,)``.
+
+    ``reduction="sum"`` drops the :math:`1/N` (Align & Invert's sampling term); ``"mean"`` is REPA's training loss.
 
     Raises
     ------
@@ -150,7 +155,10 @@ def misalignment(projected: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
             f"the encoder gives {target.shape[1]} tokens but the projector {projected.shape[1]}; "
             "use the encoder the prior was trained with"
         )
-    return (1.0 - F.cosine_similarity(projected, target.to(projected), dim=-1)).mean(dim=1)
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+    error = 1.0 - F.cosine_similarity(projected, target.to(projected), dim=-1)
+    return error.mean(dim=1) if reduction == "mean" else error.sum(dim=1)
 
 
 def _head(denoiser: nn.Module) -> RepaHead:
@@ -176,7 +184,7 @@ class RepaTargets:
 
 
 class RepaTerm(Term):
-    """The Align & Invert alignment loss ``(B,)`` (module docstring).
+    """The Align & Invert alignment loss ``(B,)``, summed over the tokens (module docstring).
 
     Parameters
     ----------
@@ -185,21 +193,17 @@ class RepaTerm(Term):
     encoder : nn.Module
         The frozen encoder the head was trained against.
     proxy : callable
-        ``proxy(state, early) -> (B, C, S, S)`` normalised proxy field (no gradient needed).
-    cutoff : float
-        Fraction of the steps that use the measurement-based proxy.
+        ``proxy(state) -> (B, C, S, S)`` normalised proxy field (no gradient needed).
     schedule : GuidanceSchedule, optional
-        Weight :math:`\\lambda` and schedule.
+        Weight and schedule (Align & Invert's step, :mod:`pdeinv.latent.methods`).
     """
 
     name = "repa"
 
-    def __init__(self, denoiser, encoder, proxy, cutoff: float = 0.3, schedule: GuidanceSchedule | None = None):
+    def __init__(self, denoiser, encoder, proxy, schedule: GuidanceSchedule | None = None):
         super().__init__(schedule, None)
         _head(denoiser)
-        if not 0 <= cutoff <= 1:
-            raise ValueError(f"cutoff must be a fraction of the steps in [0, 1], got {cutoff}")
-        self.denoiser, self.encoder, self.proxy, self.cutoff = denoiser, encoder, proxy, cutoff
+        self.denoiser, self.encoder, self.proxy = denoiser, encoder, proxy
 
     def loss(self, state: GuidanceState) -> torch.Tensor:
         head = _head(self.denoiser)
@@ -207,35 +211,34 @@ class RepaTerm(Term):
             state.denoise(state.x, state.sigma)
         projected = head.project(tap.features)
         with torch.no_grad():
-            early = state.step < self.cutoff * state.n_steps
-            target = as_tokens(self.encoder(self.proxy(state, early).detach()))
+            target = as_tokens(self.encoder(self.proxy(state).detach()))
         token_grid(target.shape[1])
-        return misalignment(projected, target)
+        return misalignment(projected, target, reduction="sum")
 
 
-def pasted_proxy(sensor, y: torch.Tensor, channel: str):
-    r"""Proxy :math:`A^\top y + (I - A^\top A)\hat x` on the observed channel (linear sensors), else :math:`\hat x`."""
-    linear = callable(getattr(sensor, "A_adjoint", None))
+def measurement_proxy(sensor, y: torch.Tensor, channel: str):
+    r"""Align & Invert's proxy: the estimate's observed channel replaced by what the measurements give.
 
-    def proxy(state: GuidanceState, early: bool) -> torch.Tensor:
+    - a point or mask sensor (:math:`A A^\top = I`): :math:`A^\top y + (I - A^\top A)\hat x`, the
+      reconstruction with the measured values pasted in (inpainting);
+    - ``y`` shaped like the field ``(B, 1, S, S)`` (deblurring): :math:`y` itself;
+    - otherwise :math:`A^\dagger y` (``A_dagger``; super-resolution), or the estimate itself
+      when the sensor has no pseudo-inverse.
+    """
+    selection = isinstance(sensor, (PointObservation, Inpainting))
+
+    def proxy(state: GuidanceState) -> torch.Tensor:
         field = state.field.detach()
-        if not (early and linear):
-            return field
         physical = state.prior.to_physical(field)
         c = channel_index(state.prior.channels, channel)
         f = physical[:, [c]]
         obs = y.to(f).expand(f.shape[0], *y.shape[1:])
-        f = sensor.A_adjoint(obs) + f - sensor.A_adjoint(sensor.A(f))
+        if selection:
+            f = sensor.A_adjoint(obs) + f - sensor.A_adjoint(sensor.A(f))
+        elif obs.shape == f.shape:
+            f = obs
+        elif callable(getattr(sensor, "A_dagger", None)):
+            f = sensor.A_dagger(obs)
         return state.prior.to_normalized(torch.cat([physical[:, :c], f, physical[:, c + 1 :]], dim=1))
 
     return proxy
-
-
-def repa_term(problem, prior, y: torch.Tensor, steps: int, weight: float, cutoff: float) -> RepaTerm:
-    """The ``+repa`` term of a method with ``steps`` steps on ``problem`` (weight ``weight * 1000 / steps``)."""
-    from pdeinv.latent.checkpoint import repa_encoder
-
-    denoiser = getattr(prior, "denoiser", prior)
-    encoder = repa_encoder(prior)
-    proxy = pasted_proxy(problem.sensor, y, problem.channel(problem.observed))
-    return RepaTerm(denoiser, encoder, proxy, cutoff, GuidanceSchedule(weight=weight * 1000.0 / steps))

@@ -12,8 +12,10 @@ The card is the single description of a trained prior::
      "quality": {...}}                      # filled in by pdeinv.priors.quality when measured
 
 ``load(name_or_path)`` rebuilds the :class:`~pdeinv.priors.edm.EDMDenoiser` from the card and
-checks the weights against it. A prior trained on an autoencoder's latents has a ``latent`` card
-section and loads as a :class:`~pdeinv.latent.space.LatentPrior` (see :mod:`pdeinv.latent.checkpoint`).
+checks the weights against it. Packages that extend the card register how: a section whose prior
+is built elsewhere (``latent``: a latent prior, registered by :mod:`pdeinv.latent`) with
+:func:`register_card_loader`, a section that adds a head to the network (``repa``) with
+:func:`register_card_head`.
 All writes are atomic (temporary file + rename).
 """
 
@@ -27,6 +29,7 @@ import torch
 
 from pdeinv.errors import NonFiniteError
 from pdeinv.files import atomic_write
+from pdeinv.plugins import load_plugins
 from pdeinv.priors.base import FieldPrior
 from pdeinv.priors.backbones import BACKBONES, build_backbone
 from pdeinv.priors.edm import EDMConfig, EDMDenoiser
@@ -37,6 +40,30 @@ FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
 CARD = "card.json"
 SHIPPED = Path(__file__).parent / "checkpoints"
+CARD_LOADERS: dict = {}  # card section -> loader(card, directory, device=...) -> prior
+CARD_HEADS: dict = {}  # card section -> attach(network, section)
+EXTENSIONS = ("latent", "repa")  # card sections that a plugin (pdeinv.plugins) handles
+
+
+def register_card_loader(section: str, loader) -> None:
+    """Build the priors whose card has ``section`` with ``loader(card, directory, device=...)``."""
+    CARD_LOADERS[section] = loader
+
+
+def register_card_head(section: str, attach) -> None:
+    """Call ``attach(network, card[section])`` on a prior whose card has ``section``, before its weights load."""
+    CARD_HEADS[section] = attach
+
+
+def _unhandled(card: dict, directory: Path) -> None:
+    """Load the plugins when the card has a section no registered loader or head handles yet."""
+    def missing() -> list[str]:
+        return [s for s in EXTENSIONS if s in card and s not in CARD_LOADERS and s not in CARD_HEADS]
+
+    if missing():
+        load_plugins()
+    if missing():
+        raise ValueError(f"{directory} has a {missing()[0]!r} section that no installed pdeinv plugin handles")
 
 
 def atomic_write_bytes(path: Path, payload: bytes) -> None:
@@ -258,17 +285,18 @@ def load(
     wants_form = consistent or "operator_consistent" in card
     if solver_dt is not None and not wants_form:
         raise ValueError("solver_dt sets the solve of the operator-consistent form; pass consistent=True")
-    if "latent" in card:
-        if consistent:
-            raise ValueError(f"{directory} is a latent prior; the operator-consistent form needs a joint field prior")
-        from pdeinv.latent.checkpoint import load_latent_prior
-
-        return load_latent_prior(card, directory, device=device)
+    _unhandled(card, directory)
+    for section, loader in CARD_LOADERS.items():
+        if section in card:
+            if consistent:
+                raise ValueError(
+                    f"{directory} is a {section} prior; the operator-consistent form needs a joint field prior"
+                )
+            return loader(card, directory, device=device)
     prior = prior_from_card(card)
-    if "repa" in card:
-        from pdeinv.latent.repa import attach_head
-
-        attach_head(prior, card["repa"])
+    for section, attach in CARD_HEADS.items():
+        if section in card:
+            attach(prior, card[section])
     weights = _read_weights(directory / WEIGHTS)
     _check_shapes(prior.state_dict(), weights, directory / WEIGHTS)
     prior.load_state_dict(weights)

@@ -5,18 +5,20 @@ Public names::
 
     PosteriorSampler, SamplerConfig, DAPSConfig, FieldSpace, SamplingDivergedError   sampler
     GuidanceSchedule, edm_sigmas                                                       schedule
-    ObservationTerm, PhysicsTerm, EquiRegTerm, GuidanceState                           terms
+    ObservationTerm, PhysicsTerm, GuidanceState                                        terms
+    EquiRegTerm                                                                        equireg
     Kriging, KrigingObservation, LinearGaussianModel                                   kriging
     InverseProblem, MethodOptions, Reconstruction                                      problem
-    solve, method_names, parse_method                                                  methods
+    solve, method_names, parse_method, method_config, register                         methods
 """
 
+from pdeinv.sampling.equireg import EquiRegTerm
 from pdeinv.sampling.kriging import Kriging, KrigingObservation, LinearGaussianModel
-from pdeinv.sampling.methods import method_names, parse_method, solve
+from pdeinv.sampling.methods import method_config, method_names, parse_method, register, solve
 from pdeinv.sampling.problem import InverseProblem, MethodOptions, Reconstruction
 from pdeinv.sampling.sampler import DAPSConfig, FieldSpace, PosteriorSampler, SamplerConfig, SamplingDivergedError
 from pdeinv.sampling.schedule import GuidanceSchedule, edm_sigmas
-from pdeinv.sampling.terms import EquiRegTerm, GuidanceState, ObservationTerm, PhysicsTerm
+from pdeinv.sampling.terms import GuidanceState, ObservationTerm, PhysicsTerm
 
 __all__ = [
     "DAPSConfig",
@@ -36,7 +38,9 @@ __all__ = [
     "SamplerConfig",
     "SamplingDivergedError",
     "edm_sigmas",
+    "method_config",
     "method_names",
     "parse_method",
+    "register",
     "solve",
 ]

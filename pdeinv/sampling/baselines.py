@@ -6,7 +6,7 @@ r"""Classical and reference baselines on an :class:`~pdeinv.sampling.problem.Inv
 - :func:`adjoint_inversion`: the MAP estimate
   :math:`\min_\xi \tfrac12 \|(P\,T(\mu + C^{1/2}\xi) - y)/\sigma\|^2 + \tfrac12\|\xi\|^2` by L-BFGS with
   gradients through the (differentiable) solver, :math:`T \in \{I, A\}` the observed field.
-- :func:`deepinv_dps`: deepinv's own ``deepinv.sampling.DPS`` on pdeinv's prior and operators.
+- :func:`deepinv_dps`: deepinv's own ``deepinv.sampling.DPS`` on pdeinv's prior and operators, with DPS's step.
 - :func:`pseudo_inverse`: the sensor's own ``A_dagger(y)`` for problems whose observed field is the
   target (the imaging tasks): the exact pseudo-inverse of linear imaging operators (mask, blur
   (unregularised, so noise is amplified), decimation) and Fienup's error reduction for phase retrieval.
@@ -25,7 +25,6 @@ from pdeinv.sampling.progress import measurement_batches
 from pdeinv.sampling.terms import channel_index
 
 ADJOINT_STEPS = {"linear": 1000, "nonlinear": 50}
-DEEPINV_DPS_STEPS = 1000
 RELATIVE_TIKHONOV = 1e-2
 
 
@@ -139,22 +138,25 @@ def _map_estimate(problem: InverseProblem, options: MethodOptions) -> torch.Tens
 
 
 class PriorDenoiser(dinv.models.Denoiser):
-    r"""A pdeinv prior as a deepinv ``Denoiser`` in deepinv's :math:`[-1, 1]` convention.
+    r"""A pdeinv prior as a deepinv ``Denoiser`` on fields in DPS's units.
 
-    deepinv's DPS clips denoised estimates to :math:`[-1, 1]`, so the prior's normalised fields
-    :math:`z` are presented as :math:`x = z / c` with :math:`c = 4\sigma_\text{data}` (a 4-sigma
-    range): :math:`D_x(x, s) = D_z(c x, c s) / c`. Every call counts one network evaluation.
+    The prior's normalised fields :math:`z` are presented as :math:`x = z / c` with
+    :math:`c = \sigma_\text{data} / s` (:math:`s` = DPS's data std, 0.5 for images in :math:`[-1, 1]`),
+    so deepinv's noise schedule has the signal-to-noise ratios DPS's DDPM schedule has on its data:
+    :math:`D_x(x, \sigma) = D_z(c x, c \sigma) / c`. Every call counts one network evaluation.
 
     Parameters
     ----------
     prior : pdeinv.priors.base.FieldPrior
         The prior.
+    data_std : float
+        :math:`s`.
     """
 
-    def __init__(self, prior):
+    def __init__(self, prior, data_std: float = 0.5):
         super().__init__()
         self.prior = prior
-        self.scale = 4.0 * float(prior.sigma_data)
+        self.scale = float(prior.sigma_data) / data_std
         self.calls = 0
 
     def forward(self, x: torch.Tensor, sigma, *args, **kwargs) -> torch.Tensor:
@@ -165,39 +167,72 @@ class PriorDenoiser(dinv.models.Denoiser):
         return denoised.to(x.dtype) / self.scale
 
 
-def deepinv_dps(problem: InverseProblem, options: MethodOptions) -> Reconstruction:
-    """``deepinv.sampling.DPS`` (VP schedule, DDPM solver, norm guidance) on the joint prior.
+class DDPMStepFidelity(dinv.sampling.DPSDataFidelity):
+    r"""deepinv's DPS data fidelity whose weight makes each ancestral step take DPS's step :math:`\zeta`.
 
-    The residual is in the observed channel's normalised units and the guidance weight is
-    ``1000 / steps`` (DPS's weight 1 over its 1000 steps, the same rule as the ``dps`` preset).
+    deepinv adds the fidelity's gradient to the score, which its ancestral solver multiplies by
+    :math:`s_0 s_1 (\sigma_0^2 - \sigma_1^2)` on a step from :math:`t_0` to :math:`t_1`
+    (:math:`x^{VP} = s\,x^{VE}`); DPS instead subtracts :math:`\zeta \nabla_{x^{VP}} \|y - A\hat x_0\|`
+    once per step. The weight at the step from noise level :math:`\sigma_0` is therefore
+    :math:`\zeta / (s_0 s_1 (\sigma_0^2 - \sigma_1^2))`. The estimate is not clipped (fields are unbounded).
+
+    Parameters
+    ----------
+    denoiser : deepinv.models.Denoiser
+        The denoiser.
+    zeta : float
+        DPS's step.
+    sde : deepinv.sampling.DiffusionSDE
+        The variance-preserving SDE (``scale_t``, ``sigma_t``).
+    timesteps : torch.Tensor
+        The solver's decreasing time steps.
+    """
+
+    def __init__(self, denoiser, zeta: float, sde, timesteps: torch.Tensor):
+        super().__init__(denoiser=denoiser, weight=zeta, clip=None)
+        t = timesteps.to(torch.float64)
+        scale, level = sde.scale_t(t).to(torch.float64), sde.sigma_t(t).to(torch.float64)
+        self.levels = level[:-1]
+        self.weights = zeta / (scale[:-1] * scale[1:] * (level[:-1] ** 2 - level[1:] ** 2))
+
+    def forward(self, x, y, physics, sigma, *args, **kwargs):
+        sigma0 = float(torch.as_tensor(sigma).reshape(-1)[0])
+        index = int(torch.argmin((self.levels.log() - torch.log(torch.tensor(sigma0, dtype=torch.float64))).abs()))
+        self.weight = float(self.weights[index])
+        return super().forward(x, y, physics, sigma, *args, **kwargs)
+
+
+def deepinv_dps(problem: InverseProblem, config, options: MethodOptions) -> Reconstruction:
+    r"""deepinv's DPS sampler (VP schedule, ancestral DDPM solver) with DPS's step, on the joint prior.
+
+    ``config`` carries DPS's :math:`\zeta`, the number of steps and DPS's data std; the state is in
+    DPS's units (:class:`PriorDenoiser`), the residual of the observed channel too (its normalised
+    units divided by the same :math:`c`), and each step subtracts :math:`\zeta \nabla \|r\|` in
+    VP coordinates (:class:`DDPMStepFidelity`): DPS's own update, which pdeinv's ``dps`` maps onto
+    the EDM grid.
     """
     prior = options.prior
     problem.check_prior(prior)
     observed_index = channel_index(prior.channels, problem.channel(problem.observed))
     target_index = channel_index(prior.channels, problem.channel(problem.target))
-    denoiser = PriorDenoiser(prior)
+    denoiser = PriorDenoiser(prior, config.data_std)
     std = float(prior.std[observed_index])
     dtype = prior.mean.dtype
 
     def measure(x: torch.Tensor) -> torch.Tensor:
         physical = prior.to_physical(denoiser.scale * x.to(dtype))
-        return problem.sensor.A(physical[:, [observed_index]]) / std
+        return problem.sensor.A(physical[:, [observed_index]]) / (std * denoiser.scale)
 
     physics = dinv.physics.Physics(A=measure)
     k, s = options.samples, problem.resolution
     generator = torch.Generator().manual_seed(options.seed)
-    steps = options.steps or DEEPINV_DPS_STEPS
     sampler = dinv.sampling.DPS(
-        denoiser,
-        num_steps=steps,
-        weight=DEEPINV_DPS_STEPS / steps,
-        rng=generator,
-        minus_one_one=False,
-        dtype=torch.float64,
+        denoiser, num_steps=config.steps, rng=generator, minus_one_one=False, dtype=torch.float64
     )
+    sampler.data_fidelity = DDPMStepFidelity(denoiser, config.zeta, sampler.sde, sampler.solver.timesteps)
     results = []
     for rows in measurement_batches(problem.n, options.batch_size):
-        y = (problem.measurements[rows].to(dtype) / std).repeat_interleave(k, 0)
+        y = (problem.measurements[rows].to(dtype) / (std * denoiser.scale)).repeat_interleave(k, 0)
         x = sampler(y.double(), physics, x_init=(y.shape[0], len(prior.channels), s, s))
         physical = prior.to_physical(denoiser.scale * x.to(dtype)).detach()
         results.append(physical[:, [target_index]].reshape(len(rows), k, 1, s, s))

@@ -15,7 +15,12 @@ one step from :math:`\sigma_i` to :math:`\sigma_{i+1}` is, for ``integrator="eul
 3. Euler :math:`x' = \hat x + (\sigma_{i+1} - \hat\sigma)\, d(\hat x, \hat\sigma)`, or Heun (when
    :math:`\sigma_{i+1} > 0`) :math:`x' = \hat x + (\sigma_{i+1} - \hat\sigma)(d(\hat x) + d(x'))/2`;
 4. with ``guidance="step"`` (DPS, DiffusionPDE, FunDPS):
-   :math:`x_{i+1} = x' - \nabla_{\hat x} L(\hat x)`, the weights :math:`w_k` being step sizes.
+   :math:`x_{i+1} = x' - P\,\nabla_{\hat x} L`, the weights :math:`w_k` being step sizes and
+   :math:`P` a per-channel factor (``guidance_channel_scale``, 1 by default). The terms see
+   :math:`D(\hat x, \hat\sigma)` (``guidance_point="current"``, DPS) or the Heun point
+   :math:`D(x'_\text{Euler}, \sigma_{i+1})`, differentiated through the Euler step back to
+   :math:`\hat x` (``guidance_point="heun"``, FunDPS and DiffusionPDE; on the last step, where
+   Heun has no second evaluation, the current point).
 
 ``integrator="daps"`` replaces 2-4 by a decoupled-annealing step (Zhang et al. 2025):
 :math:`\hat x_0` from a few Euler steps of the unconditional flow down to ``ode_sigma_min``,
@@ -43,6 +48,7 @@ from pdeinv.sampling.terms import GuidanceState, Term
 
 INTEGRATORS = ("euler", "heun", "daps")
 GUIDANCE_MODES = ("step", "drift")
+GUIDANCE_POINTS = ("current", "heun")
 
 
 class SamplingDivergedError(RuntimeError):
@@ -118,6 +124,11 @@ class SamplerConfig:
         EDM stochastic churn; ``s_churn = 0`` is the deterministic sampler.
     daps : DAPSConfig
         Settings of ``integrator="daps"``.
+    guidance_point : {"current", "heun"}
+        Where the step-mode terms evaluate the denoised estimate (module docstring, step 4).
+    guidance_channel_scale : tuple of float, optional
+        Per-channel factor on the step-mode gradient (field space): a method whose step is
+        defined on fields scaled differently per channel (DiffusionPDE).
     """
 
     steps: int = 50
@@ -131,8 +142,14 @@ class SamplerConfig:
     s_tmax: float = math.inf
     s_noise: float = 1.0
     daps: DAPSConfig = field(default_factory=DAPSConfig)
+    guidance_point: str = "current"
+    guidance_channel_scale: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
+        if self.guidance_point not in GUIDANCE_POINTS:
+            raise ValueError(f"guidance_point must be one of {GUIDANCE_POINTS}, got {self.guidance_point!r}")
+        if self.guidance_point == "heun" and (self.guidance, self.integrator) != ("step", "heun"):
+            raise ValueError("guidance_point='heun' needs guidance='step' and integrator='heun'")
         if self.integrator not in INTEGRATORS:
             raise ValueError(f"integrator must be one of {INTEGRATORS}, got {self.integrator!r}")
         if self.guidance not in GUIDANCE_MODES:
@@ -362,12 +379,40 @@ class PosteriorSampler:
         if gamma > 0:
             noise = self._noise(x.shape, x.dtype, x.device, run.generator)
             x = x + math.sqrt(sigma_hat**2 - sigma**2) * cfg.s_noise * noise
-        drift, step_gradient = self._drift(x, sigma_hat, run, guided=True)
-        x_next = x + (sigma_next - sigma_hat) * drift
-        if cfg.integrator == "heun" and sigma_next > 0:
-            drift_next, _ = self._drift(x_next, sigma_next, run, guided=cfg.guidance == "drift")
-            x_next = x + (sigma_next - sigma_hat) * 0.5 * (drift + drift_next)
-        return x_next if step_gradient is None else x_next - step_gradient
+        if cfg.guidance_point == "heun" and self._active(sigma_hat, run):
+            x_next, step_gradient = self._heun_point_step(x, sigma_hat, sigma_next, run)
+        else:
+            drift, step_gradient = self._drift(x, sigma_hat, run, guided=True)
+            x_next = x + (sigma_next - sigma_hat) * drift
+            if cfg.integrator == "heun" and sigma_next > 0:
+                drift_next, _ = self._drift(x_next, sigma_next, run, guided=cfg.guidance == "drift")
+                x_next = x + (sigma_next - sigma_hat) * 0.5 * (drift + drift_next)
+        if step_gradient is None:
+            return x_next
+        if cfg.guidance_channel_scale is not None:
+            scale = torch.as_tensor(cfg.guidance_channel_scale, dtype=x.dtype, device=x.device)
+            if scale.numel() != x.shape[1]:
+                raise ValueError(
+                    f"guidance_channel_scale has {scale.numel()} entries but the state has {x.shape[1]} channels"
+                )
+            step_gradient = step_gradient * scale.reshape(1, -1, *([1] * (x.ndim - 2)))
+        return x_next - step_gradient
+
+    def _heun_point_step(self, x: torch.Tensor, sigma: float, sigma_next: float, run: _Run):
+        r"""Heun step and the terms' gradient at :math:`D(x'_\text{Euler}, \sigma_{i+1})` with respect to ``x``."""
+        denoise = self._denoise(run)
+        with torch.enable_grad():
+            leaf = x.detach().requires_grad_(True)
+            denoised = denoise(leaf, sigma)
+            drift = (leaf - denoised) / sigma
+            euler = leaf + (sigma_next - sigma) * drift
+            point, level, x_next = denoised, sigma, euler
+            if sigma_next > 0:
+                point, level = denoise(euler, sigma_next), sigma_next
+                x_next = leaf + (sigma_next - sigma) * 0.5 * (drift + (euler - point) / sigma_next)
+            state = self._state(leaf, point, level, run, True)
+            gradient = self._guidance_gradient(state, self._active(sigma, run), run)
+        return x_next.detach(), gradient
 
     def _daps_step(self, x: torch.Tensor, sigma: float, sigma_next: float, run: _Run) -> torch.Tensor:
         anchor = self._flow_to_clean(x, sigma, run)

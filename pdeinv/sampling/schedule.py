@@ -11,6 +11,7 @@ Noise levels are in the units of the prior's normalised fields (a normalised fie
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -60,10 +61,13 @@ class GuidanceSchedule:
     with :math:`s = 1` (``"none"``), :math:`\sigma_i/\sigma_\text{ref}` (``"sigma"``) or
     :math:`\min(1, \sigma_i/\sigma_\text{ref})` (``"min1"``, FunDPS's observation coefficient);
     :math:`f_i = ` ``late_factor`` once
-    :math:`i > \text{switch\_fraction} \cdot N` (DiffusionPDE: 0.1 after 80 % of the steps), else 1.
+    :math:`i > \text{switch\_fraction} \cdot N` (DiffusionPDE: 0.1 after 80 % of the steps), else 1,
+    times ``step_weights[i]`` when a method's weights differ per step (DPS's DDPM steps summed over
+    each EDM step, :mod:`pdeinv.sampling.methods.units`).
     The term is active when every condition holds: :math:`\sigma_i >` ``sigma_above``,
     :math:`\sigma_i \le` ``sigma_below``, :math:`i \ge \text{start\_fraction} \cdot N`,
-    :math:`i < N -` ``cutoff_steps`` and :math:`i \bmod` ``every`` :math:`= 0`.
+    :math:`i < N -` ``cutoff_steps``, :math:`i < \text{stop\_fraction} \cdot N` and
+    :math:`i \bmod` ``every`` :math:`= 0`.
 
     Parameters
     ----------
@@ -87,6 +91,10 @@ class GuidanceSchedule:
         Fire every ``every`` steps (EquiReg ``constant`` schedule with ``equi_freq = 1/every``).
     cutoff_steps : int
         Off for the final ``cutoff_steps`` steps (EquiReg ``cutoff``; FunDPS skips the last step).
+    stop_fraction : float
+        Fraction of the steps after which the term is off (1: never).
+    step_weights : tuple of float, optional
+        One factor per step (length ``N``); ``None`` is 1 at every step.
     """
 
     weight: float = 1.0
@@ -99,6 +107,8 @@ class GuidanceSchedule:
     late_factor: float = 1.0
     every: int = 1
     cutoff_steps: int = 0
+    stop_fraction: float = 1.0
+    step_weights: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.weight) and self.weight >= 0):
@@ -115,6 +125,14 @@ class GuidanceSchedule:
             raise ValueError(f"every must be a positive integer, got {self.every!r}")
         if isinstance(self.cutoff_steps, bool) or not isinstance(self.cutoff_steps, int) or self.cutoff_steps < 0:
             raise ValueError(f"cutoff_steps must be an integer >= 0, got {self.cutoff_steps!r}")
+        if not 0.0 <= self.stop_fraction <= 1.0:
+            raise ValueError(f"stop_fraction must lie in [0, 1], got {self.stop_fraction!r}")
+        if self.step_weights is not None and not all(math.isfinite(w) and w >= 0 for w in self.step_weights):
+            raise ValueError("step_weights must be finite numbers >= 0")
+
+    def scaled(self, factor: float) -> GuidanceSchedule:
+        """The same schedule with its weight multiplied by ``factor`` (a term riding on a solver's step)."""
+        return dataclasses.replace(self, weight=self.weight * factor)
 
     def active(self, sigma: float, step: int, n_steps: int) -> bool:
         """Whether the term fires at step ``step`` of ``n_steps`` (noise level ``sigma``)."""
@@ -123,6 +141,7 @@ class GuidanceSchedule:
             and (self.sigma_below is None or sigma <= self.sigma_below)
             and step >= self.start_fraction * n_steps
             and step < n_steps - self.cutoff_steps
+            and step < self.stop_fraction * n_steps
             and step % self.every == 0
             and self.weight > 0
         )
@@ -134,4 +153,14 @@ class GuidanceSchedule:
         relative = sigma / self.sigma_reference
         scale = {"none": 1.0, "sigma": relative, "min1": min(1.0, relative)}[self.sigma_scale]
         late = self.switch_fraction is not None and step > self.switch_fraction * n_steps
-        return self.weight * scale * (self.late_factor if late else 1.0)
+        return self.weight * scale * (self.late_factor if late else 1.0) * self._step_factor(step, n_steps)
+
+    def _step_factor(self, step: int, n_steps: int) -> float:
+        if self.step_weights is None:
+            return 1.0
+        if len(self.step_weights) != n_steps:
+            raise ValueError(
+                f"the schedule holds {len(self.step_weights)} step weights but the sampler runs {n_steps} steps; "
+                "build the method's schedule for the steps it runs"
+            )
+        return self.step_weights[step]

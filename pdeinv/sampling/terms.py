@@ -10,21 +10,20 @@ to the state :math:`x_t` *through the denoised estimate* :math:`\hat x_0 = D(x_t
   operator applied to channel(s) ``c`` of the estimate in physical units.
 - :class:`PhysicsTerm`: consistency between the channels of a joint prior, the PDE residual
   or :math:`A(\text{input}) - \text{output}`.
-- :class:`EquiRegTerm`: the equivariance error of the denoiser under the operator's symmetry
-  group (EquiReg, forms ``equi`` and ``equi_plus``).
+
+EquiReg's term is :class:`pdeinv.sampling.equireg.EquiRegTerm`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
-from pdeinv.operators.symmetry import SymmetryGroup, Transform
 from pdeinv.sampling.schedule import GuidanceSchedule
 
 EQUIREG_WEIGHT = 0.01  # EquiReg's published equi_alpha
@@ -390,108 +389,3 @@ class PhysicsTerm(Term):
         else:
             r = _forward_map(self.operator)(a) - u
         return reduce(self.scale * r, self.reduction)
-
-
-@dataclass(frozen=True)
-class _GroupAction:
-    """How a transform acts on a prior's channels: ``g`` on inputs, ``g'`` on ``output_channels``."""
-
-    prior: object
-    output_channels: tuple[str, ...] = field(default=())
-
-    def __call__(self, transform: Transform, x: torch.Tensor) -> torch.Tensor:
-        physical = self.prior.to_physical(x)
-        moved = [
-            transform.on_output(physical[:, [i]]) if name in self.output_channels else transform(physical[:, [i]])
-            for i, name in enumerate(self.prior.channels)
-        ]
-        return self.prior.to_normalized(torch.cat(moved, dim=1))
-
-
-class EquiRegTerm(Term):
-    r"""EquiReg: the equivariance error of the denoiser under a symmetry group.
-
-    With :math:`g` drawn from the group (``elements="random"``: one uniformly random
-    non-identity element per evaluation, as EquiReg does; ``"all"``: the mean over all
-    non-identity elements), group actions taken in physical units (so sign flips respect
-    each channel's mean), and :math:`D_\sigma = D(\cdot, \sigma)`:
-
-    - ``form="equi"``: :math:`E = \rho(g^{-1} D_\sigma(g\,x_t) - D_\sigma(x_t))`, the "Equi" penalty
-      with the denoiser at the current noise level as the manifold-preferential function;
-    - ``form="equi_plus"`` (the constrained variant): :math:`E = \rho(\hat x_0 - g^{-1} D_{\sigma_f}(g\,\hat x_0))`,
-      the distance of the Tweedie estimate from its symmetrised re-denoising at a small
-      fixed level :math:`\sigma_f` (EquiReg's ``equi_plus`` with :math:`f = D_{\sigma_f}`, which
-      is close to the identity on the data manifold). For an exactly equivariant denoiser it
-      reduces to the self-consistency :math:`\rho(\hat x_0 - D_{\sigma_f}(\hat x_0))`.
-
-    :math:`\rho` is ``reduction`` (``"norm"`` as in EquiReg's PSLD setting, ``"sqnorm"``, ``"mse"``).
-    Each evaluation costs one network evaluation per element (two for ``equi`` inside DAPS).
-
-    Parameters
-    ----------
-    group : SymmetryGroup
-        The operator's ``symmetries``.
-    schedule : GuidanceSchedule, optional
-        Default weight 0.01 (EquiReg's ``equi_alpha``) at every step.
-    form : {"equi", "equi_plus"}
-        Penalty form.
-    reduction : {"norm", "sqnorm", "mse"}
-        Size of the error.
-    sigma_f : float
-        :math:`\sigma_f` of ``equi_plus`` (normalised units).
-    output_channels : sequence of str
-        Channels transformed by ``g'`` (``Transform.on_output``); the others by ``g``.
-    elements : {"random", "all"}
-        Which elements enter each evaluation.
-    name : str
-        Name used in reports and error messages.
-    """
-
-    name = "equireg"
-
-    def __init__(
-        self,
-        group: SymmetryGroup,
-        *,
-        schedule: GuidanceSchedule | None = None,
-        form: str = "equi",
-        reduction: str = "norm",
-        sigma_f: float = 0.05,
-        output_channels: Sequence[str] = (),
-        elements: str = "random",
-        name: str | None = None,
-    ):
-        super().__init__(GuidanceSchedule(weight=EQUIREG_WEIGHT) if schedule is None else schedule, name)
-        if not isinstance(group, SymmetryGroup):
-            raise ValueError(f"group must be a SymmetryGroup (an operator's .symmetries), got {type(group).__name__}")
-        if not group.non_trivial():
-            raise ValueError(f"the group {group.name!r} has no non-identity element; EquiReg would be identically 0")
-        if form not in ("equi", "equi_plus"):
-            raise ValueError(f"form must be 'equi' or 'equi_plus', got {form!r}")
-        if reduction not in ("norm", "sqnorm", "mse"):
-            raise ValueError(f"reduction must be 'norm', 'sqnorm' or 'mse', got {reduction!r}")
-        if elements not in ("random", "all"):
-            raise ValueError(f"elements must be 'random' or 'all', got {elements!r}")
-        if not sigma_f > 0:
-            raise ValueError(f"sigma_f must be positive, got {sigma_f}")
-        self.group, self.form, self.reduction = group, form, reduction
-        self.sigma_f, self.output_channels, self.elements = float(sigma_f), tuple(output_channels), elements
-
-    def loss(self, state: GuidanceState) -> torch.Tensor:
-        if not state.field_space:
-            raise ValueError(
-                "EquiRegTerm acts on fields; in a latent space the group does not act on the state. "
-                "Use it with the field space (space=None)"
-            )
-        action = _GroupAction(state.prior, self.output_channels)
-        chosen = self.group.non_trivial() if self.elements == "all" else (self.group.sample(state.generator),)
-        return torch.stack([self._error(state, action, g) for g in chosen]).mean(0)
-
-    def _error(self, state: GuidanceState, action: _GroupAction, g: Transform) -> torch.Tensor:
-        inverse = g.inverse()
-        if self.form == "equi":
-            reference = state.denoised if state.through_denoiser else state.denoise(state.x, state.sigma)
-            moved = action(inverse, state.denoise(action(g, state.x), state.sigma))
-            return reduce(moved - reference, self.reduction)
-        moved = action(inverse, state.denoise(action(g, state.denoised), self.sigma_f))
-        return reduce(state.denoised - moved, self.reduction)
