@@ -298,7 +298,7 @@ def test_particle_methods_run_in_the_latent_space_of_a_latent_prior():
     prior = LatentPrior(GaussianMixturePrior(means, 0.5), autoencoder)
     sensor = BoxInpainting(16, box=0.5)
     y = sensor.A(torch.randn(2, 1, 16, 16))
-    problem = InverseProblem(None, sensor, y, "output", "output", "a", "b", "test", grid="periodic")
+    problem = InverseProblem(None, sensor, y, "output", "output", "a", "b", None, grid="periodic")
     solver = dwgf_solver(problem, prior, y.repeat_interleave(2, 0), DWGFConfig())
     assert any(isinstance(t, AutoencoderScore) for t in solver.particle_terms)
     autoencoder.eval()

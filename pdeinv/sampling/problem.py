@@ -174,9 +174,10 @@ class InverseProblem:
         Which field the sensor reads and which is recovered.
     input_channel, output_channel : str
         Names of the two fields in a joint prior's ``channels`` (e.g. ``"source"``, ``"solution"``).
-    pde : str
-        ``"helmholtz"``, ``"poisson"`` or ``"navier-stokes"`` (selects method presets); must be the
-        PDE the operator solves (:func:`pde_of`).
+    pde : str or None
+        ``"helmholtz"``, ``"poisson"``, ``"darcy"`` or ``"navier-stokes"`` (selects method presets);
+        must be the PDE the operator solves (:func:`pde_of`). ``None`` for a problem without one of
+        pdeinv's PDEs (an imaging sensor alone, or an operator of one's own).
     input_prior : object, optional
         The Gaussian random field the inputs are drawn from (``covariance``, ``covariance_sqrt``,
         ``variance``), for the Gaussian baselines.
@@ -195,7 +196,7 @@ class InverseProblem:
     target: str
     input_channel: str
     output_channel: str
-    pde: str
+    pde: str | None
     input_prior: object | None = None
     noise_std: float | None = None
     grid: str = "vertex"
@@ -205,7 +206,8 @@ class InverseProblem:
             raise UsageError(
                 f"observed and target must each be 'input' or 'output', got {self.observed!r}, {self.target!r}"
             )
-        check_pde_name(self.pde)
+        if self.pde is not None:
+            check_pde_name(self.pde)
         solved = pde_of(self.operator)
         if solved is not None and solved != self.pde:
             raise UsageError(

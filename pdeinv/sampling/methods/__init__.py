@@ -14,6 +14,7 @@ from pdeinv.sampling.methods import baselines, daps, diffusionpde, dps, equireg,
 from pdeinv.sampling.methods.guided import GuidedConfig, GuidedPreset, run_guided
 from pdeinv.sampling.methods.registry import (
     BASELINES,
+    GUIDED,
     METHODS,
     MODIFIERS,
     PARTICLES,
@@ -33,6 +34,7 @@ from pdeinv.sampling.particles import methods as _particles  # noqa: F401 (regis
 
 __all__ = [
     "BASELINES",
+    "GUIDED",
     "METHODS",
     "MODIFIERS",
     "PARTICLES",

@@ -212,5 +212,6 @@ class KindView:
         return iter(sorted(n for n, m in METHODS.items() if m.kind == self.kind))
 
 
+GUIDED = KindView("guided")
 BASELINES = KindView("baseline")
 PARTICLES = KindView("particle")

@@ -85,7 +85,7 @@ class AmbiguousMixture:
             target="output",
             input_channel="none",
             output_channel="field",
-            pde="mixture",
+            pde=None,
             noise_std=self.noise_std,
             grid="periodic",
         )
