@@ -8,7 +8,9 @@ results are gathered into one record on rank 0.
 The record has the keys of DESIGN.md (``task, method, n, resolution, rel_l2, rel_l2_mean,
 rel_l2_std, seconds_per_sample, nfe, device, version``) plus ``steps, samples, seed, prior,
 data, n_points, processes, wall_seconds``. ``rel_l2_std`` is the population standard deviation
-over samples; ``seconds_per_sample`` is the summed compute time of all processes divided by ``n``.
+over samples; ``seconds_per_sample`` is the summed compute time of all processes divided by ``n``,
+and ``denoiser_seconds`` the part of it spent in the trained denoiser's forward and backward
+passes (:func:`pdeinv.bench.timing.timed_denoiser`; 0 for methods without a prior).
 Rank ``r`` seeds its method with ``seed + r``, so the errors of stochastic methods depend on the
 number of processes (deterministic methods give identical records).
 
@@ -21,6 +23,7 @@ and std over test samples; ``rel_l2_mean`` stays the error of the samples' mean)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -34,6 +37,7 @@ import torch.distributed as dist
 from pdeinv import __version__
 from pdeinv.bench.diversity import pairwise_cosine, pairwise_relative_distance
 from pdeinv.bench.tasks import get_task, relative_l2
+from pdeinv.bench.timing import DENOISER, CategoryTimer, timed_denoiser
 from pdeinv.priors import load
 from pdeinv.priors.consistent import OperatorConsistentPrior, consistent_if_linear
 from pdeinv.priors.edm import GaussianPart
@@ -159,11 +163,16 @@ def _shard_result(config: BenchConfig, rank: int, world: int) -> dict:
         particle_state=config.particle_state, solver_dt=config.solver_dt,
     )
     truth = (outputs if task.target == "output" else inputs)[indices]
-    start = time.perf_counter()
-    reconstruction = solve(config.method, problem.select(indices), options)
-    seconds = time.perf_counter() - start
+    timer = CategoryTimer(synchronize=torch.device(config.device).type == "cuda")
+    with timed_denoiser(prior, timer) if prior is not None else contextlib.nullcontext():
+        start = time.perf_counter()
+        reconstruction = solve(config.method, problem.select(indices), options)
+        seconds = time.perf_counter() - start
     errors = relative_l2(reconstruction.mean.cpu(), truth)
-    part = {"indices": indices.tolist(), "rel_l2": errors.tolist(), "seconds": seconds, "nfe": reconstruction.nfe}
+    part = {
+        "indices": indices.tolist(), "rel_l2": errors.tolist(), "seconds": seconds, "nfe": reconstruction.nfe,
+        "denoiser_seconds": timer.seconds[DENOISER],
+    }
     return {**part, **_sample_metrics(reconstruction.samples, truth)}
 
 
@@ -211,6 +220,7 @@ def _record(config: BenchConfig, parts: list[dict], world: int) -> dict:
         "rel_l2_mean": mean,
         "rel_l2_std": std,
         "seconds_per_sample": sum(p["seconds"] for p in parts) / config.n,
+        "denoiser_seconds": sum(p["denoiser_seconds"] for p in parts) / config.n,
         "nfe": max(p["nfe"] for p in parts),
         "device": _device_name(config.device),
         "version": __version__,
