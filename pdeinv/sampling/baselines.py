@@ -103,7 +103,7 @@ def adjoint_inversion(problem: InverseProblem, options: MethodOptions) -> Recons
     result is the kriging mean with that noise level.
     """
     _require_gaussian_input(problem, "adjoint")
-    chunks = torch.arange(problem.n).split(options.batch_size)
+    chunks = torch.arange(problem.n, device="cpu").split(options.batch_size)
     return Reconstruction(torch.cat([_map_estimate(problem.select(c), options) for c in chunks]))
 
 
@@ -114,7 +114,7 @@ def _map_estimate(problem: InverseProblem, options: MethodOptions) -> torch.Tens
     level = max(problem.noise_std, RELATIVE_TIKHONOV * float(y.pow(2).mean().sqrt()))
     observe = problem.operator.A if problem.observed == "output" else (lambda a: a)
     s = problem.resolution
-    xi = torch.zeros(problem.n, 1, s, s, dtype=dtype, requires_grad=True)
+    xi = torch.zeros(problem.n, 1, s, s, dtype=dtype, device=y.device, requires_grad=True)
     optimizer = torch.optim.LBFGS(
         [xi],
         lr=1.0,
@@ -184,7 +184,7 @@ def deepinv_dps(problem: InverseProblem, options: MethodOptions) -> Reconstructi
 
     physics = dinv.physics.Physics(A=measure)
     k, s = options.samples, problem.resolution
-    generator = torch.Generator().manual_seed(options.seed)
+    generator = torch.Generator(device=prior.mean.device).manual_seed(options.seed)
     steps = options.steps or DEEPINV_DPS_STEPS
     sampler = dinv.sampling.DPS(
         denoiser,
@@ -195,7 +195,7 @@ def deepinv_dps(problem: InverseProblem, options: MethodOptions) -> Reconstructi
         dtype=torch.float64,
     )
     results = []
-    for rows in torch.arange(problem.n).split(options.batch_size):
+    for rows in torch.arange(problem.n, device="cpu").split(options.batch_size):
         y = (problem.measurements[rows].to(dtype) / std).repeat_interleave(k, 0)
         x = sampler(y.double(), physics, x_init=(y.shape[0], len(prior.channels), s, s))
         physical = prior.to_physical(denoiser.scale * x.to(dtype)).detach()

@@ -178,7 +178,7 @@ def run_particles(build, config, problem: InverseProblem, options: MethodOptions
     k, s = options.samples, problem.resolution
     space = state_space(prior, problem, options.particle_state)
     collected, nfe = [], 0
-    for rows in torch.arange(problem.n).split(options.batch_size):
+    for rows in torch.arange(problem.n, device="cpu").split(options.batch_size):
         y = problem.measurements[rows].to(prior.mean).repeat_interleave(k, 0)
         result = build(problem, prior, y, config, space).run(len(rows), k, generator, s)
         estimate = result.aux if result.aux is not None else result.fields
