@@ -12,6 +12,7 @@ made from ``pdeinv`` without a ``device=`` argument: such a tensor lands on the 
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
 import sys
@@ -80,7 +81,7 @@ def _prior_on_cpu():
 
 
 def _consistent(device, gaussian: bool):
-    network = _prior_on_cpu()
+    network = copy.deepcopy(_prior_on_cpu())  # .to(device) moves a module in place
     inner = GaussianPart(network) if gaussian else network
     return OperatorConsistentPrior(inner, Helmholtz(S, k=1.0)).to(device)
 
@@ -190,3 +191,20 @@ def test_library_code_names_the_device_of_every_tensor_it_creates(tmp_path):
         test_kriging_on_the_device_interpolates_noise_free_data(cpu)
     found = sorted(call for call in watch.calls if call[:2] not in HOST_SIDE)
     assert not found, "factory calls without device= (file, function, line): " + "; ".join(map(str, found))
+
+
+def test_bf16_autocast_touches_the_network_alone_and_only_on_cuda(device):
+    network = copy.deepcopy(_prior_on_cpu()).to(device)
+    x = _field(device, channels=2, dtype=torch.float32)
+    with torch.no_grad():
+        full = network.denoise(x, 0.5)
+        network.autocast_dtype = torch.bfloat16
+        try:
+            mixed = network.denoise(x, 0.5)
+        finally:
+            network.autocast_dtype = None
+    assert mixed.dtype == torch.float32
+    if device.type == "cpu":
+        assert torch.equal(mixed, full)
+    else:  # bf16 keeps 8 bits of mantissa: the network part moves by about 1e-2 of its size
+        assert 0 < float((mixed - full).norm() / full.norm()) < 5e-2
