@@ -104,6 +104,55 @@ def profile(config: BenchConfig, cprofile: int = 0) -> dict:
     return record
 
 
+def precision_check(config: BenchConfig, sigmas=(0.01, 0.1, 1.0, 10.0, 100.0)) -> str:
+    r"""Markdown table: the Tweedie solve :math:`K_\sigma^{-1} r` with the level's matrix product in float32 vs float64.
+
+    Uses the task's prior and sensor with the ``tmpd`` preset's term (its noise level); ``r`` is
+    drawn from :math:`N(0, K_\sigma)`. Columns: seconds of the product per level in each
+    precision and the relative differences of :math:`K_\sigma` and of :math:`K_\sigma^{-1} r`.
+    """
+    from pdeinv.sampling.methods import tmpd_preset
+    from pdeinv.sampling.terms import gaussian_measurement_covariance
+
+    task = get_task(config.task)
+    inputs, outputs, settings = task.load_test_set(config.data, 1)
+    problem = task.problem(inputs, outputs, settings)
+    prior = _task_prior(config, problem)
+    options = MethodOptions(config.steps, 1, 0, prior, 1)
+    term = tmpd_preset(problem, prior, options).terms(problem.measurements[:1])[0]
+    like = torch.zeros(1, len(prior.channels), task.resolution, task.resolution)
+    covariance = gaussian_measurement_covariance(prior, term.operator, term.channels, term.scale, term.noise_std, like)
+    if covariance is None or covariance.columns is None:
+        return f"{config.task}: the prior has no spectral Gaussian part; nothing to compare"
+    columns32, variances32 = covariance.columns.float(), covariance.variances.float()
+    eye = torch.eye(covariance.size, dtype=torch.float64)
+    g = torch.Generator().manual_seed(0)
+    rows = [
+        f"{config.task}: M = {covariance.size} measurements, {covariance.columns.shape[1]} spectral modes kept, "
+        f"noise std {term.noise_std:.3g}\n",
+        "| sigma | s / level (float64) | s / level (float32) | rel. diff. of K | rel. diff. of K^-1 r |",
+        "|---|---|---|---|---|",
+    ]
+    for sigma in sigmas:
+        start = time.perf_counter()
+        exact = covariance.covariance(sigma)
+        seconds64 = time.perf_counter() - start
+        start = time.perf_counter()
+        gains = variances32 / (variances32 + sigma**2)
+        spread32 = ((columns32 * gains) @ columns32.T).double()
+        seconds32 = time.perf_counter() - start
+        single = term.noise_std**2 * eye + sigma**2 * 0.5 * (spread32 + spread32.T)
+        factor = torch.linalg.cholesky(exact)
+        r = factor @ torch.randn(covariance.size, 1, generator=g, dtype=torch.float64)
+        solved64 = torch.cholesky_solve(r, factor)
+        solved32 = torch.linalg.solve(single, r)
+        rows.append(
+            f"| {sigma:g} | {seconds64:.3f} | {seconds32:.3f} | {float((single - exact).norm() / exact.norm()):.2e} | "
+            f"{float((solved32 - solved64).norm() / solved64.norm()):.2e} |"
+        )
+    return "\n".join(rows)
+
+
 def markdown_row(record: dict) -> str:
     """``| task | method | steps | n | s/sample | denoiser | tweedie | pde | other | total/denoiser |``."""
     n, seconds = record["n"], record["seconds"]
@@ -135,12 +184,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default=None)
     parser.add_argument("--cprofile", type=int, default=0, metavar="N", help="print the N top cumulative functions")
     parser.add_argument("--json", default=None, help="append the record as one JSON line to this file")
+    parser.add_argument(
+        "--precision", action="store_true", help="compare the Tweedie solve in float32 and float64 instead of profiling"
+    )
     args = parser.parse_args(argv)
     config = BenchConfig(
         task=args.task, method=args.method, n=args.n, steps=args.steps, batch_size=args.batch_size,
         device=args.device, gaussian_part=args.gaussian_part, particle_state=args.particle_state,
         solver_dt=args.solver_dt, data=args.data,
     )
+    if args.precision:
+        print(precision_check(config))
+        return 0
     record = profile(config, args.cprofile)
     print(f"{HEADER}\n{markdown_row(record)}")
     print(f"threads {record['threads']}, NFE {record['nfe']}, rel. L2 {100 * record['rel_l2_mean']:.2f} %, "
