@@ -24,6 +24,7 @@ and std over test samples; ``rel_l2_mean`` stays the error of the samples' mean)
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -151,7 +152,17 @@ def _distributed() -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
+def _local_device(device: str) -> str:
+    """``"cuda"`` becomes this process's GPU, ``cuda:LOCAL_RANK``, under torchrun; other devices are kept."""
+    if device != "cuda" or "LOCAL_RANK" not in os.environ:
+        return device
+    local = f"cuda:{int(os.environ['LOCAL_RANK'])}"
+    torch.cuda.set_device(local)
+    return local
+
+
 def _shard_result(config: BenchConfig, rank: int, world: int) -> dict:
+    config = dataclasses.replace(config, device=_local_device(config.device))
     task = get_task(config.task)
     inputs, outputs, settings = task.load_test_set(config.data, config.n)
     problem = task.problem(inputs, outputs, settings)
