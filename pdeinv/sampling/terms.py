@@ -181,9 +181,11 @@ class ObservationTerm(Term):
       :math:`\operatorname{Cov}[x_0 \mid x_t] = \sigma^2 J` (Pi-GDM family). The covariance is
       held fixed under differentiation, so :math:`-\nabla_{x_t} L = J^\top G^\top K^{-1} r`; for
       a Gaussian prior and a linear operator this is exactly :math:`\nabla \log p(y \mid x_t)`.
-      :math:`K` is formed by one backward pass batched over the ``M`` unit vectors
-      (``is_grads_batched``: the denoiser must support ``vmap``) and factorised by Cholesky,
-      so this loss is meant for small ``M``.
+      With a prior that has a Gaussian part (``gaussian_jvp``), :math:`J` is that part's Jacobian
+      and :math:`K` depends on :math:`\sigma` alone: it is built once per prior and operator and
+      factorised once per noise level (:class:`GaussianMeasurementCovariance`). Otherwise
+      :math:`K` is formed per sample by one backward pass batched over the ``M`` unit vectors
+      (``is_grads_batched``: the denoiser must support ``vmap``), meant for small ``M``.
 
     Parameters
     ----------
