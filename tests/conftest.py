@@ -1,5 +1,23 @@
-"""Test-session settings: idle OpenMP threads sleep rather than spin (must precede importing torch)."""
+"""Test-session settings and shared fixtures.
+
+Idle OpenMP threads sleep rather than spin (set before importing torch). The ``device`` fixture
+runs a test on the CPU and on CUDA; the CUDA case is skipped, with its reason shown in the
+summary (``pytest -rs``), on a machine without a GPU.
+"""
 
 import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+NO_CUDA = "no CUDA device on this machine: the GPU path of this test did not run"
+
+
+@pytest.fixture(
+    params=["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason=NO_CUDA))]
+)
+def device(request) -> torch.device:
+    """``torch.device("cpu")``, then ``torch.device("cuda")`` where a GPU is present."""
+    return torch.device(request.param)

@@ -24,7 +24,7 @@ from pdeinv.bench.runner import write_json
 from pdeinv.datasets.generate import generate, make_config
 
 NS = {"time": 0.1, "dt": 0.001, "solver_batch": 2}
-TIMINGS = ("seconds_per_sample", "wall_seconds")
+TIMINGS = ("seconds_per_sample", "wall_seconds", "denoiser_seconds")
 
 
 def generate_argv(out: Path) -> list[str]:

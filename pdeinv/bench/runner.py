@@ -9,8 +9,10 @@ results are gathered into one record on rank 0.
 The record has the keys of DESIGN.md (``task, method, n, resolution, rel_l2, rel_l2_mean,
 rel_l2_std, seconds_per_sample, nfe, device, version``) plus ``steps, method_config, samples, seed,
 prior, data, n_points, processes, wall_seconds``; ``method_config`` is the method's configuration in
-its publication's units as run (:func:`pdeinv.sampling.methods.method_config`). ``rel_l2_std`` is the population standard deviation
-over samples; ``seconds_per_sample`` is the summed compute time of all processes divided by ``n``.
+its publication's units as run (:func:`pdeinv.sampling.methods.method_config`). ``rel_l2_std`` is the
+population standard deviation over samples; ``seconds_per_sample`` is the summed compute time of all
+processes divided by ``n``, and ``denoiser_seconds`` the part of it spent in the trained denoiser's
+forward and backward passes (:func:`pdeinv.bench.timing.timed_denoiser`; 0 for methods without a prior).
 Rank ``r`` seeds its method with ``seed + r``, so the errors of stochastic methods depend on the
 number of processes (deterministic methods give identical records).
 
@@ -23,6 +25,8 @@ and std over test samples; ``rel_l2_mean`` stays the error of the samples' mean)
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -37,6 +41,7 @@ from pdeinv import __version__
 from pdeinv.bench.diversity import pairwise_cosine, pairwise_relative_distance
 from pdeinv.bench.provenance import provenance
 from pdeinv.bench.tasks import get_task, relative_l2
+from pdeinv.bench.timing import DENOISER, CategoryTimer, timed_denoiser
 from pdeinv.errors import NonFiniteError
 from pdeinv.files import atomic_write
 from pdeinv.priors import load
@@ -157,7 +162,17 @@ def _distributed() -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
+def _local_device(device: str) -> str:
+    """``"cuda"`` becomes this process's GPU, ``cuda:LOCAL_RANK``, under torchrun; other devices are kept."""
+    if device != "cuda" or "LOCAL_RANK" not in os.environ:
+        return device
+    local = f"cuda:{int(os.environ['LOCAL_RANK'])}"
+    torch.cuda.set_device(local)
+    return local
+
+
 def _shard_result(config: BenchConfig, rank: int, world: int) -> dict:
+    config = dataclasses.replace(config, device=_local_device(config.device))
     task = get_task(config.task)
     inputs, outputs, settings = task.load_test_set(config.data, config.n)
     problem = task.problem(inputs, outputs, settings)
@@ -169,12 +184,17 @@ def _shard_result(config: BenchConfig, rank: int, world: int) -> dict:
         particle_state=config.particle_state, solver_dt=config.solver_dt,
     )
     truth = (outputs if task.target == "output" else inputs)[indices]
-    start = time.perf_counter()
-    reconstruction = solve(config.method, problem.select(indices), options)
-    seconds = time.perf_counter() - start
+    timer = CategoryTimer(synchronize=torch.device(config.device).type == "cuda")
+    with timed_denoiser(prior, timer) if prior is not None else contextlib.nullcontext():
+        start = time.perf_counter()
+        reconstruction = solve(config.method, problem.select(indices), options)
+        seconds = time.perf_counter() - start
     errors = task.metric(reconstruction.mean.cpu(), truth)
-    part = {"indices": indices.tolist(), "rel_l2": errors.tolist(), "seconds": seconds, "nfe": reconstruction.nfe}
-    part["method_config"] = method_config(config.method, problem, options)
+    part = {
+        "indices": indices.tolist(), "rel_l2": errors.tolist(), "seconds": seconds, "nfe": reconstruction.nfe,
+        "denoiser_seconds": timer.seconds[DENOISER],
+        "method_config": method_config(config.method, problem, options),
+    }
     return {**part, **_sample_metrics(reconstruction.samples, truth, task.metric)}
 
 
@@ -223,6 +243,7 @@ def _record(config: BenchConfig, parts: list[dict], world: int) -> dict:
         "rel_l2_mean": mean,
         "rel_l2_std": std,
         "seconds_per_sample": sum(p["seconds"] for p in parts) / config.n,
+        "denoiser_seconds": sum(p["denoiser_seconds"] for p in parts) / config.n,
         "nfe": max(p["nfe"] for p in parts),
         "device": _device_name(config.device),
         "version": __version__,

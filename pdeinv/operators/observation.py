@@ -59,7 +59,7 @@ def _on_grid_stencil(indices, resolution: int) -> tuple[torch.Tensor, torch.Tens
         )
     _reject_duplicates(points, "indices")
     flat = points[:, 0] * resolution + points[:, 1]
-    return flat[:, None], torch.ones(points.shape[0], 1, dtype=torch.float64)
+    return flat[:, None], torch.ones(points.shape[0], 1, dtype=torch.float64, device="cpu")
 
 
 def _cell_positions(coordinate: torch.Tensor, resolution: int, grid: str) -> tuple[torch.Tensor, ...]:
@@ -357,6 +357,6 @@ def random_points(n_points: int, resolution: int, seed: int, interior_only: bool
             f"n_points must be an int in [1, {side**2}] ({side} x {side} candidate points), got {n_points!r}"
         )
     generator = torch.Generator().manual_seed(int(seed))
-    flat = torch.randperm(side**2, generator=generator)[:n_points]
+    flat = torch.randperm(side**2, generator=generator, device="cpu")[:n_points]
     offset = 1 if interior_only else 0
     return torch.stack((flat // side + offset, flat % side + offset), -1)

@@ -34,8 +34,8 @@ def wavenumbers(resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
         ``ky[p, q] = q`` in ``[0, S/2]``.
     """
     s = resolution
-    kx = (torch.fft.fftfreq(s, dtype=torch.float64) * s).round()
-    ky = torch.arange(s // 2 + 1, dtype=torch.float64)
+    kx = (torch.fft.fftfreq(s, dtype=torch.float64, device="cpu") * s).round()
+    ky = torch.arange(s // 2 + 1, dtype=torch.float64, device="cpu")
     return torch.broadcast_tensors(kx[:, None], ky[None, :])
 
 
@@ -90,5 +90,5 @@ def dealias_mask(resolution: int, fraction: float = 2.0 / 3.0) -> torch.Tensor:
 
 def periodic_grid(resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Coordinates ``(x, y)`` of the cell grid ``x_i = i/S``, each float64 ``(S, S)`` (``ij`` indexing)."""
-    t = torch.arange(resolution, dtype=torch.float64) / resolution
+    t = torch.arange(resolution, dtype=torch.float64, device="cpu") / resolution
     return torch.meshgrid(t, t, indexing="ij")

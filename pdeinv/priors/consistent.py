@@ -122,13 +122,32 @@ class OperatorConsistentPrior(FieldPrior):
         if not self.linear:
             return None
         i, o = self.input_index, self.output_index
-        operator = self.operator_at(v.shape[-1])
-        pulled = v[:, i : i + 1] + self.std[i] * operator.A_adjoint(v[:, o : o + 1]) / self.std[o]
-        probe = self._with_output(self._with_input(v, pulled), torch.zeros_like(pulled))
-        inner = self.prior.gaussian_jvp(probe, sigma)
+        inner = self.prior.gaussian_jvp(self._probe(v), sigma)
         if inner is None:
             return None
+        operator = self.operator_at(v.shape[-1])
         return self._with_output(inner, operator.A(self.std[i] * inner[:, i : i + 1]) / self.std[o])
+
+    def _probe(self, v: torch.Tensor) -> torch.Tensor:
+        r""":math:`E_a L^\top v`: input channel :math:`v_a + (s_a/s_u) A^\top v_u`, output channel 0, ``(B, C, S, S)``."""
+        i, o = self.input_index, self.output_index
+        operator = self.operator_at(v.shape[-1])
+        pulled = v[:, i : i + 1] + self.std[i] * operator.A_adjoint(v[:, o : o + 1]) / self.std[o]
+        return self._with_output(self._with_input(v, pulled), torch.zeros_like(pulled))
+
+    def gaussian_spectrum(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        r"""Coordinates and variances of :math:`L J_{aa} L^\top = (L E_a^\top W)\,\mathrm{diag}(g)\,(L E_a^\top W)^\top`.
+
+        :math:`W^\top E_a L^\top v` is the inner Gaussian part's coordinates of the probe of
+        :meth:`gaussian_jvp` (input channel :math:`v_a + (s_a/s_u) A^\top v_u`, output channel 0);
+        see :func:`~pdeinv.priors.spectral_gaussian.prior_spectrum`. ``None`` for a nonlinear ``A``
+        or an inner prior without a spectral Gaussian part.
+        """
+        from pdeinv.priors.spectral_gaussian import prior_spectrum
+
+        if not self.linear:
+            return None
+        return prior_spectrum(self.prior, self._probe(v))
 
     def _with_output(self, estimate: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
         return _replace_channel(estimate, self.output_index, value)

@@ -150,6 +150,14 @@ class EDMDenoiser(FieldPrior):
         Scale of the network's output: EDM's :math:`c_\text{out}`, or the base's per-mode posterior
         standard deviation ``base.posterior_sqrt`` (needs a base).
 
+    Attributes
+    ----------
+    autocast_dtype : torch.dtype or None
+        Mixed precision for the backbone alone on CUDA (e.g. ``torch.bfloat16``): the network runs
+        under ``torch.autocast`` and its output is cast back, while the preconditioning, the
+        Gaussian base and all guidance stay in the field's dtype. ``None`` (default) or a CPU
+        field: full precision.
+
     Raises
     ------
     ValueError
@@ -177,6 +185,7 @@ class EDMDenoiser(FieldPrior):
                 "residual='posterior' scales the network by the Gaussian base's posterior std; it needs a base"
             )
         self.residual = residual
+        self.autocast_dtype: torch.dtype | None = None
         self.backbone = backbone
         self.config = config
         self.base = base
@@ -187,7 +196,10 @@ class EDMDenoiser(FieldPrior):
         """``D(x, sigma)`` for a normalised noisy field ``(B, C, S, S)`` and ``sigma`` float or ``(B,)``."""
         s = sigma_column(sigma, x)
         c = edm_coefficients(s, self.sigma_data)
-        out = self.backbone(c.c_in * x, c.c_noise.reshape(-1)).to(x.dtype)
+        mixed = self.autocast_dtype is not None and x.device.type == "cuda"
+        with torch.autocast("cuda", dtype=self.autocast_dtype or torch.bfloat16, enabled=mixed):
+            out = self.backbone(c.c_in * x, c.c_noise.reshape(-1))
+        out = out.to(x.dtype)
         skip = c.c_skip * x if self.base is None else self.base(x, s.reshape(-1))
         if self.residual == "posterior":
             return skip + self.base.posterior_sqrt(out, s.reshape(-1))

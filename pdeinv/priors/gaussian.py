@@ -54,8 +54,8 @@ def _basis_columns(grf, chunk: int):
     n = size * size
     for start in range(0, n, chunk):
         stop = min(start + chunk, n)
-        xi = torch.zeros(stop - start, n, dtype=torch.float64)
-        xi[torch.arange(stop - start), torch.arange(start, stop)] = 1.0
+        xi = torch.zeros(stop - start, n, dtype=torch.float64, device="cpu")
+        xi[torch.arange(stop - start, device="cpu"), torch.arange(start, stop, device="cpu")] = 1.0
         yield slice(start, stop), grf.synthesize(xi.reshape(-1, 1, size, size))
 
 
@@ -74,8 +74,8 @@ def channel_statistics(grf, maps: Sequence[LinearMap], chunk: int = 512) -> tupl
         ``(K, S, S)`` float64, indexed like the GRF's eigenvalues.
     """
     size = grf.resolution
-    variance = torch.zeros(len(maps), size, size, dtype=torch.float64)
-    norms = torch.zeros(len(maps), size * size, dtype=torch.float64)
+    variance = torch.zeros(len(maps), size, size, dtype=torch.float64, device="cpu")
+    norms = torch.zeros(len(maps), size * size, dtype=torch.float64, device="cpu")
     for index, columns in _basis_columns(grf, chunk):
         for c, (forward, _) in enumerate(maps):
             w = forward(columns)

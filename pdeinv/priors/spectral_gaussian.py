@@ -70,12 +70,12 @@ def from_coefficients(coefficients: torch.Tensor, basis: str, size: int) -> torc
 def wavenumbers(basis: str, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Integer wavenumbers ``(kx, ky)`` of the coefficient grid of :func:`to_coefficients`, each 2-D."""
     if basis == "fft":
-        kx = torch.fft.fftfreq(size, 1.0 / size)
-        ky = torch.arange(size // 2 + 1, dtype=kx.dtype)
+        kx = torch.fft.fftfreq(size, 1.0 / size, device="cpu")
+        ky = torch.arange(size // 2 + 1, dtype=kx.dtype, device="cpu")
     elif basis == "dct":
-        kx = ky = torch.arange(size - 2, dtype=torch.float32)
+        kx = ky = torch.arange(size - 2, dtype=torch.float32, device="cpu")
     else:
-        kx = ky = torch.arange(1, size - 1, dtype=torch.float32)
+        kx = ky = torch.arange(1, size - 1, dtype=torch.float32, device="cpu")
     return torch.meshgrid(kx.round().long(), ky.round().long(), indexing="ij")
 
 
@@ -135,9 +135,9 @@ class SpectralGaussianDenoiser(nn.Module):
         kx, _ = wavenumbers(basis, self.resolution)
         shape = tuple(kx.shape) + (self.channels, self.channels)
         dtype = torch.complex64 if basis == "fft" else torch.float32
-        self.register_buffer("density", torch.zeros(shape, dtype=dtype))
-        self.register_buffer("offset", torch.zeros(self.channels))
-        self.register_buffer("mean", torch.zeros(shape[:-1], dtype=dtype))
+        self.register_buffer("density", torch.zeros(shape, dtype=dtype, device="cpu"))
+        self.register_buffer("offset", torch.zeros(self.channels, device="cpu"))
+        self.register_buffer("mean", torch.zeros(shape[:-1], dtype=dtype, device="cpu"))
         self._spectra: dict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
     @classmethod
@@ -238,6 +238,44 @@ class SpectralGaussianDenoiser(nn.Module):
         """
         return self._per_mode(v, sigma, lambda values, s2: (values * s2 / (values + s2)).sqrt())
 
+    def spectrum(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        r"""Coordinates :math:`W^\top v` and variances :math:`\lambda` with :math:`W_\sigma = W \operatorname{diag}\big(\tfrac{\lambda}{\lambda + \sigma^2}\big) W^\top`.
+
+        :math:`W` stacks the eigenvectors :math:`U_k` of every mode in the orthonormal basis
+        :math:`T`, so :meth:`linear` is, for every :math:`\sigma`, a diagonal scaling in these
+        coordinates: :math:`\langle u, W_\sigma v\rangle = \sum_n (W^\top u)_n\, g_n\, (W^\top v)_n`
+        with :math:`g_n = \lambda_n / (\lambda_n + \sigma^2)`. For ``fft`` the real and imaginary
+        parts of the half spectrum are separate coordinates, weighted by :math:`\sqrt 2` on the
+        columns whose conjugate mode is not stored (all but :math:`k_y = 0` and, for even ``S``,
+        :math:`k_y = S/2`).
+
+        Parameters
+        ----------
+        v : torch.Tensor
+            Normalised field directions ``(B, C, S, S)``.
+
+        Returns
+        -------
+        coordinates : torch.Tensor
+            float64 ``(B, N)``: ``N = K_1 K_2 C`` (dst, dct) or ``2 K_1 K_2 C`` (fft).
+        variances : torch.Tensor
+            float64 ``(N,)``, :math:`\lambda_n \ge 0` (normalised units squared).
+        """
+        check_field(v, channels=self.channels, name="v")
+        size = v.shape[-1]
+        values, vectors, _ = self._spectrum(size, v.device)
+        coefficients = to_coefficients(v.double(), self.basis).permute(0, 2, 3, 1)
+        projected = (vectors.conj().transpose(-1, -2) @ coefficients[..., None])[..., 0]
+        if self.basis != "fft":
+            return projected.flatten(1), values.flatten()
+        weight = torch.full((projected.shape[2],), 2.0**0.5, dtype=torch.float64, device=v.device)
+        weight[0] = 1.0
+        if size % 2 == 0:
+            weight[-1] = 1.0
+        projected = projected * weight[:, None]
+        coordinates = torch.stack((projected.real, projected.imag), dim=1).flatten(1)
+        return coordinates, torch.cat((values.flatten(), values.flatten()))
+
     def _per_mode(self, v: torch.Tensor, sigma: float | torch.Tensor, gain) -> torch.Tensor:
         """:math:`U_k \\mathrm{diag}(g(\\lambda_k, \\sigma^2)) U_k^H \\hat v_k` for every mode ``k`` of ``v``."""
         check_field(v, channels=self.channels, name="v")
@@ -264,6 +302,20 @@ class SpectralGaussianDenoiser(nn.Module):
 
     def extra_repr(self) -> str:
         return f"basis={self.basis!r}, channels={self.channels}, resolution={self.resolution}"
+
+
+def prior_spectrum(prior, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    r"""The factorisation :math:`J_\sigma = W \operatorname{diag}(\lambda / (\lambda + \sigma^2)) W^\top` of a prior's Gaussian part.
+
+    ``(W^T v, lambda)`` as in :meth:`SpectralGaussianDenoiser.spectrum`, from the prior's own
+    ``gaussian_spectrum(v)`` when it has one, else from its spectral Gaussian ``base`` (whose
+    ``linear`` is then the prior's ``gaussian_jvp``); ``None`` for a prior without either.
+    """
+    own = getattr(prior, "gaussian_spectrum", None)
+    if own is not None:
+        return own(v)
+    base = getattr(prior, "base", None)
+    return base.spectrum(v) if isinstance(base, SpectralGaussianDenoiser) else None
 
 
 def _boundary(fields: torch.Tensor) -> torch.Tensor:

@@ -114,7 +114,7 @@ def _map_estimate(problem: InverseProblem, options: MethodOptions) -> torch.Tens
     level = max(problem.noise_std, RELATIVE_TIKHONOV * float(y.pow(2).mean().sqrt()))
     observe = problem.operator.A if problem.observed == "output" else (lambda a: a)
     s = problem.resolution
-    xi = torch.zeros(problem.n, 1, s, s, dtype=dtype, requires_grad=True)
+    xi = torch.zeros(problem.n, 1, s, s, dtype=dtype, device=y.device, requires_grad=True)
     optimizer = torch.optim.LBFGS(
         [xi],
         lr=1.0,
@@ -225,7 +225,7 @@ def deepinv_dps(problem: InverseProblem, config, options: MethodOptions) -> Reco
 
     physics = dinv.physics.Physics(A=measure)
     k, s = options.samples, problem.resolution
-    generator = torch.Generator().manual_seed(options.seed)
+    generator = torch.Generator(device=prior.mean.device).manual_seed(options.seed)
     sampler = dinv.sampling.DPS(
         denoiser, num_steps=config.steps, rng=generator, minus_one_one=False, dtype=torch.float64
     )

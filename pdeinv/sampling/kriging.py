@@ -46,6 +46,8 @@ class LinearGaussianModel:
         Prior mean :math:`\mu` of the input (scalar or ``(1, 1, S, S)``).
     variance : callable, optional
         ``variance() -> (S, S)``, the exact :math:`C_{ii}` (faster than summing columns of :math:`R`).
+    device : torch.device or str
+        Where the kriging matrices live (the callables must accept fields on it).
     """
 
     covariance: Callable[[torch.Tensor], torch.Tensor]
@@ -54,6 +56,7 @@ class LinearGaussianModel:
     operator: object | None = None
     mean: float | torch.Tensor = 0.0
     variance: Callable[[], torch.Tensor] | None = None
+    device: torch.device | str = "cpu"
 
     @classmethod
     def from_grf(cls, grf, operator=None) -> LinearGaussianModel:
@@ -149,8 +152,8 @@ class Kriging:
         """Fields :math:`T^\\top P^\\top e_m`, ``(M, 1, S, S)`` float64."""
         s = self.model.resolution
         sensor = observation.sensor
-        n_points = sensor.A(torch.zeros(1, 1, s, s, dtype=torch.float64)).shape[-1]
-        unit = torch.eye(n_points, dtype=torch.float64)[:, None, :]
+        n_points = sensor.A(torch.zeros(1, 1, s, s, dtype=torch.float64, device=self.model.device)).shape[-1]
+        unit = torch.eye(n_points, dtype=torch.float64, device=self.model.device)[:, None, :]
         return self.model.adjoint(sensor.A_adjoint(unit), observation.channel)
 
     def _observe(self, fields: torch.Tensor, observation: KrigingObservation) -> torch.Tensor:
@@ -158,16 +161,16 @@ class Kriging:
         return _chunked(lambda f: observation.sensor.A(self.model.apply(f, observation.channel)), fields).flatten(1)
 
     def _noise_variances(self) -> torch.Tensor:
-        s = self.model.resolution
+        s, device = self.model.resolution, self.model.device
         parts = []
         for o in self.observations:
-            n_points = o.sensor.A(torch.zeros(1, 1, s, s, dtype=torch.float64)).shape[-1]
-            parts.append(torch.full((n_points,), float(o.noise_std) ** 2, dtype=torch.float64))
+            n_points = o.sensor.A(torch.zeros(1, 1, s, s, dtype=torch.float64, device=device)).shape[-1]
+            parts.append(torch.full((n_points,), float(o.noise_std) ** 2, dtype=torch.float64, device=device))
         return torch.cat(parts)
 
     def _prior_mean_field(self) -> torch.Tensor:
         s = self.model.resolution
-        return torch.as_tensor(self.model.mean, dtype=torch.float64).expand(1, 1, s, s)
+        return torch.as_tensor(self.model.mean, dtype=torch.float64, device=self.model.device).expand(1, 1, s, s)
 
     def mean(self, measurements: Sequence[torch.Tensor]) -> torch.Tensor:
         r"""Posterior mean of the target, :math:`T\mu + W^\top K^{-1}(y - L\mu)`.
@@ -187,7 +190,7 @@ class Kriging:
         prior_mean = self._prior_mean_field()
         centred = []
         for y, o in zip(measurements, self.observations):
-            y = torch.as_tensor(y, dtype=torch.float64)
+            y = torch.as_tensor(y, dtype=torch.float64, device=self.model.device)
             if not torch.isfinite(y).all():
                 raise ValueError("the measurements contain NaN or infinite values; drop those sensors instead")
             centred.append((y - o.sensor.A(self.model.apply(prior_mean, o.channel))).flatten(1))
@@ -210,12 +213,12 @@ class Kriging:
     def _prior_variance(self) -> torch.Tensor:
         model, s = self.model, self.model.resolution
         if self.target == "input" and model.variance is not None:
-            return torch.as_tensor(model.variance(), dtype=torch.float64).reshape(1, 1, s, s)
-        total = torch.zeros(1, 1, s, s, dtype=torch.float64)
+            return torch.as_tensor(model.variance(), dtype=torch.float64, device=model.device).reshape(1, 1, s, s)
+        total = torch.zeros(1, 1, s, s, dtype=torch.float64, device=model.device)
         for start in range(0, s * s, CHUNK):
-            index = torch.arange(start, min(start + CHUNK, s * s))
-            unit = torch.zeros(index.numel(), s * s, dtype=torch.float64)
-            unit[torch.arange(index.numel()), index] = 1.0
+            index = torch.arange(start, min(start + CHUNK, s * s), device=model.device)
+            unit = torch.zeros(index.numel(), s * s, dtype=torch.float64, device=model.device)
+            unit[torch.arange(index.numel(), device=model.device), index] = 1.0
             columns = model.apply(model.covariance_sqrt(unit.reshape(-1, 1, s, s)), self.target)
             total = total + (columns**2).sum(0, keepdim=True)
         return total

@@ -18,7 +18,7 @@ _LISTENER: ContextVar[Callable[[int], None] | None] = ContextVar("pdeinv_batch_l
 
 def measurement_batches(n: int, batch_size: int) -> Iterator[torch.Tensor]:
     """Row indices ``0..n-1`` in batches of ``batch_size``; a batch is reported when the next one is asked for."""
-    for rows in torch.arange(n).split(batch_size):
+    for rows in torch.arange(n, device="cpu").split(batch_size):
         yield rows
         listener = _LISTENER.get()
         if listener is not None:

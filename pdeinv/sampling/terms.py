@@ -16,6 +16,8 @@ EquiReg's term is :class:`pdeinv.sampling.equireg.EquiRegTerm`.
 
 from __future__ import annotations
 
+import weakref
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -33,6 +35,11 @@ OBSERVATION_LOSSES = REDUCTIONS + ("gaussian", "tweedie")
 # Added to the Tweedie covariance, relative to its mean diagonal, when its float64 Cholesky
 # factorisation fails (smooth fields' nearly collinear sensor covariances at large sigma).
 TWEEDIE_RELATIVE_JITTER = 1e-10
+# Spectral modes of the Gaussian part are dropped from the Tweedie covariance while the sum of their
+# largest possible contributions to it, sum_n lambda_n |c_n|^2, stays below this fraction of sigma_y^2;
+# the dropped part is then below 1e-9 of the covariance's smallest eigenvalue in norm.
+TWEEDIE_DROP_TOLERANCE = 1e-9
+TWEEDIE_CACHED_LEVELS = 256  # factorised covariances kept per (prior, operator), one per noise level
 
 
 @dataclass
@@ -173,9 +180,11 @@ class ObservationTerm(Term):
       :math:`\operatorname{Cov}[x_0 \mid x_t] = \sigma^2 J` (Pi-GDM family). The covariance is
       held fixed under differentiation, so :math:`-\nabla_{x_t} L = J^\top G^\top K^{-1} r`; for
       a Gaussian prior and a linear operator this is exactly :math:`\nabla \log p(y \mid x_t)`.
-      :math:`K` is formed by one backward pass batched over the ``M`` unit vectors
-      (``is_grads_batched``: the denoiser must support ``vmap``) and factorised by Cholesky,
-      so this loss is meant for small ``M``.
+      With a prior that has a Gaussian part (``gaussian_jvp``), :math:`J` is that part's Jacobian
+      and :math:`K` depends on :math:`\sigma` alone: it is built once per prior and operator and
+      factorised once per noise level (:class:`GaussianMeasurementCovariance`). Otherwise
+      :math:`K` is formed per sample by one backward pass batched over the ``M`` unit vectors
+      (``is_grads_batched``: the denoiser must support ``vmap``), meant for small ``M``.
 
     Parameters
     ----------
@@ -225,6 +234,7 @@ class ObservationTerm(Term):
                 "the measurements y contain NaN or infinite values; drop those sensors from the operator "
                 "(and from y) instead of passing non-finite values"
             )
+        self.operator = operator
         self.forward = _forward_map(operator)
         self.y = y
         self.channels = (channels,) if isinstance(channels, str) else tuple(channels)
@@ -258,57 +268,36 @@ class ObservationTerm(Term):
                 f"term {self.name!r}: loss='tweedie' needs the denoiser's Jacobian at x_t; it cannot be used "
                 "inside DAPS's Langevin loop (use loss='gaussian' there)"
             )
-        covariance = self._tweedie_covariance(state, r.shape[1]).double()
-        factor, info = torch.linalg.cholesky_ex(covariance)
-        if bool((info != 0).any()):
-            scale = covariance.diagonal(dim1=1, dim2=2).mean(-1)[:, None, None]
-            eye = torch.eye(r.shape[1], dtype=covariance.dtype, device=covariance.device)
-            factor, info = torch.linalg.cholesky_ex(covariance + TWEEDIE_RELATIVE_JITTER * scale * eye)
-        if bool((info != 0).any()):
-            raise ValueError(
-                f"term {self.name!r}: the predicted measurement covariance is singular at sigma = {state.sigma:.4g} "
-                "(sensors where the prior has no variance, or duplicates); give the term a noise_std > 0"
-            )
-        solved = torch.cholesky_solve(r.detach().double()[..., None], factor)[..., 0].to(r.dtype)
+        factor = self._tweedie_factor(state, r.shape[1])
+        rhs = r.detach().double()[..., None]
+        solved = torch.cholesky_solve(rhs, factor.expand(r.shape[0], -1, -1))[..., 0].to(r.dtype)
         value = 0.5 * (solved * r.detach()).sum(1)
         return (solved * r).sum(1) - value
 
-    def _tweedie_covariance(self, state: GuidanceState, n_measurements: int) -> torch.Tensor:
-        r""":math:`K_b = \sigma_y^2 I + \sigma^2 G J G^\top` per sample, ``(B, M, M)``.
+    def _tweedie_factor(self, state: GuidanceState, n_measurements: int) -> torch.Tensor:
+        r"""Cholesky factor of :math:`K`, float64 ``(1, M, M)`` (shared by the batch) or ``(B, M, M)``.
 
         With a prior that has a closed-form Gaussian part (``prior.gaussian_jvp``) in field space,
-        :math:`J` is that part's Jacobian, which does not depend on :math:`x_t`: :math:`K` is
-        formed once for the batch without differentiating the network. Otherwise :math:`J` is the
-        network's own Jacobian, by one backward pass batched over the ``M`` unit vectors.
+        :math:`J` is that part's Jacobian, which depends on :math:`\sigma` alone: :math:`K` is the
+        same for every sample, every step at that level and every batch of measurements, and is
+        taken from :class:`GaussianMeasurementCovariance` (built once per prior and operator).
+        Otherwise :math:`J` is the network's own Jacobian at :math:`x_t`, by one backward pass
+        batched over the ``M`` unit vectors, and :math:`K` is factorised per sample.
         """
-        spread = self._gaussian_spread(state, n_measurements) if state.field_space else None
-        if spread is None:
-            spread = self._network_spread(state, n_measurements)
+        if state.field_space:
+            covariance = gaussian_measurement_covariance(
+                state.prior, self.operator, self.channels, self.scale, self.noise_std, state.denoised
+            )
+            if covariance is not None:
+                return covariance.factor(state.sigma, self.name)
+        return cholesky_with_jitter(self._tweedie_covariance(state, n_measurements), state.sigma, self.name)
+
+    def _tweedie_covariance(self, state: GuidanceState, n_measurements: int) -> torch.Tensor:
+        r""":math:`K_b = \sigma_y^2 I + \sigma^2 G J G^\top` per sample with the network's Jacobian, ``(B, M, M)``."""
+        spread = self._network_spread(state, n_measurements)
         spread = 0.5 * (spread + spread.transpose(1, 2))
         eye = torch.eye(n_measurements, dtype=spread.dtype, device=spread.device)
         return self.noise_std**2 * eye + state.sigma**2 * spread
-
-    def _gaussian_spread(self, state: GuidanceState, n_measurements: int) -> torch.Tensor | None:
-        r""":math:`G J_G G^\top` from the prior's Gaussian part, ``(B, M, M)``, or ``None`` without one.
-
-        :math:`G` (the linear part of the residual in the normalised field) and :math:`J_G` are the
-        same for every sample, so the ``M x M`` matrix is formed once for the batch.
-        """
-        prior = state.prior
-        index = [channel_index(prior.channels, c) for c in self.channels]
-        std = prior.std.to(state.denoised.device, torch.float64)[index].reshape(1, -1, 1, 1)
-
-        def linear(v: torch.Tensor) -> torch.Tensor:
-            return (self.scale * self.forward(v[:, index] * std)).flatten(1)
-
-        direction = torch.zeros_like(state.denoised[:1], dtype=torch.float64).requires_grad_(True)
-        units = torch.eye(n_measurements, dtype=direction.dtype, device=direction.device)[:, None, :]
-        adjoint = torch.autograd.grad(linear(direction), direction, units, is_grads_batched=True)[0][:, 0]
-        moved = prior.gaussian_jvp(adjoint, state.sigma)
-        if moved is None:
-            return None
-        spread = linear(moved.to(adjoint.dtype)).detach().transpose(0, 1)
-        return spread[None].expand(state.x.shape[0], -1, -1)
 
     def _network_spread(self, state: GuidanceState, n_measurements: int) -> torch.Tensor:
         r""":math:`G J G^\top` with the network's Jacobian at :math:`x_t`, ``(B, M, M)``, by backward passes batched over the ``M`` unit vectors."""
@@ -326,6 +315,145 @@ class ObservationTerm(Term):
         )[0]
         columns = torch.autograd.grad(adjoint_probe, probe, jacobian_adjoint, is_grads_batched=True)[0]
         return columns.permute(1, 2, 0).detach()
+
+
+def cholesky_with_jitter(covariance: torch.Tensor, sigma: float, name: str) -> torch.Tensor:
+    """float64 Cholesky factor of ``(B, M, M)`` covariances, with a relative jitter if the plain one fails."""
+    covariance = covariance.double()
+    factor, info = torch.linalg.cholesky_ex(covariance)
+    if bool((info != 0).any()):
+        scale = covariance.diagonal(dim1=-2, dim2=-1).mean(-1)[..., None, None]
+        eye = torch.eye(covariance.shape[-1], dtype=covariance.dtype, device=covariance.device)
+        factor, info = torch.linalg.cholesky_ex(covariance + TWEEDIE_RELATIVE_JITTER * scale * eye)
+    if bool((info != 0).any()):
+        raise ValueError(
+            f"term {name!r}: the predicted measurement covariance is singular at sigma = {sigma:.4g} "
+            "(sensors where the prior has no variance, or duplicates); give the term a noise_std > 0"
+        )
+    return factor
+
+
+class GaussianMeasurementCovariance:
+    r"""The Tweedie covariance :math:`K_\sigma = \sigma_y^2 I + \sigma^2 G J_\sigma G^\top` of a Gaussian part, per level.
+
+    :math:`G` is the linear map from a normalised field to the ``M`` scaled measurements
+    (:math:`G v = s\,A(\mathrm{std}_c\, v_c)` on the observed channels ``c``) and
+    :math:`J_\sigma` the Jacobian of the prior's Gaussian part, so :math:`K_\sigma` depends on
+    :math:`\sigma` alone. It is built from the ``M`` adjoint columns :math:`G^\top e_m`, computed
+    once (one backward pass batched over the unit vectors):
+
+    - when the Gaussian part is diagonal in a spectral basis,
+      :math:`J_\sigma = W \operatorname{diag}(\lambda / (\lambda + \sigma^2)) W^\top`
+      (:func:`~pdeinv.priors.spectral_gaussian.prior_spectrum`), from :math:`C = G W` (``M x N``,
+      formed once as :math:`W^\top G^\top`):
+      :math:`G J_\sigma G^\top = C \operatorname{diag}(\lambda / (\lambda + \sigma^2)) C^\top`,
+      one matrix product per level. Modes are dropped while the summed bound
+      :math:`\sum_n \lambda_n \|C_n\|^2` of what they can add stays below
+      ``TWEEDIE_DROP_TOLERANCE`` :math:`\sigma_y^2` (``sigma_y > 0`` only);
+    - otherwise by pushing the columns through ``prior.gaussian_jvp`` and :math:`G` at each level.
+
+    The Cholesky factor of each level is cached (``TWEEDIE_CACHED_LEVELS`` of them), so a
+    sampler meets each level's factorisation once for all its steps, samples and batches.
+
+    Parameters
+    ----------
+    prior : FieldPrior
+        Has ``channels``, ``std`` and ``gaussian_jvp`` (not ``None``).
+    linear : callable
+        :math:`G`, normalised fields ``(B, C, S, S)`` float64 to ``(B, M)``.
+    noise_std : float
+        :math:`\sigma_y` in the units of :math:`G`'s output.
+    like : torch.Tensor
+        A field ``(B, C, S, S)`` giving the grid size and device.
+    """
+
+    def __init__(self, prior, linear: Callable[[torch.Tensor], torch.Tensor], noise_std: float, like: torch.Tensor):
+        from pdeinv.priors.spectral_gaussian import prior_spectrum
+
+        self.prior, self.linear, self.noise_std = prior, linear, float(noise_std)
+        direction = torch.zeros_like(like[:1], dtype=torch.float64).requires_grad_(True)
+        with torch.enable_grad():
+            measured = linear(direction)
+            self.size = measured.shape[1]
+            units = torch.eye(self.size, dtype=direction.dtype, device=direction.device)[:, None, :]
+            self.adjoint = torch.autograd.grad(measured, direction, units, is_grads_batched=True)[0][:, 0].detach()
+        spectrum = prior_spectrum(prior, self.adjoint)
+        self.columns, self.variances = (None, None) if spectrum is None else self._kept(*spectrum)
+        if self.columns is not None:
+            self.adjoint = None
+        self._factors: OrderedDict[float, torch.Tensor] = OrderedDict()
+
+    def _kept(self, columns: torch.Tensor, variances: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The modes whose contribution bound exceeds the drop tolerance: ``(M, N_kept)``, ``(N_kept,)``."""
+        bound = variances * (columns * columns).sum(0)
+        if self.noise_std > 0:
+            ordered, order = bound.sort()
+            dropped = order[ordered.cumsum(0) <= TWEEDIE_DROP_TOLERANCE * self.noise_std**2]
+            keep = torch.ones_like(bound, dtype=torch.bool)
+            keep[dropped] = False
+        else:
+            keep = bound > 0
+        return columns[:, keep].contiguous(), variances[keep]
+
+    def spread(self, sigma: float) -> torch.Tensor:
+        r""":math:`G J_\sigma G^\top`, float64 ``(M, M)``, symmetrised."""
+        if self.columns is not None:
+            gains = self.variances / (self.variances + sigma**2)
+            spread = (self.columns * gains) @ self.columns.T
+        else:
+            moved = self.prior.gaussian_jvp(self.adjoint, sigma).to(self.adjoint.dtype)
+            spread = self.linear(moved).detach().T
+        return 0.5 * (spread + spread.T)
+
+    def covariance(self, sigma: float) -> torch.Tensor:
+        r""":math:`K_\sigma = \sigma_y^2 I + \sigma^2 G J_\sigma G^\top`, float64 ``(M, M)``."""
+        eye = torch.eye(self.size, dtype=torch.float64, device=self._device())
+        return self.noise_std**2 * eye + sigma**2 * self.spread(sigma)
+
+    def factor(self, sigma: float, name: str = "observation") -> torch.Tensor:
+        """Cholesky factor of :meth:`covariance`, ``(1, M, M)``, cached per level."""
+        key = float(sigma)
+        if key not in self._factors:
+            self._factors[key] = cholesky_with_jitter(self.covariance(key)[None], key, name)
+            if len(self._factors) > TWEEDIE_CACHED_LEVELS:
+                self._factors.popitem(last=False)
+        return self._factors[key]
+
+    def _device(self) -> torch.device:
+        return (self.columns if self.columns is not None else self.adjoint).device
+
+
+_COVARIANCES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def gaussian_measurement_covariance(
+    prior, operator, channels: Sequence[str], scale: float, noise_std: float, like: torch.Tensor
+) -> GaussianMeasurementCovariance | None:
+    r"""The :class:`GaussianMeasurementCovariance` of ``prior`` and ``operator`` on ``channels``, built once.
+
+    ``None`` when the prior has no Gaussian part (``gaussian_jvp`` returns ``None``).
+
+    Cached per prior and operator (weakly: dropped with them) and per channels, scale, noise std,
+    grid size, device and the prior's buffers (a refit or a loaded state rebuilds it).
+    ``operator`` must not change in place between calls.
+    """
+    index = [channel_index(prior.channels, c) for c in channels]
+    forward = _forward_map(operator)
+
+    def linear(v: torch.Tensor) -> torch.Tensor:
+        std = prior.std.to(v.device, torch.float64)[index].reshape(1, -1, 1, 1)
+        return (scale * forward(v[:, index] * std)).flatten(1)
+
+    buffers = tuple((b.data_ptr(), b._version) for b in prior.buffers()) if hasattr(prior, "buffers") else ()
+    key = (tuple(channels), float(scale), float(noise_std), tuple(like.shape[1:]), str(like.device), buffers)
+    per_prior = _COVARIANCES.setdefault(prior, weakref.WeakKeyDictionary())
+    per_operator = per_prior.setdefault(operator, {})
+    if key not in per_operator:
+        per_operator.clear()
+        probe = torch.zeros_like(like[:1].detach(), dtype=torch.float64)
+        has_part = prior.gaussian_jvp(probe, 1.0) is not None
+        per_operator[key] = GaussianMeasurementCovariance(prior, linear, noise_std, like) if has_part else None
+    return per_operator[key]
 
 
 class PhysicsTerm(Term):

@@ -52,12 +52,12 @@ class AmbiguousMixture:
     @property
     def hidden_pixels(self) -> torch.Tensor:
         """Flat indices of the hidden pixels: the first ``h`` of the diagonal."""
-        return torch.arange(self.hidden) * (self.resolution + 1)
+        return torch.arange(self.hidden, device="cpu") * (self.resolution + 1)
 
     def means(self) -> torch.Tensor:
         """Component means ``(K, 1, S, S)`` float64."""
-        signs = torch.tensor(list(itertools.product((-1.0, 1.0), repeat=self.hidden)), dtype=torch.float64)
-        means = torch.zeros(len(signs), self.resolution**2, dtype=torch.float64)
+        signs = torch.tensor(list(itertools.product((-1.0, 1.0), repeat=self.hidden)), dtype=torch.float64, device="cpu")
+        means = torch.zeros(len(signs), self.resolution**2, dtype=torch.float64, device="cpu")
         means[:, self.hidden_pixels] = self.amplitude * signs
         return means.reshape(-1, 1, self.resolution, self.resolution)
 
@@ -68,14 +68,15 @@ class AmbiguousMixture:
     def problem(self, n: int, generator: torch.Generator) -> InverseProblem:
         """``n`` measurements of fields drawn from the prior (the operator is the identity: observed = target)."""
         s = self.resolution
-        mask = torch.ones(s * s)
+        mask = torch.ones(s * s, device="cpu")
         mask[self.hidden_pixels] = 0.0
         sensor = MaskedInpainting(s, mask.reshape(s, s))
         means = self.means()
-        components = torch.randint(len(means), (n,), generator=generator)
-        spread = torch.randn(n, 1, s, s, generator=generator, dtype=torch.float64)
+        components = torch.randint(len(means), (n,), generator=generator, device=generator.device).cpu()
+        spread = torch.randn(n, 1, s, s, generator=generator, dtype=torch.float64, device=generator.device).cpu()
         fields = means[components] + self.component_std * spread
-        noise = self.noise_std * torch.randn(fields.shape, generator=generator, dtype=torch.float64)
+        noise = torch.randn(fields.shape, generator=generator, dtype=torch.float64, device=generator.device).cpu()
+        noise = self.noise_std * noise
         y = sensor.A(fields + noise)
         return InverseProblem(
             operator=None,
@@ -95,4 +96,4 @@ class AmbiguousMixture:
         hidden = samples.flatten(2)[..., self.hidden_pixels].double()
         centres = self.means().flatten(1)[:, self.hidden_pixels]
         nearest = torch.cdist(hidden, centres[None].expand(len(hidden), -1, -1)).argmin(-1)
-        return torch.tensor([len(torch.unique(row)) for row in nearest])
+        return torch.tensor([len(torch.unique(row)) for row in nearest], device="cpu")
