@@ -169,13 +169,6 @@ class _FactoryWatch(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-# Host-side tensors of modules outside this check's scope: noise levels consumed by ``.tolist()``
-# and row indices of CPU measurement tensors. They are meant for the CPU and should say so.
-HOST_SIDE = {
-    ("pdeinv/sampling/schedule.py", "edm_sigmas"),
-    ("pdeinv/sampling/methods.py", "run_guided"),
-    ("pdeinv/priors/base.py", "__init__"),  # default mean / std buffers, moved with the module
-}
 
 
 def test_library_code_names_the_device_of_every_tensor_it_creates(tmp_path):
@@ -189,7 +182,7 @@ def test_library_code_names_the_device_of_every_tensor_it_creates(tmp_path):
         for loss in ("tweedie", "mse"):
             _sampler_run(cpu, loss)
         test_kriging_on_the_device_interpolates_noise_free_data(cpu)
-    found = sorted(call for call in watch.calls if call[:2] not in HOST_SIDE)
+    found = sorted(watch.calls)
     assert not found, "factory calls without device= (file, function, line): " + "; ".join(map(str, found))
 
 

@@ -99,8 +99,8 @@ class FieldPrior(Denoiser):
         super().__init__()
         self.channels = tuple(channels)
         n = len(self.channels)
-        mean = torch.zeros(n) if mean is None else torch.as_tensor(mean, dtype=torch.float32).reshape(-1)
-        std = torch.ones(n) if std is None else torch.as_tensor(std, dtype=torch.float32).reshape(-1)
+        mean = torch.zeros(n, device="cpu") if mean is None else torch.as_tensor(mean, dtype=torch.float32, device="cpu").reshape(-1)
+        std = torch.ones(n, device="cpu") if std is None else torch.as_tensor(std, dtype=torch.float32, device="cpu").reshape(-1)
         if mean.numel() != n or std.numel() != n:
             raise ValueError(
                 f"mean and std need one value per channel ({n}: {self.channels}), got {mean.numel()} and {std.numel()}"

@@ -44,9 +44,9 @@ def edm_sigmas(steps: int, sigma_min: float, sigma_max: float, rho: float = 7.0)
     if not rho > 0:
         raise ValueError(f"rho must be positive, got {rho}")
     if steps == 1:
-        ramp = torch.zeros(1, dtype=torch.float64)
+        ramp = torch.zeros(1, dtype=torch.float64, device="cpu")
     else:
-        ramp = torch.arange(steps, dtype=torch.float64) / (steps - 1)
+        ramp = torch.arange(steps, dtype=torch.float64, device="cpu") / (steps - 1)
     lo, hi = sigma_min ** (1.0 / rho), sigma_max ** (1.0 / rho)
     sigmas = (hi + ramp * (lo - hi)) ** rho
     return torch.cat([sigmas, sigmas.new_zeros(1)])
