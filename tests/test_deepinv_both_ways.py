@@ -102,6 +102,7 @@ def test_deepinv_sensors_work_in_pdeinv_methods(method, make_sensor, dtype, requ
     source = helmholtz_source_grf(s).sample(2, torch.Generator().manual_seed(1), dtype=torch.float64)
     y = sensor.A(Helmholtz(s).A(source)).to(dtype)
     prior = None if method == "kriging" else helmholtz_joint_prior(s)
-    result = pdeinv.reconstruct(y, sensor * Helmholtz(s), prior, method=method, samples=1, steps=10)
+    steps = 50 if method == "dps" else 10  # DPS's per-step zeta overshoots on a 10-step grid (231 % at 10, 41 % at 50)
+    result = pdeinv.reconstruct(y, sensor * Helmholtz(s), prior, method=method, samples=1, steps=steps)
     assert result.mean.shape == (2, 1, s, s) and torch.isfinite(result.mean).all()
     assert float(relative_l2(result.mean, source).mean()) < (0.5 if method == "kriging" else 1.5)

@@ -12,7 +12,8 @@ other commands do not import the methods and priors until they run.
 
 from __future__ import annotations
 
-import importlib
+from pdeinv.lazy import lazy_exports
+
 
 _MODULES = {
     "BenchConfig": "runner",
@@ -29,14 +30,4 @@ _MODULES = {
 
 __all__ = sorted(_MODULES)
 
-
-def __getattr__(name: str):
-    if name not in _MODULES:
-        raise AttributeError(f"module 'pdeinv.bench' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"pdeinv.bench.{_MODULES[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__ = lazy_exports(__name__, _MODULES)

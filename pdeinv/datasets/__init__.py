@@ -19,9 +19,10 @@ The names are imported on first use (module ``__getattr__``), so reading a file'
 
 from __future__ import annotations
 
-import importlib
 import sys
 import types
+
+from pdeinv.lazy import lazy_exports
 
 _MODULES = {
     "FieldDataset": "field_dataset",
@@ -42,17 +43,7 @@ _MODULES = {
 
 __all__ = sorted(_MODULES)
 
-
-def __getattr__(name: str):
-    if name not in _MODULES:
-        raise AttributeError(f"module 'pdeinv.datasets' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"pdeinv.datasets.{_MODULES[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__ = lazy_exports(__name__, _MODULES)
 
 
 class _Package(types.ModuleType):

@@ -19,7 +19,8 @@ package (its command line) load without torch.
 
 from __future__ import annotations
 
-import importlib
+from pdeinv.lazy import lazy_exports
+
 
 _MODULES = {
     "EDMConfig": "edm",
@@ -37,14 +38,4 @@ _MODULES = {
 
 __all__ = sorted(_MODULES)
 
-
-def __getattr__(name: str):
-    if name not in _MODULES:
-        raise AttributeError(f"module 'pdeinv.priors' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"pdeinv.priors.{_MODULES[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__ = lazy_exports(__name__, _MODULES)
