@@ -324,7 +324,7 @@ def results_table(records: list[dict]) -> str:
     )
     rows = [
         f"| {r['task']} | {method_label(r)} | {_prior_label(r)} | {r.get('steps') or '-'} | {r['n']} | "
-        f"{100 * r['rel_l2_mean']:.2f} ± {100 * r['rel_l2_std']:.2f}{_metric_mark(r)} | "
+        f"{100 * r['rel_l2_mean']:.2f} ± {100 * r['rel_l2_std']:.2f}{metric_mark(r)} | "
         f"{r['seconds_per_sample']:.3g} | {r['nfe']} | {r['device']} |"
         for r in sorted(records, key=lambda r: (r["task"], run_label(r), r.get("steps") or 0))
     ]
@@ -337,7 +337,8 @@ def metric_label(record: dict) -> str:
     return "error rate" if record.get("metric") == "error_rate" else "rel. L2"
 
 
-def _metric_mark(record: dict) -> str:
+def metric_mark(record: dict) -> str:
+    """`` (error rate)`` for a record scored by the error rate of a binary field, else empty."""
     return " (error rate)" if record.get("metric") == "error_rate" else ""
 
 

@@ -24,7 +24,7 @@ from math import prod
 from pathlib import Path
 
 from pdeinv.bench.provenance import WEIGHTS, file_sha256
-from pdeinv.bench.runner import results_table, run_label
+from pdeinv.bench.runner import metric_mark, results_table, run_label
 from pdeinv.priors.checkpoint import SHIPPED
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,7 +81,8 @@ def split_records(found: list[tuple[Path, dict]], shipped: dict[str, str]):
 
 
 def _percent(record: dict) -> str:
-    return f"{100 * record['rel_l2_mean']:.2f} ± {100 * record['rel_l2_std']:.2f}"
+    """The task's error in percent, mean ± std; the error rate of a binary field is marked as such."""
+    return f"{100 * record['rel_l2_mean']:.2f} ± {100 * record['rel_l2_std']:.2f}{metric_mark(record)}"
 
 
 def _hardware(record: dict) -> str:
@@ -98,7 +99,7 @@ def headline_table(current: list[tuple[Path, dict]]) -> str:
             best[key] = record
     if not best:
         return "No benchmark record is current: run `pdeinv bench` to measure the shipped priors."
-    columns = "task | method | prior | steps | n | rel. L2 % (mean ± std) | s / sample | NFE | hardware"
+    columns = "task | method | prior | steps | n | error % (mean ± std) | s / sample | NFE | hardware"
     header = f"| {columns} |\n" + "|---" * 9 + "|"
     rows = [
         f"| {r['task']} | {run_label(r)} | {r.get('prior') or '-'} | {r.get('steps') or '-'} | {r['n']} | "
