@@ -1,9 +1,10 @@
-"""Faults: SIGKILL in the middle of ``pdeinv data generate`` and ``pdeinv bench``, interrupted writes.
+"""Faults: SIGKILL in the middle of ``pdeinv data generate``, ``bench`` and ``solve``, interrupted writes.
 
 A killed run never leaves a half-written output, never damages the file it was to replace, and
 the same command run again gives the result of an uninterrupted run: byte-identical HDF5 for
 ``data generate`` (whose resume without ``--overwrite`` is covered with other batch sizes in
-``test_generate.py``), the same record apart from timings for ``bench``.
+``test_generate.py``), the same record apart from timings for ``bench``, the same netCDF result for
+``solve``. ``pdeinv train`` is covered in ``test_training_safety.py``.
 """
 
 from __future__ import annotations
@@ -144,3 +145,39 @@ def test_non_finite_records_are_refused_before_writing(tmp_path):
     assert not out.exists()
     write_json({"rel_l2": [0.1]}, out)
     json.loads(out.read_text(), parse_constant=lambda name: pytest.fail(f"{name} in strict JSON"))
+
+
+def solve_argv(measurements: Path, out: Path) -> list[str]:
+    return [
+        "solve", "--measurements", str(measurements), "--method", "adjoint", "--steps", "400", "--batch-size", "1",
+        "--out", str(out), "--figure", str(out.with_suffix(".png")),
+    ]  # fmt: skip
+
+
+def test_killed_solve_keeps_the_old_result_and_reruns_to_the_same_result(tmp_path, test_set, capsys):
+    import h5py
+    import numpy as np
+
+    with h5py.File(test_set) as f:
+        solutions = f["t0_fields/solution"][:, 0]
+    indices = np.stack(np.meshgrid(np.arange(4, 60, 7), np.arange(4, 60, 7), indexing="ij"), -1).reshape(-1, 2)
+    measurements = tmp_path / "m.npz"
+    values = np.tile(solutions[:, indices[:, 0], indices[:, 1]], (4, 1))  # 8 rows: several seconds of work
+    np.savez(measurements, values=values, indices=indices, resolution=64, pde="helmholtz", observed="output")
+    out = tmp_path / "result.nc"
+    out.write_bytes(b"old result")
+    out.with_suffix(".png").write_bytes(b"old figure")
+    process = start(solve_argv(measurements, out) + ["--overwrite"])
+    started = time.monotonic()
+    kill_when(process, lambda: time.monotonic() - started > 3.0, "three seconds of work")
+    process.stderr.close()
+    assert out.read_bytes() == b"old result" and out.with_suffix(".png").read_bytes() == b"old figure"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.npz", "result.nc", "result.png"], "no temporary file"
+    assert cli.main(solve_argv(measurements, out) + ["--overwrite"]) == 0
+    reference = tmp_path / "reference.nc"
+    assert cli.main(solve_argv(measurements, reference)) == 0
+    capsys.readouterr()
+    import xarray as xr
+
+    with xr.open_dataset(out, engine="h5netcdf") as rerun, xr.open_dataset(reference, engine="h5netcdf") as ref:
+        xr.testing.assert_identical(rerun, ref)
