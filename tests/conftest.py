@@ -21,3 +21,12 @@ NO_CUDA = "no CUDA device on this machine: the GPU path of this test did not run
 def device(request) -> torch.device:
     """``torch.device("cpu")``, then ``torch.device("cuda")`` where a GPU is present."""
     return torch.device(request.param)
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread (the machine is shared; restored afterwards)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -31,24 +31,15 @@ from pdeinv.sampling import InverseProblem, Kriging, KrigingObservation, LinearG
 from pdeinv.sampling.commands import build_problem
 from pdeinv.sampling.measurements import read_measurements
 
+from dense import as_matrix
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 S = 16
 DESIGN_KEYS = {
     "task", "method", "n", "resolution", "rel_l2", "rel_l2_mean", "rel_l2_std",
     "seconds_per_sample", "nfe", "device", "version",
 }  # fmt: skip
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-def as_matrix(fn, size: int = S) -> torch.Tensor:
-    basis = torch.eye(size * size, dtype=torch.float64).reshape(-1, 1, size, size)
-    return fn(basis).reshape(size * size, -1).T
 
 
 class DenseJointGaussianPrior(FieldPrior):
@@ -61,7 +52,7 @@ class DenseJointGaussianPrior(FieldPrior):
     is_gaussian = True
 
     def __init__(self, grf, operator, channels=("source", "solution")):
-        cov, a = as_matrix(grf.covariance), as_matrix(operator.A)
+        cov, a = as_matrix(grf.covariance, S), as_matrix(operator.A, S)
         std = [float(torch.diagonal(cov).mean().sqrt()), float(torch.diagonal(a @ cov @ a.T).mean().sqrt())]
         super().__init__(channels, mean=[0.0, 0.0], std=std, resolution=S)
         self.cov, self.a = cov, a
@@ -197,7 +188,7 @@ def test_adjoint_inversion_through_navier_stokes_is_a_stationary_point_of_its_ob
         return xi + grf.covariance_sqrt(coarse.operator.A_vjp(w, problem.sensor.A_adjoint(misfit / level)))
 
     xi = torch.linalg.lstsq(
-        as_matrix(lambda v: grf.covariance_sqrt(v.float()).double()), result.mean.double().reshape(2, -1).T
+        as_matrix(lambda v: grf.covariance_sqrt(v.float()).double(), S), result.mean.double().reshape(2, -1).T
     ).solution.T.reshape(2, 1, S, S).float()
     at_zero, at_map = gradient(torch.zeros_like(xi)).norm(), gradient(xi).norm()
     assert float(at_map / at_zero) < 1e-4

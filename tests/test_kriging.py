@@ -16,13 +16,9 @@ from pdeinv.operators.helmholtz import Helmholtz
 from pdeinv.operators.observation import PointObservation, random_points
 from pdeinv.sampling.kriging import Kriging, KrigingObservation, LinearGaussianModel
 
+from dense import as_matrix
+
 S = 10
-
-
-def as_matrix(fn, size: int) -> torch.Tensor:
-    """Dense matrix of a linear map on (1, 1, S, S) fields (columns = images of unit vectors)."""
-    basis = torch.eye(size * size, dtype=torch.float64).reshape(-1, 1, size, size)
-    return fn(basis).reshape(size * size, -1).T
 
 
 def dense_posterior(cov, observations, target):

@@ -24,20 +24,11 @@ from pdeinv.priors.edm import GaussianPart
 from pdeinv.sampling import InverseProblem, MethodOptions, Reconstruction, solve
 from pdeinv.sampling.methods import METHODS, MODIFIERS, configure, method_config, method_names, register, split_method
 
+from dense import ScaledSpace, as_matrix
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 S = 8
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-def as_matrix(fn, size: int = S) -> torch.Tensor:
-    basis = torch.eye(size * size, dtype=torch.float64).reshape(-1, 1, size, size)
-    return fn(basis).reshape(size * size, -1).T
 
 
 class JointGaussian(FieldPrior):
@@ -46,7 +37,7 @@ class JointGaussian(FieldPrior):
     is_gaussian = True
 
     def __init__(self, grf, operator):
-        cov, a = as_matrix(grf.covariance), as_matrix(operator.A)
+        cov, a = as_matrix(grf.covariance, S), as_matrix(operator.A, S)
         std = [float(torch.diagonal(cov).mean().sqrt()), float(torch.diagonal(a @ cov @ a.T).mean().sqrt())]
         super().__init__(("source", "solution"), mean=[0.0, 0.0], std=std, resolution=S)
         self.cov, self.a = cov, a
@@ -62,27 +53,12 @@ class JointGaussian(FieldPrior):
         return torch.stack([mean_a / std[0], mean_a @ self.a.T / std[1]], 1).reshape(x.shape).to(x.dtype)
 
 
-class DoubledSpace:
-    """A linear 'latent' space z = 2 x standing in for an autoencoder."""
-
-    field_space = False
-
-    def encode(self, field):
-        return 2.0 * field
-
-    def decode(self, state):
-        return 0.5 * state
-
-    def state_shape(self, channels, resolution):
-        return (channels, resolution, resolution)
-
-
 class LatentJointGaussian(JointGaussian):
-    """The same prior seen through :class:`DoubledSpace`: D_z(z, s) = 2 D_x(z / 2, s / 2)."""
+    """The same prior seen through :class:`~dense.ScaledSpace`: D_z(z, s) = 2 D_x(z / 2, s / 2)."""
 
     def __init__(self, grf, operator):
         super().__init__(grf, operator)
-        self.space = DoubledSpace()
+        self.space = ScaledSpace()
 
     def denoise(self, z, sigma):
         return 2.0 * super().denoise(0.5 * z, 0.5 * torch.as_tensor(sigma))

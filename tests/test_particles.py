@@ -35,13 +35,7 @@ from pdeinv.sampling.particles.engine import ParticleStep
 from pdeinv.sampling.particles.modes import AmbiguousMixture
 from pdeinv.sampling.particles.terms import MixtureRegulariser, mixture_denoiser
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _step(particles, sigma=0.5, per_group=2, prior=None, noise=None):

@@ -26,17 +26,12 @@ from pdeinv.sampling.sampler import (
 from pdeinv.sampling.schedule import GuidanceSchedule, edm_sigmas
 from pdeinv.sampling.terms import ObservationTerm
 
+from dense import ScaledSpace
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 S = 16
 MEAN, STD = 0.5, 2.0
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The machine is shared: one intra-op thread avoids oversubscription (restored afterwards)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def spectrum(size: int = S, anisotropy: float = 1.0) -> torch.Tensor:
@@ -143,21 +138,6 @@ def test_daps_pulls_samples_to_the_data(gaussian_task):
     assert float((mean - task["truth"]).norm()) < 0.75 * prior_error
     misfit = task["sensor"].A(result.physical) - task["y"]
     assert float(misfit.pow(2).mean().sqrt()) < 3 * task["noise_std"]
-
-
-class ScaledSpace:
-    """A linear 'latent' space z = 2 x (the autoencoder seam)."""
-
-    field_space = False
-
-    def encode(self, field):
-        return 2.0 * field
-
-    def decode(self, state):
-        return 0.5 * state
-
-    def state_shape(self, channels, resolution):
-        return (channels, resolution, resolution)
 
 
 class LatentGaussianPrior(DCTGaussianPrior):
