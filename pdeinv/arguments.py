@@ -16,48 +16,26 @@ from pdeinv.errors import UsageError
 _DEVICE = re.compile(r"^(cpu|cuda(:\d+)?|mps)$")
 
 
-def positive_int(value: str) -> int:
-    """An integer ``>= 1`` (sample counts, steps, batch sizes)."""
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {number}")
-    return number
+def _number(kind: type, lower: float, strict: bool, name: str):
+    """An ``argparse`` type: a finite ``kind`` above ``lower`` (``strict``) or at least ``lower``."""
+
+    def parse(value: str):
+        try:
+            number = kind(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {name}, got {value!r}") from None
+        if not (math.isfinite(number) and (number > lower if strict else number >= lower)):
+            finite = "finite " if kind is float else ""
+            raise argparse.ArgumentTypeError(f"must be a {finite}{name}, got {value}")
+        return number
+
+    return parse
 
 
-def non_negative_int(value: str) -> int:
-    """An integer ``>= 0`` (seeds)."""
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value!r}") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {number}")
-    return number
-
-
-def positive_float(value: str) -> float:
-    """A finite number ``> 0`` (noise levels, weights, time steps)."""
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}") from None
-    if not (math.isfinite(number) and number > 0):
-        raise argparse.ArgumentTypeError(f"must be a finite positive number, got {value}")
-    return number
-
-
-def non_negative_float(value: str) -> float:
-    """A finite number ``>= 0``."""
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {value!r}") from None
-    if not (math.isfinite(number) and number >= 0):
-        raise argparse.ArgumentTypeError(f"must be a finite non-negative number, got {value}")
-    return number
+positive_int = _number(int, 0, True, "positive integer")  # sample counts, steps, batch sizes
+non_negative_int = _number(int, 0, False, "non-negative integer")  # seeds
+positive_float = _number(float, 0.0, True, "positive number")  # noise levels, weights, time steps
+non_negative_float = _number(float, 0.0, False, "non-negative number")
 
 
 def fraction(value: str) -> float:
