@@ -38,8 +38,8 @@ from pathlib import Path
 import torch
 
 from pdeinv.bench.diversity import pairwise_cosine, pairwise_relative_distance
-from pdeinv.bench.runner import DEFAULT_PRIORS
 from pdeinv.bench.tasks import get_task, relative_l2
+from pdeinv.pdes import get_pde
 from pdeinv.priors import load
 from pdeinv.priors.consistent import consistent_if_linear
 from pdeinv.sampling import MethodOptions
@@ -74,7 +74,7 @@ def run(task_name: str, method: str, gamma: float | None, n: int, steps: int, pa
     inputs, outputs, settings = task.load_test_set(None, n)
     problem = task.problem(inputs, outputs, settings)
     prior = consistent_if_linear(
-        load(DEFAULT_PRIORS[task.pde]), problem.operator, problem.input_channel, problem.output_channel
+        load(get_pde(task.pde).default_prior), problem.operator, problem.input_channel, problem.output_channel
     )
     engine = ParticleConfig(steps=steps)
     if method == "rlsd":

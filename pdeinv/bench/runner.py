@@ -44,18 +44,13 @@ from pdeinv.bench.tasks import get_task, relative_l2
 from pdeinv.bench.timing import DENOISER, CategoryTimer, timed_denoiser
 from pdeinv.errors import NonFiniteError
 from pdeinv.files import atomic_write
+from pdeinv.pdes import get_pde
 from pdeinv.priors import load
 from pdeinv.priors.consistent import OperatorConsistentPrior, consistent_if_linear
 from pdeinv.priors.edm import GaussianPart
 from pdeinv.sampling.methods import BASELINES, PARTICLES, method_config, parse_method, solve, split_repa
 from pdeinv.sampling.problem import MethodOptions
 
-DEFAULT_PRIORS = {
-    "helmholtz": "helmholtz-joint",
-    "poisson": "poisson-joint",
-    "darcy": "darcy-joint",
-    "navier-stokes": "ns-joint",
-}
 NEEDS_PRIOR = ("deepinv-dps",)
 
 
@@ -71,7 +66,7 @@ class BenchConfig:
         Number of test samples (the first ``n`` of the test file).
     steps, samples, seed, batch_size : see :class:`pdeinv.sampling.problem.MethodOptions`.
     prior : str, optional
-        Prior name or checkpoint directory; default per PDE (``DEFAULT_PRIORS``).
+        Prior name or checkpoint directory; default: the PDE's ``default_prior`` (:mod:`pdeinv.pdes`).
     data : str, optional
         Test-set file; default ``Task.default_data()``.
     device : str
@@ -123,15 +118,20 @@ def _needs_prior(method: str) -> bool:
     return base not in BASELINES or base in NEEDS_PRIOR
 
 
+def _prior_name(config: BenchConfig, pde: str) -> str:
+    """The run's prior name or directory: ``config.prior``, else the PDE's default shipped prior."""
+    return config.prior or get_pde(pde).default_prior
+
+
 def _task_prior(config: BenchConfig, problem):
     """The run's prior: operator-consistent for a linear PDE unless ``config.raw_prior``."""
-    prior = load(config.prior or DEFAULT_PRIORS[problem.pde], device=config.device)
+    prior = load(_prior_name(config, problem.pde), device=config.device)
     if config.gaussian_part:
         prior = _gaussian_part(prior)
     if config.raw_prior:
         if isinstance(prior, OperatorConsistentPrior):
             raise ValueError(
-                f"the prior {config.prior or DEFAULT_PRIORS[problem.pde]!r} was trained in operator-consistent form "
+                f"the prior {_prior_name(config, problem.pde)!r} was trained in operator-consistent form "
                 "and has no raw joint form; drop --raw-prior"
             )
         return prior
@@ -251,7 +251,7 @@ def _record(config: BenchConfig, parts: list[dict], world: int) -> dict:
         "method_config": parts[0]["method_config"],
         "samples": config.samples,
         "seed": config.seed,
-        "prior": (config.prior or DEFAULT_PRIORS[task.pde]) if _needs_prior(config.method) else None,
+        "prior": _prior_name(config, task.pde) if _needs_prior(config.method) else None,
         "raw_prior": config.raw_prior,
         "gaussian_part": config.gaussian_part,
         **({"equireg_weight": config.equireg_weight} if parse_method(config.method)[1] else {}),

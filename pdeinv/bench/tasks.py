@@ -58,7 +58,8 @@ from pdeinv.operators import (
     RandomInpainting,
     random_points,
 )
-from pdeinv.sampling.problem import CHANNELS, InverseProblem, pde_physics
+from pdeinv.pdes import get_pde
+from pdeinv.sampling.problem import InverseProblem, pde_physics
 
 PDES = {"helmholtz": "helmholtz", "poisson": "poisson", "darcy": "darcy", "ns": "navier-stokes"}
 POINT_SEEDS = {"forward": 1, "inverse": 0}
@@ -104,13 +105,13 @@ class Task:
 
     @property
     def grid(self) -> str:
-        """``"periodic"`` for Navier-Stokes, ``"vertex"`` otherwise."""
-        return "periodic" if self.pde == "navier-stokes" else "vertex"
+        """The PDE's grid: ``"periodic"`` for Navier-Stokes, ``"vertex"`` otherwise."""
+        return get_pde(self.pde).grid
 
     @property
     def channels(self) -> tuple[str, str]:
         """Names of the (input, output) fields in the data files and joint priors."""
-        return CHANNELS[self.pde]
+        return get_pde(self.pde).channels
 
     @property
     def metric_name(self) -> str:

@@ -24,11 +24,12 @@ from pathlib import Path
 
 from pdeinv.arguments import check_device, device, positive_int
 from pdeinv.datasets.config import SOLVER_BATCH, make_config
-from pdeinv.datasets.inspection import NS_PHYSICS_SAMPLES, PHYSICS_SAMPLES, check_file, summary
+from pdeinv.datasets.inspection import PHYSICS_SAMPLES, check_file, summary
 from pdeinv.datasets.splits import SPLIT_SEEDS, benchmark_set_configs
 from pdeinv.datasets.store import ShardStore
 from pdeinv.errors import UsageError
 from pdeinv.files import check_outputs
+from pdeinv.pdes import get_pde, pde_names
 
 RESUME_RULE = (
     "An existing output is refused unless --overwrite is given; a run that was killed leaves its finished "
@@ -42,7 +43,7 @@ def _add_generate(sub) -> None:
         help="generate (input, solution) pairs into an HDF5 file (resumable)",
         description=f"Generate (input, solution) pairs into an HDF5 file. {RESUME_RULE}",
     )
-    parser.add_argument("pde", help="helmholtz, poisson, darcy or navier-stokes")
+    parser.add_argument("pde", help=f"the PDE: {', '.join(pde_names())}")
     parser.add_argument("--resolution", type=int, required=True, help="grid points per side S")
     parser.add_argument("--n", type=int, required=True, help="number of samples")
     parser.add_argument(
@@ -100,7 +101,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=PHYSICS_SAMPLES,
         metavar="K",
         help=f"pairs whose solution is recomputed (default {PHYSICS_SAMPLES}; Navier-Stokes at most "
-        f"{NS_PHYSICS_SAMPLES}, each a time integration of about 10 s at 128 x 128; 0 skips the physics)",
+        f"{get_pde('navier-stokes').max_check_samples}, each a time integration of about 10 s at 128 x 128; "
+        "0 skips the physics)",
     )
 
 

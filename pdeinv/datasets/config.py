@@ -9,9 +9,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from pdeinv.pdes import get_pde
+
 GENERATOR_VERSION = 1
-PDES = ("helmholtz", "poisson", "darcy", "navier-stokes")
-NS_DEFAULTS = {"viscosity": 1e-3, "time": 1.0, "dt": 1e-4}
+NS_DEFAULTS = get_pde("navier-stokes").defaults
 SOLVER_BATCH = 16
 
 
@@ -21,10 +22,10 @@ class GenerationConfig:
 
     Parameters
     ----------
-    pde : {"helmholtz", "poisson", "darcy", "navier-stokes"}
-        Which pairs to generate.
+    pde : str
+        Which pairs to generate: a registered PDE (:func:`pdeinv.pdes.pde_names`).
     resolution : int
-        Grid points per side ``S`` (Helmholtz/Poisson/Darcy ``S >= 3``, Navier-Stokes ``S >= 4``).
+        Grid points per side ``S >=`` the PDE's ``min_resolution`` (Navier-Stokes 4, the others 3).
     n : int
         Number of samples.
     seed : int
@@ -62,7 +63,7 @@ def make_config(
     dt: float | None = None,
     solver_batch: int = SOLVER_BATCH,
 ) -> GenerationConfig:
-    """Validate the settings and fill the defaults of ``pde`` (``k``, or viscosity 1e-3, T = 1, dt = 1e-4).
+    """Validate the settings and fill the defaults of ``pde`` (its ``k``, or viscosity 1e-3, T = 1, dt = 1e-4).
 
     Raises
     ------
@@ -70,21 +71,19 @@ def make_config(
         Unknown ``pde``, non-positive ``resolution``/``n``, negative ``seed``, non-positive
         Navier-Stokes settings, or Navier-Stokes settings given for Helmholtz/Poisson.
     """
-    if pde not in PDES:
-        raise ValueError(f"unknown PDE {pde!r}; choose one of {', '.join(PDES)}")
-    minimum = 4 if pde == "navier-stokes" else 3
+    spec = get_pde(pde)
+    minimum = spec.min_resolution
     checks = (("resolution", resolution, minimum), ("n", n, 1), ("seed", seed, 0), ("solver_batch", solver_batch, 1))
     for name, value, low in checks:
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     ns_settings = {"viscosity": viscosity, "time": time, "dt": dt}
-    if pde != "navier-stokes":
+    if not set(ns_settings) <= set(spec.defaults):
         given = [f"--{name}" for name, value in ns_settings.items() if value is not None]
         if given:
             raise ValueError(f"{', '.join(given)} only apply to navier-stokes, not {pde}; drop them")
-        k = {"helmholtz": 1.0, "poisson": 0.0}.get(pde)
-        return GenerationConfig(pde, resolution, n, seed, k=k, solver_batch=solver_batch)
-    settings = {name: NS_DEFAULTS[name] if value is None else float(value) for name, value in ns_settings.items()}
+        return GenerationConfig(pde, resolution, n, seed, k=spec.defaults.get("k"), solver_batch=solver_batch)
+    settings = {name: spec.defaults[name] if value is None else float(value) for name, value in ns_settings.items()}
     for name, value in settings.items():
         if not (math.isfinite(value) and value > 0):
             raise ValueError(f"{name} must be a positive number, got {value!r}")

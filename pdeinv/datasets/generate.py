@@ -12,6 +12,8 @@ PDEs (``GenerationConfig.pde``):
 - ``navier-stokes``: initial vorticity ``w0`` ~ :func:`~pdeinv.datasets.grf.ns_vorticity_grf`,
   ``w(T) = NavierStokes2D(S, viscosity, T, dt).A(w0)`` in float32 (the FNO generator's precision);
   the field ``vorticity`` holds ``time = [0, T]``.
+- any other registered PDE (:mod:`pdeinv.pdes`), as Helmholtz: input ~ its ``input_field``,
+  output = its operator applied in float64, fields named by its ``channels``.
 
 Sample ``i`` is a pure function of ``(seed, i)`` and of the settings: its GRF noise comes from
 :func:`~pdeinv.datasets.seeding.sample_generator` on the CPU. Batched FFTs and matrix products
@@ -41,7 +43,6 @@ from pdeinv import __version__
 from pdeinv.datasets.config import (  # noqa: F401  (re-exported)
     GENERATOR_VERSION,
     NS_DEFAULTS,
-    PDES,
     SOLVER_BATCH,
     GenerationConfig,
     make_config,
@@ -50,24 +51,25 @@ from pdeinv.datasets.grf import (
     DARCY_HIGH,
     DARCY_LOW,
     GaussianRandomField,
-    darcy_level_set_grf,
     darcy_permeability,
-    helmholtz_source_grf,
-    ns_vorticity_grf,
 )
 from pdeinv.datasets.schema import FieldInfo, FileLayout, create_layout, generation_config
 from pdeinv.datasets.seeding import sample_generator
 from pdeinv.datasets.statistics import Moments, write_statistics
 from pdeinv.datasets.store import ShardStore, describe_differences
+from pdeinv.errors import UsageError
+from pdeinv.pdes import get_pde
 
 
 def source_field(config: GenerationConfig) -> GaussianRandomField:
-    """The GRF that draws the input of each pair."""
-    if config.pde == "navier-stokes":
-        return ns_vorticity_grf(config.resolution)
-    if config.pde == "darcy":
-        return darcy_level_set_grf(config.resolution)
-    return helmholtz_source_grf(config.resolution)
+    """The GRF that draws the input of each pair: the PDE's ``data_field``, else its ``input_field``."""
+    spec = get_pde(config.pde)
+    field = spec.data_field or spec.input_field
+    if field is None:
+        raise UsageError(
+            f"the PDE {config.pde!r} declares no input distribution to generate data from; give its spec a data_field"
+        )
+    return field(config.resolution)
 
 
 def file_layout(config: GenerationConfig) -> FileLayout:
@@ -117,20 +119,18 @@ def file_layout(config: GenerationConfig) -> FileLayout:
             simulation_parameters={"forcing": 1.0, "permeability_high": DARCY_HIGH, "permeability_low": DARCY_LOW},
             attributes=attributes,
         )
+    spec = get_pde(config.pde)
     return FileLayout(
         dataset_name=name,
         pde=config.pde,
-        grid="vertex",
+        grid=spec.grid,
         resolution=config.resolution,
         n_samples=config.n,
         times=(0.0,),
-        fields=(
-            FieldInfo("source", "source a of lap u + k^2 u = a"),
-            FieldInfo("solution", "solution u (0 on the boundary)"),
-        ),
-        input_fields=("source",),
-        output_fields=("solution",),
-        simulation_parameters={"k": config.k},
+        fields=tuple(FieldInfo(channel, spec.descriptions.get(channel, channel)) for channel in spec.channels),
+        input_fields=spec.channels[:1],
+        output_fields=spec.channels[1:],
+        simulation_parameters={} if config.k is None else {"k": config.k},
         attributes=attributes,
     )
 
@@ -153,10 +153,10 @@ def pair_solver(config: GenerationConfig, device: torch.device) -> Callable[[tor
             return {"permeability": a, "pressure": darcy.A(a.double()).float()}
 
         return solve_darcy
-    from pdeinv.operators.helmholtz import Helmholtz
-
-    physics = Helmholtz(config.resolution, k=config.k, device=device)
-    return lambda a: {"source": a, "solution": physics.A(a.double()).float()}
+    spec = get_pde(config.pde)
+    physics = spec.build_operator(config.resolution, asdict(config)).to(device)
+    source, solution = spec.channels
+    return lambda a: {source: a, solution: physics.A(a.double()).float()}
 
 
 def solve_group(config: GenerationConfig, grf: GaussianRandomField, solve, start: int, stop: int, device) -> dict:

@@ -5,19 +5,19 @@ r"""``pdeinv data info`` and ``pdeinv data check``: summarise and validate a pde
 time_varying) + (spatial sizes where dim_varying) + (D,) * tensor_order``), pdeinv's own schema
 (:mod:`pdeinv.datasets.schema`), the contents (every chunk readable, float32/float64, no NaN or
 infinity, the stored statistics equal to a recomputation) and the physics: the ``pde``
-attribute names a known PDE (:data:`pdeinv.sampling.problem.CHANNELS`), and for a few pairs
+attribute names a registered PDE (:func:`pdeinv.pdes.pde_names`), and for a few pairs
 ``(a, u)`` the stored output equals the forward solve of the stored input,
 
 .. math:: r = \frac{\max |u - A(a)|}{\max |A(a)|} \le \mathrm{rtol},
 
 with :math:`A` = ``pde_physics(pde, S, settings).operator`` (the file's own Navier-Stokes
-viscosity, final time and time step). ``rtol`` is ``PHYSICS_RTOL[pde]``: the Helmholtz,
+viscosity, final time and time step). ``rtol`` is the PDE's ``data_rtol`` (:mod:`pdeinv.pdes`): the Helmholtz,
 Poisson and Darcy solutions are float64 solves rounded to float32 (relative error at most
 :math:`2^{-24} \approx 6 \times 10^{-8}`, bound 1e-6); the Navier-Stokes generator integrates in
 float32 in groups of 16 samples, and its result differs from a one-sample float64 integration by
 float32 round-off grown over the time steps (measured 1.9e-4 at 64 x 64 and 1.3e-4 at 128 x 128 for
-the default ``T = 1``, ``dt = 1e-4``; bound ``NS_RTOL`` = 1e-3). One Navier-Stokes check at
-128 x 128 takes about 10 s on one CPU core, so at most ``NS_PHYSICS_SAMPLES`` are checked. A
+the default ``T = 1``, ``dt = 1e-4``; bound 1e-3). One Navier-Stokes check at
+128 x 128 takes about 10 s on one CPU core, so at most its ``max_check_samples`` (2) are checked. A
 relabelled PDE (Poisson pairs marked Helmholtz: ``r`` of 2e-2 to 4e-2) or solutions swapped between
 samples (``r`` of 1 to 2) fail.
 
@@ -35,11 +35,9 @@ import numpy as np
 
 from pdeinv.datasets.schema import FIELD_GROUPS, as_str_list, coordinates, generation_config, parse_channel
 from pdeinv.datasets.statistics import Moments
+from pdeinv.pdes import get_pde, pde_names
 
 PHYSICS_SAMPLES = 4
-NS_PHYSICS_SAMPLES = 2
-NS_RTOL = 1e-3
-PHYSICS_RTOL = {"helmholtz": 1e-6, "poisson": 1e-6, "darcy": 1e-6, "navier-stokes": NS_RTOL}
 FLOAT_DTYPES = (np.float32, np.float64)
 ROOT_ATTRIBUTES = {"dataset_name": str, "grid_type": str, "n_spatial_dims": int, "n_trajectories": int}
 PDEINV_ATTRIBUTES = ("pde", "grid", "resolution", "input_fields", "output_fields", "generation_config", "seed")
@@ -188,21 +186,21 @@ def _checked_samples(n: int, count: int) -> list[int]:
 
 def _physics_problems(f: h5py.File, physics_samples: int) -> list[str]:
     """A known ``pde`` attribute, and the stored output of a few pairs equal to the solve of their input."""
-    from pdeinv.sampling.problem import CHANNELS, pde_physics
+    from pdeinv.sampling.problem import pde_physics
 
     pde = str(f.attrs["pde"])
-    if pde not in CHANNELS:
-        return [f"the pde attribute {pde!r} is not a known PDE ({', '.join(CHANNELS)}); fix the attribute"]
-    count = min(physics_samples, NS_PHYSICS_SAMPLES) if pde == "navier-stokes" else physics_samples
+    if pde not in pde_names():
+        return [f"the pde attribute {pde!r} is not a known PDE ({', '.join(pde_names())}); fix the attribute"]
+    count = min(physics_samples, get_pde(pde).max_check_samples or physics_samples)
     if count == 0:
         return []
     import torch
 
     resolution = int(f.attrs["resolution"])
     operator = pde_physics(pde, resolution, _physics_settings(f)).operator
-    input_channel, output_channel = CHANNELS[pde]
+    input_channel, output_channel = get_pde(pde).channels
     (source, source_time), (target, target_time) = parse_channel(input_channel), parse_channel(output_channel)
-    rtol = PHYSICS_RTOL[pde]
+    rtol = get_pde(pde).data_rtol
     problems = []
     for i in _checked_samples(int(f.attrs["n_trajectories"]), count):
         a = torch.from_numpy(np.asarray(f[f"t0_fields/{source}"][i, source_time or 0], np.float64))
@@ -227,8 +225,8 @@ def check_file(path: str | os.PathLike, physics_samples: int = PHYSICS_SAMPLES) 
     path : path-like
         The HDF5 file.
     physics_samples : int
-        Pairs whose output is recomputed from their input (Navier-Stokes: at most
-        ``NS_PHYSICS_SAMPLES``, each a full time integration); 0 skips the physics.
+        Pairs whose output is recomputed from their input (at most the PDE's
+        ``max_check_samples``: 2 for Navier-Stokes, each a full time integration); 0 skips the physics.
 
     Returns
     -------

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import torch
 
-from pdeinv.operators.symmetry import SymmetryGroup, dihedral_group
+from pdeinv.operators.symmetry import SymmetryGroup
+from pdeinv.pdes import get_pde, pde_names
 
 
 def symmetry_group(pde: str | None, resolution: int) -> SymmetryGroup:
     """The symmetry group of the operator behind data of kind ``pde`` at grid size ``resolution``.
 
-    Helmholtz, Poisson and Darcy (vertex grid, zero boundary): D4 of the square. Navier-Stokes:
-    the group declared by :class:`pdeinv.operators.NavierStokes2D`.
+    The registered PDE's ``symmetries`` (:mod:`pdeinv.pdes`): Helmholtz, Poisson and Darcy
+    (vertex grid, zero boundary) D4 of the square; Navier-Stokes the group declared by
+    :class:`pdeinv.operators.NavierStokes2D`. ``"ns"`` names Navier-Stokes.
 
     Raises
     ------
@@ -24,16 +26,13 @@ def symmetry_group(pde: str | None, resolution: int) -> SymmetryGroup:
         If ``pde`` is unknown, so no symmetry can be trusted.
     """
     kind = (pde or "").lower()
-    if kind in ("helmholtz", "poisson", "darcy"):
-        return dihedral_group()
-    if kind in ("navier-stokes", "ns"):
-        from pdeinv.operators.navier_stokes import NavierStokes2D
-
-        return NavierStokes2D(resolution).symmetries
-    raise ValueError(
-        f"cannot augment data of pde={pde!r}: symmetries are known for 'helmholtz', 'poisson', 'darcy' and 'navier-stokes'; "
-        "drop --augment-symmetries or fix the file's 'pde' attribute"
-    )
+    kind = "navier-stokes" if kind == "ns" else kind
+    if kind not in pde_names():
+        raise ValueError(
+            f"cannot augment data of pde={pde!r}: symmetries are known for {', '.join(pde_names())}; "
+            "drop --augment-symmetries or fix the file's 'pde' attribute"
+        )
+    return get_pde(kind).symmetries(resolution)
 
 
 def augment(x: torch.Tensor, group: SymmetryGroup, generator: torch.Generator) -> torch.Tensor:

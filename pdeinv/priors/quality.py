@@ -28,6 +28,7 @@ import time
 import torch
 
 from pdeinv.datasets.grf import DARCY_HIGH, DARCY_LOW, DARCY_THRESHOLD
+from pdeinv.pdes import get_pde, pde_names
 from pdeinv.priors.sample import HeunConfig, heun_sample
 
 QUALITY_SIGMA_MAX = 500.0
@@ -43,22 +44,9 @@ def operator_for(attrs: dict, resolution: int):
         If the ``pde`` attribute names no known operator.
     """
     pde = attrs.get("pde")
-    settings = json.loads(attrs.get("generation_config", "{}"))
-    if pde in ("helmholtz", "poisson"):
-        from pdeinv.operators.helmholtz import Helmholtz
-
-        return Helmholtz(resolution, k=float(settings.get("k", attrs.get("k", 1.0 if pde == "helmholtz" else 0.0))))
-    if pde == "darcy":
-        from pdeinv.operators.darcy import Darcy
-
-        return Darcy(resolution)
-    if pde == "navier-stokes":
-        from pdeinv.operators.navier_stokes import NavierStokes2D
-
-        return NavierStokes2D(
-            resolution, viscosity=settings["viscosity"], time=settings["time"], dt=settings["dt"]
-        )
-    raise ValueError(f"no forward operator known for pde={pde!r}; expected helmholtz, poisson, darcy or navier-stokes")
+    if pde not in pde_names():
+        raise ValueError(f"no forward operator known for pde={pde!r}; expected one of {', '.join(pde_names())}")
+    return get_pde(pde).build_operator(resolution, json.loads(attrs.get("generation_config", "{}")))
 
 
 def binarize(a: torch.Tensor) -> torch.Tensor:

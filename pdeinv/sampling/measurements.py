@@ -7,7 +7,7 @@ Format (``.npz`` arrays, or ``.h5`` root datasets and root attributes, same name
 - the sensor locations, either ``indices``: int ``(M, 2)`` grid points ``(i, j)`` together with
   ``resolution`` (``S``), or ``mask``: bool ``(S, S)`` with ``values`` in the row-major order of
   its ``True`` entries;
-- optional ``pde`` (``helmholtz``, ``poisson``, ``navier-stokes``), ``observed`` (``input`` or
+- optional ``pde`` (a registered PDE, :func:`pdeinv.pdes.pde_names`), ``observed`` (``input`` or
   ``output``: which field the sensors read) and ``noise_std`` (physical units); the command
   line can supply or override them.
 """
@@ -23,7 +23,8 @@ import h5py
 import numpy as np
 import torch
 
-from pdeinv.sampling.problem import CHANNELS, ROLES
+from pdeinv.pdes import pde_names
+from pdeinv.sampling.problem import ROLES
 
 
 @dataclass
@@ -150,8 +151,8 @@ def read_measurements(
         noise = _scalar(content, "noise_std", noise_std, float) or 0.0
     except ValueError as error:
         raise ValueError(f"{path}: {error}") from None
-    if pde not in CHANNELS:
-        raise ValueError(f"{path}: the PDE is {pde!r}; set 'pde' in the file or pass --pde ({', '.join(CHANNELS)})")
+    if pde not in pde_names():
+        raise ValueError(f"{path}: the PDE is {pde!r}; set 'pde' in the file or pass --pde ({', '.join(pde_names())})")
     if observed not in ROLES:
         raise ValueError(f"{path}: the observed field is {observed!r}; set 'observed' or pass --observe (input/output)")
     if not (math.isfinite(noise) and noise >= 0):

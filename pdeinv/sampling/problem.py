@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -19,9 +20,8 @@ import deepinv
 import numpy as np
 import torch
 
-from pdeinv.datasets import helmholtz_source_grf, ns_vorticity_grf
 from pdeinv.errors import UsageError
-from pdeinv.operators import Darcy, Helmholtz, NavierStokes2D
+from pdeinv.pdes import get_pde, pde_names, pde_of
 from pdeinv.sampling.terms import EQUIREG_WEIGHT
 
 REPA_WEIGHT = 0.05  # Align & Invert term: lambda = REPA_WEIGHT * 1000 / steps
@@ -29,12 +29,24 @@ REPA_CUTOFF = 0.3  # fraction of the steps whose proxy is the measurement-pasted
 
 PARTICLE_STATES = ("auto", "joint", "solved")
 ROLES = ("input", "output")
-CHANNELS = {
-    "helmholtz": ("source", "solution"),
-    "poisson": ("source", "solution"),
-    "darcy": ("permeability", "pressure"),
-    "navier-stokes": ("vorticity[0]", "vorticity[-1]"),
-}
+
+
+class _Channels(Mapping):
+    """Read-only view ``{pde: (input, output)}`` of the registered PDEs' channel names."""
+
+    def __getitem__(self, pde: str) -> tuple[str, str]:
+        if pde not in pde_names():
+            raise KeyError(pde)
+        return get_pde(pde).channels
+
+    def __iter__(self):
+        return iter(pde_names())
+
+    def __len__(self) -> int:
+        return len(pde_names())
+
+
+CHANNELS = _Channels()
 
 
 @dataclass(frozen=True)
@@ -44,11 +56,11 @@ class PDESetup:
     Attributes
     ----------
     pde : str
-        ``"helmholtz"`` (k = 1), ``"poisson"`` (k = 0) or ``"navier-stokes"``.
+        A registered PDE name (:func:`pdeinv.pdes.pde_names`).
     operator : deepinv.physics.Physics
         Input to output map.
-    input_prior : pdeinv.datasets.GaussianRandomField
-        Distribution of the inputs in the generated data.
+    input_prior : pdeinv.datasets.GaussianRandomField or None
+        Distribution of the inputs in the generated data (``None`` for Darcy).
     channels : tuple of str
         (input, output) field names of the data files and joint priors.
     grid : str
@@ -63,51 +75,29 @@ class PDESetup:
 
 
 def pde_physics(pde: str, resolution: int, settings: dict | None = None) -> PDESetup:
-    """The :class:`PDESetup` of ``pde``; Navier-Stokes reads ``viscosity``, ``time``, ``dt`` from ``settings``.
+    """The :class:`PDESetup` of the registered ``pde`` at grid size ``resolution``.
+
+    ``settings`` override the PDE's defaults (Navier-Stokes ``viscosity``, ``time``, ``dt``); ``None``
+    values and unknown keys are ignored.
 
     Raises
     ------
     UsageError
         For an unknown ``pde``.
     """
-    check_pde_name(pde)
-    if pde == "navier-stokes":
-        settings = settings or {}
-        operator = NavierStokes2D(
-            resolution,
-            viscosity=settings.get("viscosity") or 1e-3,
-            time=settings.get("time") or 1.0,
-            dt=settings.get("dt") or 1e-4,
-        )
-        return PDESetup(pde, operator, ns_vorticity_grf(resolution), CHANNELS[pde], "periodic")
-    if pde == "darcy":  # binary permeability: no Gaussian input prior
-        return PDESetup(pde, Darcy(resolution), None, CHANNELS[pde], "vertex")
-    operator = Helmholtz(resolution, k=1.0 if pde == "helmholtz" else 0.0)
-    return PDESetup(pde, operator, helmholtz_source_grf(resolution), CHANNELS[pde], "vertex")
+    spec = get_pde(check_pde_name(pde))
+    input_prior = spec.input_field(resolution) if spec.input_field is not None else None
+    return PDESetup(pde, spec.build_operator(resolution, settings), input_prior, spec.channels, spec.grid)
 
 
 def check_pde_name(pde: str) -> str:
-    """Return ``pde`` if it is a PDE pdeinv has presets for, else raise a one-line :class:`UsageError`."""
-    if pde not in CHANNELS:
+    """Return ``pde`` if it is a registered PDE, else raise a one-line :class:`UsageError`."""
+    if pde not in pde_names():
         raise UsageError(
-            f"unknown PDE {pde!r}; pdeinv knows {', '.join(CHANNELS)}. Leave pde out to infer it from the "
+            f"unknown PDE {pde!r}; pdeinv knows {', '.join(pde_names())}. Leave pde out to infer it from the "
             "operator (pdeinv.reconstruct), or build the operator with pdeinv.operators"
         )
     return pde
-
-
-def pde_of(operator) -> str | None:
-    """The PDE name an operator solves: ``"poisson"`` (Helmholtz with k = 0), ``"helmholtz"``, ``"darcy"``, ``"navier-stokes"``.
-
-    ``None`` for an operator that is none of pdeinv's PDE operators.
-    """
-    if isinstance(operator, Helmholtz):
-        return "poisson" if operator.k == 0 else "helmholtz"
-    if isinstance(operator, NavierStokes2D):
-        return "navier-stokes"
-    if isinstance(operator, Darcy):
-        return "darcy"
-    return None
 
 
 def declared_noise_std(sensor) -> float | None:

@@ -1,0 +1,117 @@
+"""What pdeinv knows about one PDE (:class:`PDESpec`) and the registry of PDEs.
+
+Torch-free: the operator, input-field and symmetry factories of a spec import their torch-heavy
+modules when called, so the command line can list and validate PDE names without torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pdeinv.errors import UsageError
+
+GRIDS = ("vertex", "periodic")
+
+
+@dataclass(frozen=True)
+class PDESpec:
+    """One PDE: its fields, grid, operator, input distribution and defaults.
+
+    Attributes
+    ----------
+    name : str
+        The name used by files (``pde`` attribute), the command line and the Python API.
+    channels : tuple of str
+        (input, output) field names of the data files and joint priors.
+    grid : {"vertex", "periodic"}
+        ``"vertex"``: ``S`` points on [0, 1] including the zero boundary; ``"periodic"``: ``S``
+        points on the torus.
+    operator : callable
+        ``(resolution, settings) -> deepinv.physics.Physics``, the input to output map on an
+        ``S x S`` grid; ``settings`` is :attr:`defaults` updated by the caller's non-``None`` values.
+    input_field : callable or None
+        ``resolution -> GaussianRandomField``, the distribution of the inputs (for the Gaussian
+        baselines); ``None`` where the input is not Gaussian (Darcy's binary permeability).
+    default_prior : str
+        The shipped prior (``pdeinv.priors.shipped_priors()``) the benchmark uses for this PDE.
+    data_rtol : float
+        Relative tolerance of ``pdeinv data check``'s ``max|output - A(input)| / max|A(input)|``.
+    solves : callable
+        ``operator -> bool``: whether an operator object is this PDE's operator.
+    symmetries : callable
+        ``resolution -> SymmetryGroup`` the operator commutes with (training-data augmentation).
+    data_field : callable, optional
+        ``resolution -> GaussianRandomField`` the data generator draws the inputs from where it is
+        not :attr:`input_field` (Darcy: a level set, thresholded to the permeability).
+    descriptions : dict
+        ``{field: description}`` written to generated files (default: the field name).
+    max_check_samples : int, optional
+        Most pairs ``pdeinv data check`` re-solves (for an expensive solver); ``None``: no cap.
+    defaults : dict
+        Default physical settings (e.g. ``{"k": 1.0}``, Navier-Stokes viscosity, final time, dt).
+    min_resolution : int
+        Smallest grid size the solver accepts.
+    """
+
+    name: str
+    channels: tuple[str, str]
+    grid: str
+    operator: Callable[[int, dict], object]
+    input_field: Callable[[int], object] | None
+    default_prior: str
+    data_rtol: float
+    solves: Callable[[object], bool]
+    symmetries: Callable[[int], object]
+    data_field: Callable[[int], object] | None = None
+    descriptions: dict = field(default_factory=dict)
+    max_check_samples: int | None = None
+    defaults: dict = field(default_factory=dict)
+    min_resolution: int = 3
+
+    def __post_init__(self) -> None:
+        if self.grid not in GRIDS:
+            raise ValueError(f"PDE {self.name!r}: grid must be one of {GRIDS}, got {self.grid!r}")
+        if len(self.channels) != 2:
+            raise ValueError(f"PDE {self.name!r}: channels must be (input, output), got {self.channels!r}")
+
+    def settings(self, given: dict | None = None) -> dict:
+        """:attr:`defaults` overridden by the non-``None`` entries of ``given``."""
+        return {**self.defaults, **{key: value for key, value in (given or {}).items() if value is not None}}
+
+    def build_operator(self, resolution: int, given: dict | None = None):
+        """The operator at grid size ``resolution`` with :meth:`settings` of ``given``."""
+        return self.operator(resolution, self.settings(given))
+
+
+_REGISTRY: dict[str, PDESpec] = {}
+
+
+def register_pde(spec: PDESpec) -> PDESpec:
+    """Add ``spec`` to the registry (replacing a spec of the same name) and return it."""
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def pde_names() -> tuple[str, ...]:
+    """Names of the registered PDEs, in registration order."""
+    return tuple(_REGISTRY)
+
+
+def get_pde(name: str) -> PDESpec:
+    """The registered :class:`PDESpec` called ``name``.
+
+    Raises
+    ------
+    UsageError
+        A one-line message naming the known PDEs, for an unknown ``name``.
+    """
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        raise UsageError(f"unknown PDE {name!r}; choose one of {', '.join(_REGISTRY)}") from None
+
+
+def pde_of(operator) -> str | None:
+    """The name of the registered PDE whose operator ``operator`` is; ``None`` for any other operator."""
+    return next((spec.name for spec in _REGISTRY.values() if spec.solves(operator)), None)
