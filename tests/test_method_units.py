@@ -208,3 +208,15 @@ def test_heun_point_guidance_differentiates_the_second_estimate_through_the_eule
     heun = x + (s1 - s0) * 0.5 * (drift + (euler - point) / s1)
     x1 = heun - 0.3 * torch.autograd.grad(misfit, x)[0]
     assert torch.allclose(result.normalized, toy_denoiser(x1, s1).detach(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("method", ["fundps", "diffusionpde"])
+def test_a_task_without_published_weights_is_refused_not_given_another_tasks(method):
+    """No silent fallback: a problem without one of the papers' PDEs needs weights chosen by the user."""
+    from pdeinv.errors import UsageError
+
+    s = 8
+    sensor = PointObservation(s, indices=random_points(6, s, seed=0))
+    problem = InverseProblem(None, sensor, torch.zeros(1, 1, 6), "output", "output", "a", "b", None)
+    with pytest.raises(UsageError, match="publishes weights for helmholtz forward.*pass solve"):
+        configure(method, problem)

@@ -26,9 +26,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pdeinv.errors import UsageError
 from pdeinv.sampling.methods.guided import GuidedConfig, GuidedPreset, direction, run_guided
 from pdeinv.sampling.methods.registry import register
-from pdeinv.sampling.methods.units import check_positive, grid_factor
+from pdeinv.sampling.methods.units import check_positive, grid_factor, published_weights_missing
 from pdeinv.sampling.problem import InverseProblem, MethodOptions, Reconstruction
 from pdeinv.sampling.sampler import SamplerConfig
 from pdeinv.sampling.schedule import GuidanceSchedule
@@ -97,10 +98,18 @@ class DiffusionPDEConfig(GuidedConfig):
 
     @classmethod
     def for_problem(cls, problem: InverseProblem) -> DiffusionPDEConfig:
-        """DiffusionPDE's configuration of the task; Helmholtz inverse otherwise."""
+        """DiffusionPDE's configuration of the task (its ``configs`` file and data scales).
+
+        Raises
+        ------
+        UsageError
+            For a task DiffusionPDE publishes no weights for: pass a :class:`DiffusionPDEConfig`.
+        """
         key = (problem.pde, direction(problem))
-        zeta_obs, zeta_pde = DIFFUSIONPDE_WEIGHTS.get(key, DIFFUSIONPDE_WEIGHTS[("helmholtz", "inverse")])
-        scales = DIFFUSIONPDE_SCALES.get(problem.pde, DIFFUSIONPDE_SCALES["helmholtz"])
+        if key not in DIFFUSIONPDE_WEIGHTS:
+            raise UsageError(published_weights_missing("DiffusionPDE", key, DIFFUSIONPDE_WEIGHTS, cls.__name__))
+        zeta_obs, zeta_pde = DIFFUSIONPDE_WEIGHTS[key]
+        scales = DIFFUSIONPDE_SCALES[problem.pde]
         return cls(zeta_obs=zeta_obs, zeta_pde=zeta_pde, input_scale=scales[0], output_scale=scales[1])
 
 

@@ -24,9 +24,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from pdeinv.errors import UsageError
 from pdeinv.sampling.methods.guided import GuidedConfig, GuidedPreset, channel_std, direction, run_guided
 from pdeinv.sampling.methods.registry import register
-from pdeinv.sampling.methods.units import check_positive, grid_factor
+from pdeinv.sampling.methods.units import check_positive, grid_factor, published_weights_missing
 from pdeinv.sampling.problem import InverseProblem, MethodOptions, Reconstruction
 from pdeinv.sampling.sampler import SamplerConfig
 from pdeinv.sampling.schedule import GuidanceSchedule
@@ -92,9 +93,18 @@ class FunDPSConfig(GuidedConfig):
 
     @classmethod
     def for_problem(cls, problem: InverseProblem) -> FunDPSConfig:
-        """FunDPS's configuration of the task (its ``configs/generation`` file); Helmholtz inverse otherwise."""
+        """FunDPS's configuration of the task (its ``configs/generation`` file).
+
+        Raises
+        ------
+        UsageError
+            For a task FunDPS publishes no weights for (another PDE, or none): pass a
+            :class:`FunDPSConfig` with chosen weights to :func:`~pdeinv.sampling.methods.solve`.
+        """
         key = (problem.pde, direction(problem))
-        weight, loss, pde_weight = FUNDPS_WEIGHTS.get(key, FUNDPS_WEIGHTS[("helmholtz", "inverse")])
+        if key not in FUNDPS_WEIGHTS:
+            raise UsageError(published_weights_missing("FunDPS", key, FUNDPS_WEIGHTS, cls.__name__))
+        weight, loss, pde_weight = FUNDPS_WEIGHTS[key]
         sigma_max, sigma_min = FUNDPS_SIGMAS.get(key, (80.0, 0.002))
         return cls(obs_weight=weight, obs_loss=loss, pde_weight=pde_weight, sigma_max=sigma_max, sigma_min=sigma_min)
 

@@ -153,3 +153,12 @@ def check_positive(**values: float) -> None:
     bad = [f"{name}={value!r}" for name, value in values.items() if not (math.isfinite(value) and value > 0)]
     if bad:
         raise ValueError(f"need finite positive values, got {', '.join(bad)}")
+
+
+def published_weights_missing(paper: str, key: tuple[str | None, str], table: dict, config: str) -> str:
+    """The message for a task a paper publishes no weights for, naming those it does and the fix."""
+    known = ", ".join(f"{pde} {kind}" for pde, kind in table)
+    return (
+        f"{paper} publishes weights for {known}, not for {key[0] or 'a problem without a known PDE'} {key[1]}; "
+        f"pass solve(..., config={config}(...)) with the weights to use"
+    )
