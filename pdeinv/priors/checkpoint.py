@@ -246,6 +246,19 @@ def _check_shapes(expected: dict[str, torch.Tensor], found: dict[str, torch.Tens
         )
 
 
+def weights_for_model(model: torch.nn.Module, directory: Path) -> dict[str, torch.Tensor]:
+    """The finite tensors of ``directory``'s weights, checked to match ``model``'s names and shapes.
+
+    Raises
+    ------
+    ValueError
+        For a corrupt file, a non-finite tensor or a tensor the model lacks or shapes differently.
+    """
+    weights = _read_weights(directory / WEIGHTS)
+    _check_shapes(model.state_dict(), weights, directory / WEIGHTS)
+    return weights
+
+
 def load(
     name_or_path: str | Path,
     device: str | torch.device = "cpu",
@@ -297,9 +310,7 @@ def load(
     for section, attach in CARD_HEADS.items():
         if section in card:
             attach(prior, card[section])
-    weights = _read_weights(directory / WEIGHTS)
-    _check_shapes(prior.state_dict(), weights, directory / WEIGHTS)
-    prior.load_state_dict(weights)
+    prior.load_state_dict(weights_for_model(prior, directory))
     prior = prior.to(device).eval()
     if wants_form:
         from pdeinv.priors.consistent import consistent_from_card

@@ -100,6 +100,10 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     parser.add_argument("--resume", action="store_true", help="continue a killed run in --out (same settings)")
+    parser.add_argument(
+        "--init-from", default="", metavar="PRIOR",
+        help="start from this prior's weights (dir or name; same model and data) instead of random ones",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
@@ -238,6 +242,7 @@ def _train(args: argparse.Namespace) -> int:
         gaussian_base=args.gaussian_base if prior else "none",
         residual=args.residual if prior else "edm",
         operator_consistent=prior and args.operator_consistent,
+        init_from=args.init_from,
         device=args.device,
         data=args.data,
         command=shlex.join(["pdeinv", *sys.argv[1:]]),

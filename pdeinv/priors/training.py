@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import csv
 import fcntl
+import hashlib
 import json
 import math
 import numbers
@@ -110,6 +111,11 @@ class TrainConfig:
         (:mod:`pdeinv.priors.consistent`): the output channel of every denoised estimate is the
         solve of its input channel, in the loss as at sampling, so the loss on the solution also
         trains the input estimate, and the loaded prior satisfies the PDE to solver precision.
+    init_from : str
+        Start from the weights of this prior (a checkpoint directory or a shipped name) instead of
+        a random initialisation: fine-tuning, or continuing a run whose training state is gone.
+        The prior's card must describe the model this configuration builds; both the trained
+        model and its EMA start from the prior's (EMA) weights. Empty: random initialisation.
     device : str
         ``"cpu"`` or ``"cuda"``; bf16 autocast is used on CUDA only.
     data, command : str
@@ -139,6 +145,7 @@ class TrainConfig:
     gaussian_base: str = "none"
     residual: str = "edm"
     operator_consistent: bool = False
+    init_from: str = ""
     device: str = "cpu"
     data: str = ""
     command: str = ""
@@ -275,6 +282,41 @@ def build_model(config: TrainConfig, data: TrainingData) -> tuple[EDMDenoiser, d
     return model, card
 
 
+def initialise_from(model: torch.nn.Module, card: dict, name_or_path: str) -> dict:
+    """Load a trained prior's weights into ``model`` (built from ``card``) and say where they came from.
+
+    Returns
+    -------
+    dict
+        ``{"prior": name_or_path, "sha256": ..., "steps": ...}`` for the new card: the starting
+        weights' SHA-256 and how many steps produced them.
+
+    Raises
+    ------
+    UsageError
+        If the prior's card describes another model (backbone, preconditioning, channels,
+        normalisation or resolution), naming the first difference.
+    """
+    from pdeinv.priors.checkpoint import read_card, resolve, weights_for_model
+
+    directory = resolve(name_or_path)
+    start = read_card(directory)
+    for key in ("backbone", "preconditioning", "normalization", "resolution"):
+        if _json_copy(start.get(key)) != _json_copy(card.get(key)):
+            raise UsageError(
+                f"--init-from {name_or_path}: its card's {key} is {json.dumps(start.get(key))}, but this run builds "
+                f"{json.dumps(card.get(key))}; train with the prior's settings and data, or start from scratch"
+            )
+    model.load_state_dict(weights_for_model(model, directory))
+    path = directory / WEIGHTS
+    return {
+        "prior": str(name_or_path),
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "steps": start.get("training", {}).get("steps"),
+        "command": start.get("training", {}).get("command"),
+    }
+
+
 def _fit_base(choice: str, data: TrainingData) -> SpectralGaussianDenoiser | None:
     """The Gaussian base fitted to the training fields, or ``None`` for ``choice="none"``."""
     if choice == "none":
@@ -338,6 +380,8 @@ class Trainer:
         except (TypeError, ZeroDivisionError) as err:
             options = config.backbone_options
             raise UsageError(f"the --backbone-option values {options} do not build {what}: {err}") from err
+        if config.init_from:
+            self.card["init_from"] = initialise_from(self.model, self.card, config.init_from)
         self.model.to(self.env.device)
         self.consistent = consistent_from_card(self.model, self.card) if "operator_consistent" in self.card else None
         if self.consistent is not None and not self.consistent.linear:
