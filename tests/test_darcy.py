@@ -206,3 +206,65 @@ def test_binary_quality_figures_and_augmentation_group():
     assert figures["high_fraction_data"] == round(float((data > 7.5).double().mean()), 4)
     assert torch.equal(binarize(blurred + 0.1), torch.where(blurred + 0.1 > 7.5, 12.0, 3.0))
     assert symmetry_group("darcy", 16).name == "D4"
+
+
+def _level_set_problem(resolution: int, observed: str, n_points: int):
+    """Pairs drawn as the data generator draws them, measured exactly at ``n_points`` random nodes."""
+    from pdeinv.operators import PointObservation, random_points
+    from pdeinv.sampling import InverseProblem
+
+    operator = Darcy(resolution)
+    level_set = darcy_level_set_grf(resolution).sample(3, torch.Generator().manual_seed(4)).float()
+    permeability = darcy_permeability(level_set)
+    pressure = operator.A(permeability)
+    sensor = PointObservation(resolution, indices=random_points(n_points, resolution, seed=2))
+    measured = permeability if observed == "input" else pressure
+    target = "output" if observed == "input" else "input"
+    problem = InverseProblem(
+        operator, sensor, sensor.A(measured), observed, target, "permeability", "pressure", "darcy"
+    )
+    return problem, permeability, pressure
+
+
+def test_smooth_permeability_thresholds_like_the_data_and_tends_to_it():
+    from pdeinv.datasets.grf import smooth_darcy_permeability
+
+    mu = torch.linspace(-1.0, 1.0, 201)
+    smooth = smooth_darcy_permeability(mu, width=0.01)
+    assert torch.equal(smooth > 7.5, darcy_permeability(mu) > 7.5)
+    far = mu.abs() > 0.2
+    assert torch.allclose(smooth[far], darcy_permeability(mu)[far], atol=1e-6)
+
+
+def test_level_set_map_recovers_binary_permeability_from_pressure():
+    from pdeinv.sampling import MethodOptions, solve
+
+    problem, permeability, _ = _level_set_problem(24, "output", n_points=120)
+    result = solve("adjoint", problem, MethodOptions(batch_size=3))
+    wrong = ((result.mean > 7.5) != (permeability > 7.5)).double().mean(dim=(1, 2, 3))
+    chance = torch.minimum((permeability > 7.5).double().mean(dim=(1, 2, 3)), (permeability < 7.5).double().mean(
+        dim=(1, 2, 3)))
+    assert float(wrong.max()) < 0.25 * float(chance.min()), (wrong, chance)
+
+
+def test_level_set_map_of_point_permeabilities_then_solve_predicts_pressure():
+    from pdeinv.sampling import MethodOptions, solve
+
+    problem, permeability, pressure = _level_set_problem(24, "input", n_points=120)
+    result = solve("adjoint", problem, MethodOptions(batch_size=3))
+    error = (result.mean - pressure).flatten(1).norm(dim=1) / pressure.flatten(1).norm(dim=1)
+    mean_a = torch.full_like(permeability, 7.5)
+    baseline = (problem.operator.A(mean_a) - pressure).flatten(1).norm(dim=1) / pressure.flatten(1).norm(dim=1)
+    assert float(error.mean()) < 0.4 * float(baseline.mean()), (error, baseline)
+
+
+def test_methods_solve_darcy_with_the_permeability_clamped_to_its_range():
+    from pdeinv.priors.consistent import normalised_solve
+
+    operator = Darcy(9)
+    source = torch.linspace(-3.0, 3.0, 81, dtype=torch.float64).reshape(1, 1, 9, 9)
+    mean, std = torch.tensor([7.5, 0.0], dtype=torch.float64), torch.tensor([4.5, 1.0], dtype=torch.float64)
+    with pytest.raises(ValueError, match="positive"):
+        operator.A(mean[0] + std[0] * source)
+    solved = normalised_solve(operator, source, mean, std, 0, 1)
+    assert torch.allclose(solved, operator.A((mean[0] + std[0] * source).clamp(3.0, 12.0)), rtol=1e-12, atol=0)

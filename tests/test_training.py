@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import subprocess
@@ -321,3 +322,23 @@ def test_posterior_residual_is_trained_recorded_and_reloaded(tmp_path):
     assert card["preconditioning"]["residual"] == "posterior" and load(out).residual == "posterior"
     with pytest.raises(ValueError, match="set gaussian_base"):
         TrainConfig(out=str(tmp_path / "x"), residual="posterior")
+
+
+def test_init_from_starts_at_the_priors_weights_and_records_them(tmp_path):
+    first = tiny_config(tmp_path / "first", steps=3)
+    trained = train(first, tiny_data())
+    second = tiny_config(tmp_path / "second", steps=3)
+    second.init_from = str(tmp_path / "first")
+    trainer = Trainer(second, tiny_data())
+    for name, tensor in trained.state_dict().items():
+        assert torch.equal(trainer.model.state_dict()[name], tensor), name
+        assert torch.equal(trainer.ema.state_dict()[name], tensor), name
+    train(second, tiny_data())
+    card = json.loads((tmp_path / "second" / "card.json").read_text())
+    expected = hashlib.sha256((tmp_path / "first" / "model.safetensors").read_bytes()).hexdigest()
+    assert card["init_from"]["sha256"] == expected and card["init_from"]["steps"] == 3
+    other = tiny_config(tmp_path / "wider", steps=3)
+    other.backbone_options = {**TINY_FNO, "width": 12}
+    other.init_from = str(tmp_path / "first")
+    with pytest.raises(ValueError, match="init-from .*backbone"):
+        Trainer(other, tiny_data())

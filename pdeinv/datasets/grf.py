@@ -300,3 +300,15 @@ def darcy_permeability(level_set: torch.Tensor) -> torch.Tensor:
     """
     high = torch.tensor(DARCY_HIGH, dtype=level_set.dtype, device=level_set.device)
     return torch.where(level_set >= 0, high, torch.full_like(level_set, DARCY_LOW))
+
+
+def smooth_darcy_permeability(level_set: torch.Tensor, width: float) -> torch.Tensor:
+    r"""Differentiable stand-in of :func:`darcy_permeability`: :math:`a = 3 + 9\,\mathrm{sigmoid}(\mu / w)`.
+
+    Equal to the binary permeability where :math:`|\mu| \gg w` and on the same side of the 7.5
+    threshold everywhere (:math:`a > 7.5 \iff \mu > 0`), so a level set optimised through it
+    thresholds to a binary permeability with the data's convention. ``width`` :math:`w` is in the
+    level set's units.
+    """
+    return DARCY_LOW + (DARCY_HIGH - DARCY_LOW) * torch.sigmoid(level_set / width)
+

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pdeinv.pdes.spec import PDESpec, register_pde
 
+LEVEL_SET_WIDTH = 0.1  # sigmoid width of the MAP baseline, in standard deviations of the level set
+
 
 def _operator(resolution: int, settings: dict):
     from pdeinv.operators.darcy import Darcy
@@ -21,6 +23,23 @@ def _level_set_field(resolution: int):
     from pdeinv.datasets.grf import darcy_level_set_grf
 
     return darcy_level_set_grf(resolution)
+
+
+def _smooth_permeability(resolution: int):
+    """Level set to permeability through a sigmoid ``LEVEL_SET_WIDTH`` pointwise standard deviations wide."""
+    from functools import partial
+
+    from pdeinv.datasets.grf import darcy_level_set_grf, smooth_darcy_permeability
+
+    width = LEVEL_SET_WIDTH * float(darcy_level_set_grf(resolution).variance().mean().sqrt())
+    return partial(smooth_darcy_permeability, width=width)
+
+
+def _clamp_permeability(permeability):
+    """The permeability clamped to ``[3, 12]``, the range of the data's two values."""
+    from pdeinv.datasets.grf import DARCY_HIGH, DARCY_LOW
+
+    return permeability.clamp(DARCY_LOW, DARCY_HIGH)
 
 
 def _d4(resolution: int):
@@ -41,5 +60,7 @@ DARCY = register_pde(
         solves=_solves,
         symmetries=_d4,
         data_field=_level_set_field,
+        level_set_input=_smooth_permeability,
+        admissible_input=_clamp_permeability,
     )
 )

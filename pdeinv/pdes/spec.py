@@ -44,6 +44,14 @@ class PDESpec:
     data_field : callable, optional
         ``resolution -> GaussianRandomField`` the data generator draws the inputs from where it is
         not :attr:`input_field` (Darcy: a level set, thresholded to the permeability).
+    level_set_input : callable, optional
+        ``resolution -> (level_set -> input)``: a differentiable map from samples of :attr:`data_field` to inputs
+        that agrees with the data's map after thresholding: the MAP baseline (``adjoint``)
+        optimises a Gaussian level set through it where the input itself is not Gaussian.
+    admissible_input : callable, optional
+        ``input -> input``, the projection of an estimated physical input onto the operator's
+        domain before a method solves the PDE with it (Darcy: the permeability clamped to its two
+        values' range, since the solve needs a positive coefficient); ``None``: every input is admissible.
     descriptions : dict
         ``{field: description}`` written to generated files (default: the field name).
     max_check_samples : int, optional
@@ -64,6 +72,8 @@ class PDESpec:
     solves: Callable[[object], bool]
     symmetries: Callable[[int], object]
     data_field: Callable[[int], object] | None = None
+    level_set_input: Callable[[int], Callable] | None = None
+    admissible_input: Callable[[object], object] | None = None
     descriptions: dict = field(default_factory=dict)
     max_check_samples: int | None = None
     defaults: dict = field(default_factory=dict)

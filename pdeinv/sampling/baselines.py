@@ -6,6 +6,8 @@ r"""Classical and reference baselines on an :class:`~pdeinv.sampling.problem.Inv
 - :func:`adjoint_inversion`: the MAP estimate
   :math:`\min_\xi \tfrac12 \|(P\,T(\mu + C^{1/2}\xi) - y)/\sigma\|^2 + \tfrac12\|\xi\|^2` by L-BFGS with
   gradients through the (differentiable) solver, :math:`T \in \{I, A\}` the observed field.
+  Where the input is not Gaussian but a thresholded Gaussian level set (Darcy), the input is
+  :math:`g(C^{1/2}\xi)` with the PDE's smooth level-set map :math:`g` (level-set inversion).
 - :func:`deepinv_dps`: deepinv's own ``deepinv.sampling.DPS`` on pdeinv's prior and operators, with DPS's step.
 - :func:`pseudo_inverse`: the sensor's own ``A_dagger(y)`` for problems whose observed field is the
   target (the imaging tasks): the exact pseudo-inverse of linear imaging operators (mask, blur
@@ -19,6 +21,7 @@ import numpy as np
 import torch
 from scipy.interpolate import griddata
 
+from pdeinv.pdes import get_pde, pde_names
 from pdeinv.sampling.kriging import Kriging, KrigingObservation, LinearGaussianModel
 from pdeinv.sampling.problem import InverseProblem, MethodOptions, Reconstruction
 from pdeinv.sampling.progress import measurement_batches
@@ -102,14 +105,34 @@ def adjoint_inversion(problem: InverseProblem, options: MethodOptions) -> Recons
     a Tikhonov level that keeps exact (noise-free) data well-posed; for a linear operator the
     result is the kriging mean with that noise level.
     """
-    _require_gaussian_input(problem, "adjoint")
+    _input_parametrisation(problem)
     chunks = measurement_batches(problem.n, options.batch_size)
     return Reconstruction(torch.cat([_map_estimate(problem.select(c), options) for c in chunks]))
 
 
+def _input_parametrisation(problem: InverseProblem):
+    """``(grf, g)``: the input is ``g(C^{1/2} xi)`` with white ``xi`` (``g`` the identity for a Gaussian input).
+
+    Raises
+    ------
+    ValueError
+        If the input is neither Gaussian nor a level set with a smooth map (:class:`~pdeinv.pdes.PDESpec`).
+    """
+    if problem.input_prior is not None:
+        return problem.input_prior, lambda field: field
+    spec = get_pde(problem.pde) if problem.pde in pde_names() else None
+    if spec is None or spec.data_field is None or spec.level_set_input is None:
+        raise ValueError(
+            "adjoint needs the Gaussian random field of the input (InverseProblem.input_prior) or, for a "
+            "thresholded input, the PDE's level-set field and map (PDESpec.data_field, level_set_input)"
+        )
+    return spec.data_field(problem.resolution), spec.level_set_input(problem.resolution)
+
+
 def _map_estimate(problem: InverseProblem, options: MethodOptions) -> torch.Tensor:
     """The MAP estimate of :func:`adjoint_inversion` for the measurements of ``problem``, optimised jointly."""
-    grf, dtype = problem.input_prior, torch.float64 if problem.linear else torch.float32
+    grf, to_input = _input_parametrisation(problem)
+    dtype = torch.float64 if problem.linear else torch.float32
     y = problem.measurements.to(dtype)
     level = max(problem.noise_std, RELATIVE_TIKHONOV * float(y.pow(2).mean().sqrt()))
     observe = problem.operator.A if problem.observed == "output" else (lambda a: a)
@@ -127,14 +150,14 @@ def _map_estimate(problem: InverseProblem, options: MethodOptions) -> torch.Tens
 
     def objective() -> torch.Tensor:
         optimizer.zero_grad()
-        misfit = (problem.sensor.A(observe(grf.covariance_sqrt(xi))) - y) / level
+        misfit = (problem.sensor.A(observe(to_input(grf.covariance_sqrt(xi)))) - y) / level
         loss = 0.5 * misfit.pow(2).sum() + 0.5 * xi.pow(2).sum()
         loss.backward()
         return loss
 
     optimizer.step(objective)
     with torch.no_grad():
-        return problem.to_target("input")(grf.covariance_sqrt(xi)).detach()
+        return problem.to_target("input")(to_input(grf.covariance_sqrt(xi))).detach()
 
 
 class PriorDenoiser(dinv.models.Denoiser):
