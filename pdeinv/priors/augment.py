@@ -18,7 +18,7 @@ def symmetry_group(pde: str | None, resolution: int) -> SymmetryGroup:
 
     The registered PDE's ``symmetries`` (:mod:`pdeinv.pdes`): Helmholtz, Poisson and Darcy
     (vertex grid, zero boundary) D4 of the square; Navier-Stokes the group declared by
-    :class:`pdeinv.operators.NavierStokes2D`. ``"ns"`` names Navier-Stokes.
+    :class:`pdeinv.operators.NavierStokes2D`.
 
     Raises
     ------
@@ -26,7 +26,6 @@ def symmetry_group(pde: str | None, resolution: int) -> SymmetryGroup:
         If ``pde`` is unknown, so no symmetry can be trusted.
     """
     kind = (pde or "").lower()
-    kind = "navier-stokes" if kind == "ns" else kind
     if kind not in pde_names():
         raise ValueError(
             f"cannot augment data of pde={pde!r}: symmetries are known for {', '.join(pde_names())}; "
