@@ -137,8 +137,10 @@ class Kriging:
 
     Notes
     -----
-    Observations with zero prior variance (e.g. the boundary of a boundary-zeroed field) carry
-    no information and are dropped before the factorisation, which would otherwise be singular.
+    Observations with zero prior variance (e.g. the boundary of a boundary-zeroed field) or a zero
+    row of :math:`L` (the unobserved pixels of a mask, which hold noise alone) carry no information
+    and are dropped before the factorisation; this is exact (their cross-covariance with the field
+    is zero) and spares the work of a mask's unobserved pixels.
     """
 
     def __init__(self, model: LinearGaussianModel, observations: Sequence[KrigingObservation], target: str = "input"):
@@ -148,11 +150,15 @@ class Kriging:
             raise ValueError("kriging needs at least one KrigingObservation")
         self.model, self.observations, self.target = model, tuple(observations), target
         probes = torch.cat([self._probes(o) for o in self.observations])
-        cov_probes = _chunked(model.covariance, probes)
-        k = torch.cat([self._observe(cov_probes, o) for o in self.observations], dim=1)
-        k = 0.5 * (k + k.T) + torch.diag(self._noise_variances())
-        self.keep = torch.diagonal(k) > 1e-12 * torch.diagonal(k).max()
-        k = k[self.keep][:, self.keep]
+        self.keep = probes.flatten(1).ne(0).any(1)  # a zero row of L: that y_m is noise alone, independent of a
+        cov_probes = _chunked(model.covariance, probes[self.keep])
+        k = torch.cat([self._observe(cov_probes, o) for o in self.observations], dim=1)[:, self.keep]
+        k = 0.5 * (k + k.T) + torch.diag(self._noise_variances()[self.keep])
+        informative = torch.diagonal(k) > 1e-12 * torch.diagonal(k).max() if k.numel() else k.new_zeros(0, dtype=bool)
+        if not informative.any():
+            raise ValueError("the sensors measure nothing the prior varies (every measured value is 0 or noise alone)")
+        self.keep[self.keep.clone()] = informative
+        k, cov_probes = k[informative][:, informative], cov_probes[informative]
         self.cholesky, info = torch.linalg.cholesky_ex(k)
         if int(info) != 0:
             raise ValueError(
@@ -160,7 +166,7 @@ class Kriging:
                 "or a blur's vanishing singular values); remove duplicate sensors or give the observations their "
                 "noise_std > 0"
             )
-        cross = _chunked(lambda f: model.apply(f, target), cov_probes[self.keep])
+        cross = _chunked(lambda f: model.apply(f, target), cov_probes)
         self.whitened = torch.linalg.solve_triangular(self.cholesky, cross.flatten(1), upper=False)
 
     def _measurement_shape(self, observation: KrigingObservation) -> tuple[int, ...]:
