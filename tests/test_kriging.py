@@ -98,6 +98,9 @@ def test_bad_kriging_inputs_raise(setting):
         kriging.mean([y])
     with pytest.raises(ValueError, match="target"):
         Kriging(model, [KrigingObservation(sensor)], "solution")
+    blind = dinv.physics.Inpainting((1, S, S), mask=torch.zeros(1, S, S))
+    with pytest.raises(ValueError, match="measure nothing"):
+        Kriging(model, [KrigingObservation(blind, "input", 1e-3)], "input")
 
 
 DEEPINV_SENSORS = {
