@@ -140,7 +140,7 @@ PRECISION_AGREEMENT = {"kriging": 1e-5, "tmpd": 2e-3, "dps": 0.15}
 @pytest.mark.parametrize("method", ["kriging", "tmpd", "dps"])
 @pytest.mark.parametrize("make_sensor", ["inpainting", "blur", "downsampling"])
 def test_deepinv_sensors_work_in_pdeinv_methods_in_float32_and_float64(method, make_sensor, monkeypatch):
-    """deepinv's Inpainting, Blur and Downsampling (float32 tensors) as the sensor, with the state in float32 or float64.
+    """deepinv's Inpainting, Blur and Downsampling (float32 tensors) as the sensor, the state in float32 or float64.
 
     The sampler's random draws are made in float64 and cast (the test's only change), so the two runs differ
     only by the precision of the computation and must agree.

@@ -127,7 +127,8 @@ def test_kriging_with_a_linear_imaging_sensor_equals_dense_conditioning(setting,
     y = exact + noise_std * torch.randn(exact.shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     kriging = Kriging(model, [KrigingObservation(sensor, observed, noise_std)], target)
     mean = kriging.mean([y.reshape(1, *sensor.A(torch.zeros(1, 1, S, S)).shape[1:])])
-    exact_mean, exact_variance = dense_posterior(setting["cov"], [(matrix @ maps[observed], noise_std, y)], maps[target])
+    dense = [(matrix @ maps[observed], noise_std, y)]
+    exact_mean, exact_variance = dense_posterior(setting["cov"], dense, maps[target])
     assert torch.allclose(mean.flatten(), exact_mean, rtol=1e-8, atol=1e-10 * float(exact_mean.abs().max()))
     assert torch.allclose(kriging.variance().flatten(), exact_variance.clamp_min(0), rtol=1e-7, atol=1e-12)
     assert [b.dtype for b in sensor.buffers()] == dtypes  # kriging worked on a float64 copy, not the sensor itself

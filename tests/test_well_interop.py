@@ -26,7 +26,8 @@ def pdeinv_files(tmp_path_factory):
     small = {"h": ["helmholtz", "--resolution", "17", "--n", "4"],
              "ns": ["navier-stokes", "--resolution", "16", "--n", "3", "--time", "0.02", "--dt", "0.01"]}
     for name, argv in small.items():
-        assert main(["data", "generate", *argv, "--seed", "1", "--out", str(root / name / f"{name}.h5"), "--no-progress"]) == 0
+        out = str(root / name / f"{name}.h5")
+        assert main(["data", "generate", *argv, "--seed", "1", "--out", out, "--no-progress"]) == 0
     return {name: root / name / f"{name}.h5" for name in small}
 
 

@@ -121,7 +121,7 @@ def _config(pde: str, resolution: int, n: int, seed: int, **settings):
 
 
 def _prepare(outputs: list[Path], overwrite: bool) -> dict[Path, Path]:
-    """Refuse existing data or statistics files (unless ``overwrite``); say which runs resume; ``{data: statistics}``."""
+    """Refuse existing data or statistics files (unless ``overwrite``), say which runs resume; ``{data: stats}``."""
     statistics = {out: well_statistics_path(out, tuple(o for o in outputs if o != out)) for out in outputs}
     check_outputs([*outputs, *statistics.values()], overwrite=overwrite)
     for out in outputs:

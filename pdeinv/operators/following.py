@@ -34,13 +34,15 @@ from deepinv.physics import Physics
 
 _COMPLEX_OF = {torch.float16: torch.complex32, torch.float32: torch.complex64, torch.float64: torch.complex128}
 # Methods whose first argument is a field or a measurement, wrapped where the sensor's class has them.
-_FOLLOWED = ("A", "A_adjoint", "A_dagger", "A_adjoint_A", "A_A_adjoint", "A_vjp", "forward", "prox_l2", "U", "U_adjoint",
-             "V", "V_adjoint")
+_FOLLOWED = (
+    "A", "A_adjoint", "A_dagger", "A_adjoint_A", "A_A_adjoint", "A_vjp", "forward", "prox_l2", "U", "U_adjoint", "V",
+    "V_adjoint",
+)
 _SUBCLASSES: dict[type, type] = {}
 
 
 def _tensor_slots(module: torch.nn.Module) -> list[list]:
-    """``[container, name, tensor]`` of every floating or complex parameter and buffer of ``module`` and its children."""
+    """``[container, name, tensor]`` of each floating or complex parameter and buffer of ``module`` and its children."""
     slots = []
     for child in module.modules():
         for container in (child._parameters, child._buffers):
@@ -53,7 +55,9 @@ def _tensor_slots(module: torch.nn.Module) -> list[list]:
 def _cast(tensor: torch.Tensor, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     target = _COMPLEX_OF[dtype] if tensor.is_complex() else dtype
     cast = tensor.detach().to(device=device, dtype=target)
-    return torch.nn.Parameter(cast, requires_grad=tensor.requires_grad) if isinstance(tensor, torch.nn.Parameter) else cast
+    if isinstance(tensor, torch.nn.Parameter):
+        return torch.nn.Parameter(cast, requires_grad=tensor.requires_grad)
+    return cast
 
 
 class StateFollowing:
@@ -67,7 +71,7 @@ class StateFollowing:
             return
         for slot in self._slots:
             container, name, original, cast = slot
-            if container[name] is not cast:  # replaced since the last cast (deepinv's update_parameters): the new original
+            if container[name] is not cast:  # replaced since the last cast (update_parameters): the new original
                 original = container[name]
             slot[2], slot[3] = original, _cast(original, x.dtype, x.device)
             container[name] = slot[3]

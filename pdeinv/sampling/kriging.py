@@ -17,8 +17,8 @@ e.g. ``S^2`` for a full-grid blur) and :math:`W = L C T^\top` (``M x N``, ``N = 
 :math:`L` are assembled exactly: the ``M`` columns :math:`C L^\top e_m` are formed with one batched
 adjoint, covariance and forward application each (in chunks of ``CHUNK`` fields); :math:`K` is
 factorised by a dense Cholesky decomposition. All computations are in float64. Cost: memory
-:math:`O(M N)`, time :math:`O(M^3 + M^2 N)` plus ``M`` applications of :math:`L^\top`, :math:`C` and :math:`L`; at 64 x 64 with a full-grid sensor
-(``M = N = 4096``, e.g. a blur) about 2 GB and 30 s on one CPU core, a 30 % mask (whose unobserved
+:math:`O(M N)`, time :math:`O(M^3 + M^2 N)` plus ``M`` applications of :math:`L^\top`, :math:`C` and
+:math:`L`; at 64 x 64 with a full-grid sensor (``M = N = 4096``, e.g. a blur) about 2 GB and 30 s on one CPU core, a 30 % mask (whose unobserved
 pixels are dropped, see :class:`Kriging`) 4 s; exact to rounding, and the dense factorisation also
 gives the exact pointwise variance, which a matrix-free (CG) solve of the mean alone would not.
 Noise-free observations through a strong blur make :math:`K` numerically singular; give them
@@ -173,7 +173,8 @@ class Kriging:
     def _measurement_shape(self, observation: KrigingObservation) -> tuple[int, ...]:
         """Shape of one measurement of ``observation``'s sensor (``(1, M)`` for points, ``(1, S, S)`` for a mask)."""
         s = self.model.resolution
-        return tuple(observation.sensor.A(torch.zeros(1, 1, s, s, dtype=torch.float64, device=self.model.device)).shape[1:])
+        zero = torch.zeros(1, 1, s, s, dtype=torch.float64, device=self.model.device)
+        return tuple(observation.sensor.A(zero).shape[1:])
 
     def _probes(self, observation: KrigingObservation) -> torch.Tensor:
         """Fields :math:`T^\\top P^\\top e_m`, ``(M, 1, S, S)`` float64, one per measured value."""
