@@ -10,6 +10,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from pdeinv.cli import main
 from pdeinv.datasets.generate import generate, make_config
@@ -148,11 +149,18 @@ def test_bad_input_is_rejected_clearly(tmp_path, capsys):
     assert not (tmp_path / "y.h5").exists()
 
 
-def test_benchmark_sets_are_the_documented_generate_commands(tmp_path):
+def test_benchmark_sets_are_the_documented_generate_commands(tmp_path, capsys):
     small = ["--resolution", "8", "--n", "2", "--no-progress"]
     assert main(["data", "benchmark-sets", "--out", str(tmp_path), *small]) == 0
+    printed = capsys.readouterr().out
     for name in ("helmholtz_8_test.h5", "navier-stokes_8_test.h5"):
         assert check_file(tmp_path / name) == []
+        statistics = tmp_path / name.replace(".h5", ".stats.yaml")  # the sets share a folder: one file each
+        assert f"wrote {statistics}" in printed
+        with h5py.File(tmp_path / name, "r") as f:
+            for field, ds in f["t0_fields"].items():
+                stored = yaml.safe_load(statistics.read_text())["std"][field]
+                assert stored == pytest.approx(ds[()].astype(np.float64).std(), rel=1e-9)
         with h5py.File(tmp_path / name, "r") as f:
             assert f.attrs["seed"] == SPLIT_SEEDS["test"] == 2 and f.attrs["n_trajectories"] == 2
     with h5py.File(tmp_path / "navier-stokes_8_test.h5", "r") as f:

@@ -8,10 +8,12 @@ cov = T C T^T - T C L^T (L C L^T + N)^-1 L C T^T.
 
 from __future__ import annotations
 
+import deepinv as dinv
 import pytest
 import torch
 
 from pdeinv.datasets.grf import helmholtz_source_grf
+from pdeinv.operators.blur import GaussianBlur
 from pdeinv.operators.helmholtz import Helmholtz
 from pdeinv.operators.observation import PointObservation, random_points
 from pdeinv.sampling.kriging import Kriging, KrigingObservation, LinearGaussianModel
@@ -96,3 +98,37 @@ def test_bad_kriging_inputs_raise(setting):
         kriging.mean([y])
     with pytest.raises(ValueError, match="target"):
         Kriging(model, [KrigingObservation(sensor)], "solution")
+    blind = dinv.physics.Inpainting((1, S, S), mask=torch.zeros(1, S, S))
+    with pytest.raises(ValueError, match="measure nothing"):
+        Kriging(model, [KrigingObservation(blind, "input", 1e-3)], "input")
+
+
+DEEPINV_SENSORS = {
+    "inpainting": lambda: dinv.physics.Inpainting((1, S, S), mask=0.4, rng=torch.Generator().manual_seed(1)),
+    "blur": lambda: dinv.physics.Blur(dinv.physics.blur.gaussian_blur(1.0), padding="circular"),
+    "downsampling": lambda: dinv.physics.Downsampling((1, S, S), filter=None, factor=2, padding="circular"),
+    "pdeinv-blur": lambda: GaussianBlur(S, sigma_px=1.0),
+}
+
+
+@pytest.mark.parametrize("make_sensor", list(DEEPINV_SENSORS))
+@pytest.mark.parametrize("observed, target", [("output", "input"), ("input", "output")])
+def test_kriging_with_a_linear_imaging_sensor_equals_dense_conditioning(setting, make_sensor, observed, target):
+    """Mask, blur and decimation sensors (deepinv's float32 ones included) against explicit float64 matrices."""
+    noise_std = 1e-4 if observed == "output" else 1e-2  # about 4 % of the solution's / 7 % of the source's std
+    model = LinearGaussianModel.from_grf(setting["grf"], setting["helmholtz"])
+    sensor = DEEPINV_SENSORS[make_sensor]()  # as built: deepinv keeps float32 filters and masks
+    dtypes = [b.dtype for b in sensor.buffers()]
+    reference = DEEPINV_SENSORS[make_sensor]()  # pdeinv's blur follows the field's dtype itself
+    matrix = as_matrix((reference if make_sensor.startswith("pdeinv") else reference.to(torch.float64)).A, S)
+    maps = {"input": torch.eye(S * S, dtype=torch.float64), "output": setting["A"]}
+    fields = {"input": setting["source"], "output": setting["solution"]}
+    exact = matrix @ fields[observed].flatten()
+    y = exact + noise_std * torch.randn(exact.shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    kriging = Kriging(model, [KrigingObservation(sensor, observed, noise_std)], target)
+    mean = kriging.mean([y.reshape(1, *sensor.A(torch.zeros(1, 1, S, S)).shape[1:])])
+    dense = [(matrix @ maps[observed], noise_std, y)]
+    exact_mean, exact_variance = dense_posterior(setting["cov"], dense, maps[target])
+    assert torch.allclose(mean.flatten(), exact_mean, rtol=1e-8, atol=1e-10 * float(exact_mean.abs().max()))
+    assert torch.allclose(kriging.variance().flatten(), exact_variance.clamp_min(0), rtol=1e-7, atol=1e-12)
+    assert [b.dtype for b in sensor.buffers()] == dtypes  # kriging worked on a float64 copy, not the sensor itself

@@ -1,13 +1,15 @@
 """The Well both ways, with the real ``the-well`` package: pdeinv files in WellDataset / hdf5_to_xarray, Well files in pdeinv."""
 
+import shutil
+
 import h5py
 import numpy as np
 import pytest
 import torch
+import yaml
 
+from pdeinv.cli import main
 from pdeinv.datasets import FieldDataset, summary
-from pdeinv.datasets.generate import generate, make_config
-from pdeinv.datasets.statistics import write_well_statistics
 from pdeinv.datasets.xarray_view import open_xarray
 
 well_data = pytest.importorskip("the_well.data")
@@ -18,12 +20,15 @@ from the_well.utils.export import hdf5_to_xarray  # noqa: E402
 
 @pytest.fixture(scope="module")
 def pdeinv_files(tmp_path_factory):
+    """Files written by ``pdeinv data generate``, each alone in its folder (with the stats.yaml it writes)."""
     root = tmp_path_factory.mktemp("well")
     (root / "h").mkdir(), (root / "ns").mkdir()
-    return {
-        "h": generate(make_config("helmholtz", 17, 4, seed=1), root / "h" / "h.h5", progress=False),
-        "ns": generate(make_config("navier-stokes", 16, 3, seed=1, time=0.02, dt=0.01), root / "ns" / "ns.h5", progress=False),
-    }
+    small = {"h": ["helmholtz", "--resolution", "17", "--n", "4"],
+             "ns": ["navier-stokes", "--resolution", "16", "--n", "3", "--time", "0.02", "--dt", "0.01"]}
+    for name, argv in small.items():
+        out = str(root / name / f"{name}.h5")
+        assert main(["data", "generate", *argv, "--seed", "1", "--out", out, "--no-progress"]) == 0
+    return {name: root / name / f"{name}.h5" for name in small}
 
 
 @pytest.fixture(scope="module")
@@ -34,10 +39,16 @@ def well_file(tmp_path_factory):
 
 
 def test_well_dataset_reads_pdeinv_files_with_the_written_statistics(pdeinv_files):
-    """NS with WellDataset's defaults; steady Helmholtz as one snapshot (n_steps_output=0); z-scores from stats.yaml."""
+    """NS with WellDataset's defaults; steady Helmholtz as one snapshot (n_steps_output=0); z-scores from the
+    stats.yaml that ``pdeinv data generate`` wrote, whose values are the data's own (numpy, biased std)."""
     for name, options in (("ns", {}), ("h", {"n_steps_output": 0})):
         path = pdeinv_files[name]
-        write_well_statistics(path)
+        stats = yaml.safe_load((path.parent / "stats.yaml").read_text())
+        with h5py.File(path) as f:
+            for field, ds in f["t0_fields"].items():
+                values = ds[()].astype(np.float64)
+                assert stats["mean"][field] == pytest.approx(values.mean(), rel=1e-9, abs=1e-12)
+                assert stats["std"][field] == pytest.approx(values.std(), rel=1e-9)
         dataset = well_data.WellDataset(
             path=str(path.parent), use_normalization=True, normalization_type=ZScoreNormalization, **options
         )
@@ -50,6 +61,27 @@ def test_well_dataset_reads_pdeinv_files_with_the_written_statistics(pdeinv_file
                 np.testing.assert_allclose(item["input_fields"][0, ..., c].numpy(), expected, atol=1e-5)
         if name == "ns":
             assert item["output_fields"].shape == (1, 16, 16, 1)
+
+
+def test_generate_names_the_statistics_of_a_file_that_shares_its_folder_and_refuses_to_replace_them(
+    pdeinv_files, tmp_path, capsys
+):
+    """A second file in a folder gets FILE.stats.yaml (stats.yaml stays the first file's); --overwrite rules apply."""
+    folder = tmp_path
+    for name in ("h.h5", "stats.yaml"):
+        shutil.copy(pdeinv_files["h"].parent / name, folder / name)
+    first = (folder / "stats.yaml").read_text()
+    argv = ["data", "generate", "poisson", "--resolution", "9", "--n", "2", "--seed", "0", "--no-progress"]
+    assert main([*argv, "--out", str(folder / "p.h5")]) == 0
+    assert f"wrote {folder / 'p.stats.yaml'}" in capsys.readouterr().out
+    assert (folder / "stats.yaml").read_text() == first
+    with h5py.File(folder / "p.h5") as f:
+        mean = f["t0_fields/source"][()].astype(np.float64).mean()
+    assert yaml.safe_load((folder / "p.stats.yaml").read_text())["mean"]["source"] == pytest.approx(mean, abs=1e-12)
+    (folder / "p.h5").unlink()  # the data file is gone, its statistics remain: refused without --overwrite
+    assert main([*argv, "--out", str(folder / "p.h5")]) == 2
+    assert "p.stats.yaml exists; pass --overwrite" in capsys.readouterr().err and not (folder / "p.h5").exists()
+    assert main([*argv, "--out", str(folder / "p.h5"), "--overwrite"]) == 0
 
 
 def test_hdf5_to_xarray_keeps_every_field(pdeinv_files):

@@ -10,8 +10,13 @@ Sub-commands::
     pdeinv data info FILE.h5
     pdeinv data check FILE.h5 [--physics-samples K]
 
-Outputs are never replaced silently: an existing ``FILE.h5`` is refused unless ``--overwrite``
-is given. A killed run leaves its finished batches in ``FILE.h5.parts/`` and no ``FILE.h5``;
+Beside each generated file The Well's normalisation statistics are written once the file is
+complete: ``stats.yaml`` when the file is alone in its folder (``WellDataset(path=<folder>,
+use_normalization=True)`` reads it), else ``FILE.stats.yaml``
+(:func:`pdeinv.datasets.statistics.well_statistics_path`).
+
+Outputs are never replaced silently: an existing ``FILE.h5`` or statistics file is refused unless
+``--overwrite`` is given. A killed run leaves its finished batches in ``FILE.h5.parts/`` and no ``FILE.h5``;
 running the same command again resumes it (no ``--overwrite`` needed) and gives the bytes of an
 uninterrupted run.
 """
@@ -26,6 +31,7 @@ from pdeinv.arguments import check_device, device, positive_int
 from pdeinv.datasets.config import SOLVER_BATCH, make_config
 from pdeinv.datasets.inspection import PHYSICS_SAMPLES, check_file, summary
 from pdeinv.datasets.splits import SPLIT_SEEDS, benchmark_set_configs
+from pdeinv.datasets.statistics import well_statistics_path, write_well_statistics
 from pdeinv.datasets.store import ShardStore
 from pdeinv.errors import UsageError
 from pdeinv.files import check_outputs
@@ -114,14 +120,22 @@ def _config(pde: str, resolution: int, n: int, seed: int, **settings):
         raise UsageError(str(error)) from None
 
 
-def _prepare(outputs: list[Path], overwrite: bool) -> None:
-    """Refuse existing outputs (unless ``overwrite``); say which ones resume a killed run."""
-    check_outputs(outputs, overwrite=overwrite)
+def _prepare(outputs: list[Path], overwrite: bool) -> dict[Path, Path]:
+    """Refuse existing data or statistics files (unless ``overwrite``), say which runs resume; ``{data: stats}``."""
+    statistics = {out: well_statistics_path(out, tuple(o for o in outputs if o != out)) for out in outputs}
+    check_outputs([*outputs, *statistics.values()], overwrite=overwrite)
     for out in outputs:
         store = ShardStore(out, {})
         if store.directory.is_dir():
             done = sum(stop - start for start, stop in store.ranges())
             print(f"resuming {out}: {done} samples already in {store.directory}", file=sys.stderr)
+    return statistics
+
+
+def _write_statistics(out: Path, statistics: Path) -> None:
+    """Write The Well's statistics of the complete file ``out`` to ``statistics`` (atomically)."""
+    write_well_statistics(out, statistics)
+    print(f"wrote {statistics}")
 
 
 def _generate(args) -> int:
@@ -136,7 +150,7 @@ def _generate(args) -> int:
         solver_batch=args.solver_batch,
     )
     out = Path(args.out)
-    _prepare([out], args.overwrite)
+    statistics = _prepare([out], args.overwrite)
     check_device(args.device)
     from pdeinv.datasets.generate import generate
 
@@ -145,6 +159,7 @@ def _generate(args) -> int:
         overwrite=args.overwrite,
     )
     print(f"wrote {out}")
+    _write_statistics(out, statistics[out])
     return 0
 
 
@@ -158,7 +173,7 @@ def _benchmark_sets(args) -> int:
         raise UsageError(f"--out {folder} is a file; benchmark-sets writes several files into a directory")
     folder.mkdir(parents=True, exist_ok=True)
     outputs = {name: folder / f"{name}.h5" for name in configs}
-    _prepare(list(outputs.values()), args.overwrite)
+    statistics = _prepare(list(outputs.values()), args.overwrite)
     check_device(args.device)
     from pdeinv.datasets.generate import generate
 
@@ -168,6 +183,7 @@ def _benchmark_sets(args) -> int:
             overwrite=args.overwrite,
         )
         print(f"wrote {outputs[name]}")
+        _write_statistics(outputs[name], statistics[outputs[name]])
     return 0
 
 

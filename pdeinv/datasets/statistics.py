@@ -107,6 +107,29 @@ def _field_statistics(ds: h5py.Dataset) -> tuple[dict, dict | None]:
     return stats, delta
 
 
+def well_statistics_path(path: str | os.PathLike, others: tuple[str | os.PathLike, ...] = ()) -> Path:
+    """Where ``pdeinv data generate`` writes the Well statistics of the HDF5 file ``path``.
+
+    ``stats.yaml`` beside it when it is the only HDF5 file of its folder (The Well's layout: one
+    data set per folder, read by ``WellDataset(path=<folder>, use_normalization=True)``); otherwise
+    ``<stem>.stats.yaml`` beside it, since The Well reads every HDF5 file of a folder as one data set
+    and a ``stats.yaml`` there would describe one file among several (pass that file to
+    ``WellDataset(normalization_path=...)``, or move the data file to its own folder).
+
+    Parameters
+    ----------
+    path : path-like
+        The data file (need not exist yet).
+    others : tuple of path-like
+        Further HDF5 files the same command writes into the folder.
+    """
+    path = Path(path)
+    siblings = {p.resolve() for pattern in ("*.h5", "*.hdf5") for p in path.parent.glob(pattern)}
+    siblings |= {Path(other).resolve() for other in others}
+    siblings.discard(path.resolve())
+    return path.parent / ("stats.yaml" if not siblings else f"{path.stem}.stats.yaml")
+
+
 def write_well_statistics(path: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
     """Write The Well's normalisation file ``stats.yaml`` for the Well-formatted HDF5 file ``path``.
 

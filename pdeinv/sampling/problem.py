@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from pdeinv.errors import UsageError
+from pdeinv.operators.following import follow_state
 from pdeinv.pdes import get_pde, pde_names, pde_of
 from pdeinv.sampling.terms import EQUIREG_WEIGHT
 
@@ -157,7 +158,9 @@ class InverseProblem:
     sensor : deepinv.physics.Physics
         :math:`P`: ``(B, 1, S, S) -> (B, *shape)``: a ``PointObservation`` (``(B, 1, M)``, with
         ``n_points``) or an imaging operator (blur, mask, downsampling, Fourier magnitudes) whose
-        output has any shape.
+        output has any shape. A deepinv operator is replaced by a private copy whose filters and
+        masks follow the dtype and device of the fields it is applied to
+        (:func:`pdeinv.operators.following.follow_state`); the object passed in is not modified.
     measurements : torch.Tensor
         :math:`y`, ``(n, *shape)`` physical units, finite (``(n, 1, M)`` for point sensors).
     observed, target : {"input", "output"}
@@ -205,6 +208,7 @@ class InverseProblem:
                 f"pass pde={solved!r} or leave it out"
             )
         self.noise_std = _resolved_noise_std(self.noise_std, self.sensor)
+        self.sensor = follow_state(self.sensor)
         y = self.measurements
         points = hasattr(self.sensor, "n_points")
         if not isinstance(y, torch.Tensor) or y.ndim < 2 or (points and (y.ndim != 3 or y.shape[1] != 1)):

@@ -26,6 +26,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from pdeinv.operators.following import follow_state
 from pdeinv.sampling.schedule import GuidanceSchedule
 
 EQUIREG_WEIGHT = 0.01  # EquiReg's published equi_alpha
@@ -234,8 +235,8 @@ class ObservationTerm(Term):
                 "the measurements y contain NaN or infinite values; drop those sensors from the operator "
                 "(and from y) instead of passing non-finite values"
             )
-        self.operator = operator
-        self.forward = _forward_map(operator)
+        self.operator = follow_state(operator)
+        self.forward = _forward_map(self.operator)
         self.y = y
         self.channels = (channels,) if isinstance(channels, str) else tuple(channels)
         self.loss_kind = loss
