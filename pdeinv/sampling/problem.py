@@ -149,7 +149,7 @@ def _resolved_noise_std(explicit: float | None, sensor) -> float:
 
 @dataclass
 class InverseProblem:
-    """A batch of measurements of one point sensor and the physics around them.
+    """A batch of measurements of one sensor (any linear or nonlinear Physics) and the physics around them.
 
     Parameters
     ----------
