@@ -268,3 +268,10 @@ def test_methods_solve_darcy_with_the_permeability_clamped_to_its_range():
         operator.A(mean[0] + std[0] * source)
     solved = normalised_solve(operator, source, mean, std, 0, 1)
     assert torch.allclose(solved, operator.A((mean[0] + std[0] * source).clamp(3.0, 12.0)), rtol=1e-12, atol=0)
+
+
+def test_an_estimated_input_is_solved_on_the_admissible_permeabilities():
+    problem, _, _ = _level_set_problem(12, "input", n_points=40)
+    estimate = torch.linspace(-5.0, 20.0, 144).reshape(1, 1, 12, 12)
+    solved = problem.to_target("input")(estimate)
+    assert torch.allclose(solved, problem.operator.A(estimate.clamp(3.0, 12.0)), rtol=1e-6, atol=0)

@@ -125,3 +125,16 @@ def get_pde(name: str) -> PDESpec:
 def pde_of(operator) -> str | None:
     """The name of the registered PDE whose operator ``operator`` is; ``None`` for any other operator."""
     return next((spec.name for spec in _REGISTRY.values() if spec.solves(operator)), None)
+
+
+def solve_estimate(operator, field):
+    """``operator.A(field)`` for an estimated input ``field``, first projected onto the PDE's admissible inputs.
+
+    The projection is the registered PDE's :attr:`PDESpec.admissible_input` (Darcy: the
+    permeability clamped to ``[3, 12]``); an operator of no registered PDE, or a PDE without one,
+    is applied to ``field`` as it is.
+    """
+    pde = pde_of(operator)
+    admissible = get_pde(pde).admissible_input if pde is not None else None
+    return operator.A(field if admissible is None else admissible(field))
+

@@ -162,18 +162,13 @@ def normalised_solve(operator, source, mean, std, input_index: int, output_index
     ``mean`` and ``std`` are a joint prior's per-channel normalisation (``(C,)``), ``input_index``
     and ``output_index`` the channels of :math:`a` and :math:`u = A a`; returns ``(B, 1, S, S)``.
 
-    For a PDE whose operator has a restricted domain (:attr:`pdeinv.pdes.PDESpec.admissible_input`,
-    e.g. Darcy's positive permeability) the physical input is projected onto it before the solve.
+    For a PDE whose operator has a restricted domain (Darcy's positive permeability) the physical
+    input is projected onto it before the solve (:func:`pdeinv.pdes.solve_estimate`).
     """
-    from pdeinv.pdes import get_pde, pde_of
+    from pdeinv.pdes import solve_estimate
 
     i, o = input_index, output_index
-    physical = mean[i] + std[i] * source
-    pde = pde_of(operator)
-    admissible = get_pde(pde).admissible_input if pde is not None else None
-    if admissible is not None:
-        physical = admissible(physical)
-    return (operator.A(physical) - mean[o]) / std[o]
+    return (solve_estimate(operator, mean[i] + std[i] * source) - mean[o]) / std[o]
 
 
 def _is_physics(operator) -> bool:

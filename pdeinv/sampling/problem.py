@@ -13,6 +13,7 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -22,7 +23,7 @@ import torch
 
 from pdeinv.errors import UsageError
 from pdeinv.operators.following import follow_state
-from pdeinv.pdes import get_pde, pde_names, pde_of
+from pdeinv.pdes import get_pde, pde_names, pde_of, solve_estimate
 from pdeinv.sampling.terms import EQUIREG_WEIGHT
 
 REPA_WEIGHT = 0.05  # Align & Invert term: lambda = REPA_WEIGHT * 1000 / steps
@@ -249,11 +250,11 @@ class InverseProblem:
         return self.input_channel if role == "input" else self.output_channel
 
     def to_target(self, role: str) -> Callable[[torch.Tensor], torch.Tensor]:
-        """Map a field of ``role`` to the target field (identity or :math:`A`)."""
+        """Map a field of ``role`` to the target field (identity, or :math:`A` on the admissible inputs)."""
         if role == self.target:
             return lambda x: x
         if role == "input":
-            return self.operator.A
+            return partial(solve_estimate, self.operator)
         raise ValueError("the target is the input, which cannot be computed from the output by a forward solve")
 
     def check_prior(self, prior) -> None:

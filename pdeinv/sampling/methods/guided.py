@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from pdeinv.pdes import solve_estimate
 from pdeinv.sampling.problem import InverseProblem, MethodOptions, Reconstruction
 from pdeinv.sampling.progress import measurement_batches
 from pdeinv.sampling.sampler import PosteriorSampler, SamplerConfig
@@ -78,7 +79,7 @@ def _target_field(preset: GuidedPreset, problem: InverseProblem, prior, physical
         return physical[:, [channel_index(prior.channels, problem.channel(problem.target))]]
     source = channel_index(prior.channels, problem.input_channel)
     with torch.no_grad():
-        return problem.operator.A(physical[:, [source]])
+        return solve_estimate(problem.operator, physical[:, [source]])
 
 
 def run_guided(preset: GuidedPreset, problem: InverseProblem, options: MethodOptions, modifiers=()) -> Reconstruction:
