@@ -138,9 +138,9 @@ def provenance_table(current: list[tuple[Path, dict]], root: Path) -> str:
 
 
 def stale_table(stale: list[tuple[Path, dict, str]], root: Path) -> str:
-    """The stale records, one table per reason they are left out of the tables."""
+    """The stale records, one table per reason they are left out of the tables (a sentence when there are none)."""
     if not stale:
-        return "No stale record."
+        return "None: every benchmark record under `results/` is current."
     by_reason: dict[str, list[tuple[Path, dict]]] = {}
     for path, record, reason in stale:
         by_reason.setdefault(reason, []).append((path, record))
@@ -152,7 +152,8 @@ def stale_table(stale: list[tuple[Path, dict, str]], root: Path) -> str:
         ]
         header = "| record | task | run | prior |\n" + "|---" * 4 + "|"
         sections.append("\n".join([f"{len(entries)} record(s), {reason}:", "", header, *rows]))
-    return "\n\n".join(sections)
+    lead = "These records under `results/` are left out of every table; rerun their commands or remove them."
+    return "\n\n".join([lead, *sections])
 
 
 def _safetensors_parameters(path: Path) -> int:
