@@ -102,3 +102,13 @@ def test_replace_block_needs_its_markers():
     assert tables.replace_block(text, "x", "new") == "before\n<!-- table:x -->\nnew\n<!-- /table:x -->\nafter\n"
     with pytest.raises(ValueError, match="markers"):
         tables.replace_block("no markers", "x", "new")
+
+
+def test_headline_ranks_only_runs_over_the_most_test_fields():
+    def run(method, n, error, prior=None):
+        record = {"task": "t", "method": method, "n": n, "rel_l2_mean": error, "rel_l2_std": 0.0, "prior": prior,
+                  "seconds_per_sample": 1.0, "nfe": 1, "device": "cpu", "provenance": {"threads": 1}}
+        return (None, record)
+
+    table = tables.headline_table([run("a", 32, 0.2, "p"), run("b", 8, 0.1, "p"), run("kriging", 32, 0.3)])
+    assert "| t | a | p |" in table and "| b |" not in table and "| t | kriging |" in table

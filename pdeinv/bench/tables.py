@@ -91,9 +91,18 @@ def _hardware(record: dict) -> str:
 
 
 def headline_table(current: list[tuple[Path, dict]]) -> str:
-    """Per task, the best current run without a prior (classical / Bayes limit) and the best with one."""
+    """Per task, the best current run without a prior (classical / Bayes limit) and the best with one.
+
+    Only the runs over the task's largest number of test fields compete, so that a run on the first
+    few fields is never ranked against one on all of them.
+    """
+    most: dict[str, int] = {}
+    for _, record in current:
+        most[record["task"]] = max(most.get(record["task"], 0), record["n"])
     best: dict[tuple[str, bool], dict] = {}
     for _, record in current:
+        if record["n"] < most[record["task"]]:
+            continue
         key = (record["task"], bool(record.get("prior")))
         if key not in best or record["rel_l2_mean"] < best[key]["rel_l2_mean"]:
             best[key] = record
