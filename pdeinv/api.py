@@ -11,8 +11,8 @@ In the spirit of deepinv's ``xhat = model(y, physics)``: ``physics`` is any deep
 
 The noise level is the sensor's ``GaussianNoise`` (``physics.noise_model``); the PDE, the field
 names (the prior card's ``input_fields``/``output_fields``) and the grid follow from the operator
-and the prior. The method defaults to the best measured one for the task kind
-(:data:`RECOMMENDED_METHODS`, docs/own-problem.md). Example, the Helmholtz source from 200 noisy
+and the prior. The method defaults to the recommended one for the task kind, with the options of
+its benchmark record (:data:`RECOMMENDED_METHODS`, docs/own-problem.md). Example, the Helmholtz source from 200 noisy
 point values of the solution::
 
     sensor = PointObservation(64, indices=random_points(200, 64, seed=0), noise_level=1e-4)
@@ -53,7 +53,8 @@ class MethodChoice:
     options : dict
         ``MethodOptions`` fields it was measured with (beyond the defaults).
     result : str
-        The ``results/*.json`` file holding the measurement.
+        The benchmark record holding the measurement, relative to ``results/`` (a current record: its
+        provenance names the commit, the prior weights and the test file).
     """
 
     method: str
@@ -61,22 +62,26 @@ class MethodChoice:
     result: str
 
 
-# (pde kind, direction, with a diffusion prior) -> the best measured method (docs/own-problem.md).
+# (pde kind, direction, with a diffusion prior) -> the recommended method and its record (docs/own-problem.md).
 RECOMMENDED_METHODS = {
-    ("linear", "inverse", True): MethodChoice("tmpd", {}, "helmholtz-inverse-tmpd-50.json"),
-    ("linear", "forward", True): MethodChoice("tmpd", {}, "helmholtz-forward-tmpd-50.json"),
-    ("linear", "inverse", False): MethodChoice("kriging", {}, "helmholtz-inverse-kriging.json"),
-    ("linear", "forward", False): MethodChoice("kriging", {}, "helmholtz-forward-kriging.json"),
-    ("navier-stokes", "forward", True): MethodChoice("tmpd-solve", {}, "ns-forward-tmpd-solve-50.json"),
-    ("navier-stokes", "forward", False): MethodChoice("interp-solve", {}, "ns-forward-interp-solve.json"),
+    ("linear", "inverse", True): MethodChoice("tmpd", {"steps": 50}, "bench/helmholtz-inverse-64-tmpd-50.json"),
+    ("linear", "forward", True): MethodChoice("tmpd", {"steps": 50}, "bench/helmholtz-forward-64-tmpd-50.json"),
+    ("linear", "inverse", False): MethodChoice("kriging", {}, "bench/helmholtz-inverse-64-kriging.json"),
+    ("linear", "forward", False): MethodChoice("kriging", {}, "bench/helmholtz-forward-64-kriging.json"),
+    ("navier-stokes", "forward", True): MethodChoice(
+        "tmpd-solve", {"steps": 50}, "bench/ns-forward-64-tmpd-solve-50.json"
+    ),
+    ("navier-stokes", "forward", False): MethodChoice("interp-solve", {}, "bench/ns-forward-64-interp-solve.json"),
     ("navier-stokes", "inverse", True): MethodChoice(
-        "dwgf", {"steps": 200, "particle_state": "solved", "solver_dt": 1e-2}, "ns-inverse-dwgf-solved-200.json"
+        "dwgf",
+        {"steps": 200, "particle_state": "solved", "solver_dt": 1e-2},
+        "bench/ns-inverse-64-dwgf-solved-200.json",
     ),
 }
 
 
 def recommended_method(problem: InverseProblem, with_prior: bool) -> MethodChoice:
-    """The best measured method for ``problem``'s kind (linear PDE or Navier-Stokes, forward or inverse).
+    """The recommended method for ``problem``'s kind (linear PDE or Navier-Stokes, forward or inverse).
 
     Raises
     ------
@@ -256,7 +261,7 @@ def reconstruct(
         Name or directory of a prior (``pdeinv.priors.shipped_priors()``) or a loaded prior;
         ``None`` for the prior-free methods (``kriging``, ``interp-solve``, ``adjoint``).
     method : str, optional
-        A registered method (``pdeinv.sampling.method_names()``); default: the best measured one
+        A registered method (``pdeinv.sampling.method_names()``); default: the recommended one
         for the task (:func:`recommended_method`, with its measured options).
     operator : deepinv.physics.Physics, optional
         The PDE operator when the sensor read its *input* (a forward problem).

@@ -99,3 +99,18 @@ def test_solve_defaults_to_the_best_measured_method_and_writes_netcdf(own_data, 
         assert saved.attrs["method"] == "kriging" and saved["mean"].shape == (2, S, S)
         expected = pdeinv.reconstruct(y[:2], physics, method="kriging").mean[:, 0].numpy()
         np.testing.assert_allclose(saved["mean"].values, expected, rtol=0, atol=1e-7 * np.abs(expected).max())
+
+
+def test_each_recommended_method_cites_a_current_record_of_that_method():
+    from pdeinv.api import RECOMMENDED_METHODS
+    from pdeinv.bench import tables
+
+    current, _ = tables.split_records(tables.read_results(tables.ROOT / "results"), tables.shipped_weights())
+    records = {path.relative_to(tables.ROOT / "results").as_posix(): record for path, record in current}
+    for (kind, direction, with_prior), choice in RECOMMENDED_METHODS.items():
+        record = records.get(choice.result)
+        assert record is not None, f"{choice.result} is not a current record under results/"
+        assert record["method"] == choice.method and bool(record.get("prior")) == with_prior
+        assert not record.get("gaussian_part")
+        assert record.get("steps") == choice.options.get("steps")
+        assert ("ns" if kind == "navier-stokes" else "helmholtz") in record["task"] and direction in record["task"]

@@ -82,8 +82,33 @@ def test_current_records(shipped):
     assert tables.stale_reason(_record(prior_weights={"helmholtz-joint-run": "b" * 64}), shipped) is None
 
 
+def test_stale_section_lists_each_stale_record_or_says_there_is_none(tmp_path, shipped):
+    path = tmp_path / "results" / "old.json"
+    record = {"task": "helmholtz-inverse-64", "method": "tmpd"}
+    _, stale = tables.split_records([(path, record)], shipped)
+    listed = tables.stale_table(stale, tmp_path)
+    assert "1 record(s), no provenance" in listed and "`results/old.json`" in listed
+    assert tables.stale_table([], tmp_path) == "None: every benchmark record under `results/` is current."
+
+
+def test_committed_results_hold_no_stale_record():
+    found = tables.read_results(tables.ROOT / "results")
+    _, stale = tables.split_records(found, tables.shipped_weights())
+    assert [str(path.relative_to(tables.ROOT)) for path, _, _ in stale] == [], "remove stale records from results/"
+
+
 def test_replace_block_needs_its_markers():
     text = "before\n<!-- table:x -->\nold\n<!-- /table:x -->\nafter\n"
     assert tables.replace_block(text, "x", "new") == "before\n<!-- table:x -->\nnew\n<!-- /table:x -->\nafter\n"
     with pytest.raises(ValueError, match="markers"):
         tables.replace_block("no markers", "x", "new")
+
+
+def test_headline_ranks_only_runs_over_the_most_test_fields():
+    def run(method, n, error, prior=None):
+        record = {"task": "t", "method": method, "n": n, "rel_l2_mean": error, "rel_l2_std": 0.0, "prior": prior,
+                  "seconds_per_sample": 1.0, "nfe": 1, "device": "cpu", "provenance": {"threads": 1}}
+        return (None, record)
+
+    table = tables.headline_table([run("a", 32, 0.2, "p"), run("b", 8, 0.1, "p"), run("kriging", 32, 0.3)])
+    assert "| t | a | p |" in table and "| b |" not in table and "| t | kriging |" in table

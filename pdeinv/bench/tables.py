@@ -91,9 +91,18 @@ def _hardware(record: dict) -> str:
 
 
 def headline_table(current: list[tuple[Path, dict]]) -> str:
-    """Per task, the best current run without a prior (classical / Bayes limit) and the best with one."""
+    """Per task, the best current run without a prior (classical / Bayes limit) and the best with one.
+
+    Only the runs over the task's largest number of test fields compete, so that a run on the first
+    few fields is never ranked against one on all of them.
+    """
+    most: dict[str, int] = {}
+    for _, record in current:
+        most[record["task"]] = max(most.get(record["task"], 0), record["n"])
     best: dict[tuple[str, bool], dict] = {}
     for _, record in current:
+        if record["n"] < most[record["task"]]:
+            continue
         key = (record["task"], bool(record.get("prior")))
         if key not in best or record["rel_l2_mean"] < best[key]["rel_l2_mean"]:
             best[key] = record
@@ -138,9 +147,9 @@ def provenance_table(current: list[tuple[Path, dict]], root: Path) -> str:
 
 
 def stale_table(stale: list[tuple[Path, dict, str]], root: Path) -> str:
-    """The stale records, one table per reason they are left out of the tables."""
+    """The stale records, one table per reason they are left out of the tables (a sentence when there are none)."""
     if not stale:
-        return "No stale record."
+        return "None: every benchmark record under `results/` is current."
     by_reason: dict[str, list[tuple[Path, dict]]] = {}
     for path, record, reason in stale:
         by_reason.setdefault(reason, []).append((path, record))
@@ -152,7 +161,8 @@ def stale_table(stale: list[tuple[Path, dict, str]], root: Path) -> str:
         ]
         header = "| record | task | run | prior |\n" + "|---" * 4 + "|"
         sections.append("\n".join([f"{len(entries)} record(s), {reason}:", "", header, *rows]))
-    return "\n\n".join(sections)
+    lead = "These records under `results/` are left out of every table; rerun their commands or remove them."
+    return "\n\n".join([lead, *sections])
 
 
 def _safetensors_parameters(path: Path) -> int:
