@@ -102,7 +102,7 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue a killed run in --out (same settings)")
     parser.add_argument(
         "--init-from", default="", metavar="PRIOR",
-        help="start from this prior's weights (dir or name; same model and data) instead of random ones",
+        help="start from this prior's weights (dir or name; same model)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
