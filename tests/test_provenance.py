@@ -112,3 +112,20 @@ def test_headline_ranks_only_runs_over_the_most_test_fields():
 
     table = tables.headline_table([run("a", 32, 0.2, "p"), run("b", 8, 0.1, "p"), run("kriging", 32, 0.3)])
     assert "| t | a | p |" in table and "| b |" not in table and "| t | kriging |" in table
+
+
+def test_published_table_sets_each_reproduction_beside_its_published_figure():
+    def run(method, steps, error, prior="ns-joint", task="ns-inverse"):
+        record = {"task": task, "method": method, "steps": steps, "n": 8, "rel_l2_mean": error, "rel_l2_std": 0.0,
+                  "prior": prior, "seconds_per_sample": 1.0, "nfe": 2 * (steps or 0), "device": "cpu",
+                  "provenance": {"threads": 1}}
+        return (None, record)
+
+    current = [run("fundps", 200, 0.101), run("fundps", 500, 0.085), run("tmpd", 50, 0.12),
+               run("interp-solve", None, 0.2, prior=None), run("fundps", 200, 0.5, task="ns-inverse-64")]
+    rows = {line.split(" | ")[0].strip("| "): line for line in tables.published_table(current).splitlines()}
+    cells = rows["ns-inverse"].strip("|").split(" | ")
+    assert cells[1:5] == ["8.48", "8.50 (n = 8)", "9.87", "10.10 (n = 8)"]
+    assert cells[5:7] == ["9.63", "-"]
+    assert cells[7].startswith("8.50: fundps") and cells[8].startswith("20.00: interp-solve")
+    assert rows["darcy-inverse (error rate)"].count(" - ") == 5

@@ -24,6 +24,7 @@ from math import prod
 from pathlib import Path
 
 from pdeinv.bench.provenance import WEIGHTS, file_sha256
+from pdeinv.bench.published import PUBLISHED, published_task
 from pdeinv.bench.runner import metric_mark, results_table, run_label
 from pdeinv.priors.checkpoint import SHIPPED
 
@@ -115,6 +116,48 @@ def headline_table(current: list[tuple[Path, dict]]) -> str:
         f"{_percent(r)} | {r['seconds_per_sample']:.3g} | {r['nfe']} | {_hardware(r)} |"
         for _, r in sorted(best.items(), key=lambda item: (item[0][0], item[0][1]))
     ]
+    return "\n".join([header, *rows])
+
+
+def _reproduction(records: list[dict], method: str) -> str:
+    """``ours (n = N)`` of the best current run of ``method`` at the published step count, or ``-``."""
+    name, steps = method.split("-")
+    runs = [r for r in records if r["method"] == name.lower() and r.get("steps") == int(steps)]
+    if not runs:
+        return "-"
+    best = min(runs, key=lambda r: r["rel_l2_mean"])
+    return f"{100 * best['rel_l2_mean']:.2f} (n = {best['n']})"
+
+
+def _best_run(records: list[dict], with_prior: bool) -> str:
+    """``error, method (n = N, NFE)`` of the best current run with (or without) a learned prior, or ``-``."""
+    runs = [r for r in records if bool(r.get("prior")) == with_prior]
+    if not runs:
+        return "-"
+    best = min(runs, key=lambda r: r["rel_l2_mean"])
+    return f"{100 * best['rel_l2_mean']:.2f}: {run_label(best)} (n = {best['n']}, NFE {best['nfe']})"
+
+
+def published_table(current: list[tuple[Path, dict]]) -> str:
+    """The anchors' published figures (:mod:`pdeinv.bench.published`) beside this project's current runs.
+
+    Per 128 x 128 task: each published method's figure and this project's run of that method at
+    the same step count, then the best current run with a learned prior and the best without one.
+    """
+    methods = list(next(iter(PUBLISHED.values())))
+    header = (
+        "| task | " + " | ".join(f"{m} published | {m} here" for m in methods)
+        + " | best here, learned prior | best here, no learned prior |\n" + "|---" * (2 * len(methods) + 3) + "|"
+    )
+    rows = []
+    for (pde, direction), figures in PUBLISHED.items():
+        task = published_task(pde, direction)
+        records = [r for _, r in current if r["task"] == task]
+        cells = [f"{figures[m]:.2f} | {_reproduction(records, m)}" for m in methods]
+        mark = " (error rate)" if pde == "darcy" and direction == "inverse" else ""
+        rows.append(
+            f"| {task}{mark} | " + " | ".join(cells) + f" | {_best_run(records, True)} | {_best_run(records, False)} |"
+        )
     return "\n".join([header, *rows])
 
 
@@ -296,6 +339,7 @@ def generated_files(root: Path = ROOT) -> dict[Path, Callable[[str], str]]:
         "results": results_tables(current),
         "provenance": provenance_table(current, root),
         "stale": stale_table(stale, root),
+        "published": published_table(current),
     }
 
     def fill(names: tuple[str, ...]) -> Callable[[str], str]:
@@ -307,7 +351,7 @@ def generated_files(root: Path = ROOT) -> dict[Path, Callable[[str], str]]:
 
     return {
         root / "README.md": fill(("headline",)),
-        root / "docs" / "benchmarks.md": fill(("headline", "results", "provenance", "stale")),
+        root / "docs" / "benchmarks.md": fill(("headline", "published", "results", "provenance", "stale")),
         root / "docs" / "priors.md": lambda _: priors_page(),
     }
 
