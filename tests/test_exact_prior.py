@@ -35,7 +35,7 @@ def dense():
     cov, a = as_matrix(grf.covariance, S), as_matrix(operator.A, S)
     s_a = float(torch.diagonal(cov).mean().sqrt())
     s_u = float(torch.diagonal(a @ cov @ a.T).mean().sqrt())
-    return dict(grf=grf, operator=operator, cov=cov, a=a, std=(s_a, s_u))
+    return {"grf": grf, "operator": operator, "cov": cov, "a": a, "std": (s_a, s_u)}
 
 
 def dense_joint(dense, std: torch.Tensor) -> torch.Tensor:

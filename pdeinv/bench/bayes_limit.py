@@ -139,10 +139,10 @@ def bayes_limit_table(records: list[dict]) -> str:
 
 
 def run_all(tasks, methods, n: int, steps: int, samples: int, out: Path, overwrite: bool, device: str) -> list[Path]:
-    """Run kriging and every method with the exact prior on every task; a record already in ``out`` is kept."""
+    """Run kriging, then each method with the exact prior on every task; a record already in ``out`` is kept."""
     from pdeinv.bench.runner import EXACT_PRIOR, BenchConfig, run_benchmark, write_json
 
-    runs = [(task, "kriging") for task in tasks] + [(task, method) for task in tasks for method in methods]
+    runs = [(task, "kriging") for task in tasks] + [(task, method) for method in methods for task in tasks]
     written = []
     out.mkdir(parents=True, exist_ok=True)
     for task, method in runs:

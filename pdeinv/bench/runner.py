@@ -53,9 +53,9 @@ from pdeinv.errors import NonFiniteError
 from pdeinv.files import atomic_write
 from pdeinv.pdes import get_pde, pde_names
 from pdeinv.priors import load
-from pdeinv.priors.gaussian import JointGaussianPrior
 from pdeinv.priors.consistent import OperatorConsistentPrior, consistent_if_linear
 from pdeinv.priors.edm import GaussianPart
+from pdeinv.priors.gaussian import JointGaussianPrior
 from pdeinv.sampling.methods import BASELINES, PARTICLES, method_config, parse_method, solve, split_repa
 from pdeinv.sampling.problem import MethodOptions
 
@@ -151,9 +151,7 @@ def exact_prior(problem) -> JointGaussianPrior:
             f"--prior {EXACT_PRIOR} needs a linear PDE whose input is a Gaussian random field; {problem.pde} does not "
             f"qualify ({reason}). Use it with {', '.join(qualified)}, or pass a trained prior"
         )
-    return JointGaussianPrior(
-        problem.input_prior, problem.operator, (problem.input_channel, problem.output_channel)
-    )
+    return JointGaussianPrior(problem.input_prior, problem.operator, (problem.input_channel, problem.output_channel))
 
 
 def _exact_prior_exists(pde: str) -> bool:
