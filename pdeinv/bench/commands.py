@@ -55,7 +55,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--samples", type=positive_int, default=1, help="posterior samples per measurement (their mean is scored)"
     )
-    parser.add_argument("--prior", default=None, help="prior name or checkpoint directory (default per PDE)")
+    parser.add_argument(
+        "--prior", default=None,
+        help="prior name or checkpoint directory (default per PDE), or 'exact': the exact joint Gaussian prior of a "
+        "linear PDE with a Gaussian random input (helmholtz, poisson), the true law of the test data",
+    )
     parser.add_argument(
         "--data", default=None,
         help="test-set HDF5 file (default $PDEINV_DATA/<pde>_<S>_test.h5, generated on first use)",

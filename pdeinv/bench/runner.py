@@ -20,7 +20,14 @@ When a method returns several samples per measurement (``samples > 1``: chains, 
 record also has ``rel_l2_single`` / ``rel_l2_single_std`` (error of the first sample alone, mean
 and std over test samples; ``rel_l2_mean`` stays the error of the samples' mean) and ``diversity``:
 ``{"pairwise_relative_distance", "pairwise_cosine"}`` averaged over test samples
-(:mod:`pdeinv.bench.diversity`).
+(:mod:`pdeinv.bench.diversity`). A method that reports a pointwise posterior standard deviation
+(sample std of ``samples > 1``, kriging's exact std) also gets ``rel_std``: per test sample
+``‖std‖₂ / ‖x‖₂`` of its pointwise std field ``std``, the spread it reports on the scale of the relative error.
+
+``prior = "exact"`` (:data:`EXACT_PRIOR`, ``pdeinv bench --prior exact``) runs the diffusion methods
+with the exact joint Gaussian prior of the task (:class:`~pdeinv.priors.gaussian.JointGaussianPrior`),
+the true law of the test data for a linear PDE whose input is a Gaussian random field (Helmholtz,
+Poisson): an oracle prior that isolates the sampler's error from the prior's.
 """
 
 from __future__ import annotations
@@ -44,14 +51,16 @@ from pdeinv.bench.tasks import get_task, relative_l2
 from pdeinv.bench.timing import DENOISER, CategoryTimer, timed_denoiser
 from pdeinv.errors import NonFiniteError
 from pdeinv.files import atomic_write
-from pdeinv.pdes import get_pde
+from pdeinv.pdes import get_pde, pde_names
 from pdeinv.priors import load
 from pdeinv.priors.consistent import OperatorConsistentPrior, consistent_if_linear
 from pdeinv.priors.edm import GaussianPart
+from pdeinv.priors.gaussian import JointGaussianPrior
 from pdeinv.sampling.methods import BASELINES, PARTICLES, method_config, parse_method, solve, split_repa
 from pdeinv.sampling.problem import MethodOptions
 
 NEEDS_PRIOR = ("deepinv-dps",)
+EXACT_PRIOR = "exact"
 
 
 @dataclass(frozen=True)
@@ -66,7 +75,8 @@ class BenchConfig:
         Number of test samples (the first ``n`` of the test file).
     steps, samples, seed, batch_size : see :class:`pdeinv.sampling.problem.MethodOptions`.
     prior : str, optional
-        Prior name or checkpoint directory; default: the PDE's ``default_prior`` (:mod:`pdeinv.pdes`).
+        Prior name or checkpoint directory, or ``"exact"`` for the exact joint Gaussian prior of a
+        linear PDE with a Gaussian-random-field input; default: the PDE's ``default_prior`` (:mod:`pdeinv.pdes`).
     data : str, optional
         Test-set file; default ``Task.default_data()``.
     device : str
@@ -111,6 +121,9 @@ class BenchConfig:
             raise ValueError(f"n must be a positive number of test samples, got {self.n!r}")
         get_task(self.task)
         parse_method(self.method)
+        if self.prior == EXACT_PRIOR and (self.raw_prior or self.gaussian_part):
+            option = "--raw-prior" if self.raw_prior else "--gaussian-part"
+            raise ValueError(f"{option} changes a trained prior; the exact prior is Gaussian and consistent already")
 
 
 def _needs_prior(method: str) -> bool:
@@ -123,8 +136,36 @@ def _prior_name(config: BenchConfig, pde: str) -> str:
     return config.prior or get_pde(pde).default_prior
 
 
+def exact_prior(problem) -> JointGaussianPrior:
+    """The exact joint Gaussian prior of ``problem``'s (input, output) fields: the law of its test data.
+
+    Raises
+    ------
+    ValueError
+        If the PDE is nonlinear or its input is not a Gaussian random field, naming the PDEs that qualify.
+    """
+    if problem.input_prior is None or not problem.linear:
+        reason = "its input is not a Gaussian random field" if problem.input_prior is None else "it is nonlinear"
+        qualified = [name for name in pde_names() if _exact_prior_exists(name)]
+        raise ValueError(
+            f"--prior {EXACT_PRIOR} needs a linear PDE whose input is a Gaussian random field; {problem.pde} does not "
+            f"qualify ({reason}). Use it with {', '.join(qualified)}, or pass a trained prior"
+        )
+    return JointGaussianPrior(problem.input_prior, problem.operator, (problem.input_channel, problem.output_channel))
+
+
+def _exact_prior_exists(pde: str) -> bool:
+    """Whether ``pde`` has a Gaussian-random-field input and a linear operator (the exact prior's conditions)."""
+    from deepinv.physics import LinearPhysics
+
+    spec = get_pde(pde)
+    return spec.input_field is not None and isinstance(spec.build_operator(max(spec.min_resolution, 8)), LinearPhysics)
+
+
 def _task_prior(config: BenchConfig, problem):
-    """The run's prior: operator-consistent for a linear PDE unless ``config.raw_prior``."""
+    """The run's prior: operator-consistent for a linear PDE unless ``config.raw_prior``; or the exact prior."""
+    if config.prior == EXACT_PRIOR:
+        return exact_prior(problem).to(config.device)
     prior = load(_prior_name(config, problem.pde), device=config.device)
     if config.gaussian_part:
         prior = _gaussian_part(prior)
@@ -195,7 +236,14 @@ def _shard_result(config: BenchConfig, rank: int, world: int) -> dict:
         "denoiser_seconds": timer.seconds[DENOISER],
         "method_config": method_config(config.method, problem, options),
     }
+    if reconstruction.std is not None and task.metric_name == "rel_l2":
+        part["std"] = _relative_norm(reconstruction.std.cpu(), truth).tolist()
     return {**part, **_sample_metrics(reconstruction.samples, truth, task.metric)}
+
+
+def _relative_norm(field: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """``‖f‖₂ / ‖x‖₂`` per test sample, ``(n, ...)`` -> ``(n,)`` float64."""
+    return field.double().flatten(1).norm(dim=1) / truth.double().flatten(1).norm(dim=1)
 
 
 def _sample_metrics(samples: torch.Tensor | None, truth: torch.Tensor, metric=relative_l2) -> dict:
@@ -264,8 +312,17 @@ def _record(config: BenchConfig, parts: list[dict], world: int) -> dict:
         "processes": world,
         "wall_seconds": max(p["seconds"] for p in parts),
     }
-    record["provenance"] = provenance(record["prior"], record["data"], config.device)
+    weights = None if record["prior"] == EXACT_PRIOR else record["prior"]  # the exact prior has no weights
+    record["provenance"] = provenance(weights, record["data"], config.device)
+    if "std" in parts[0]:
+        record["rel_std"] = _ordered(parts, "std", config.n)
     return {**record, **_sample_record(parts, config.n)}
+
+
+def _ordered(parts: list[dict], key: str, n: int) -> list[float]:
+    """The per-test-sample values ``key`` of the processes' parts, in test-sample order."""
+    by_index = {i: v for p in parts for i, v in zip(p["indices"], p[key])}
+    return [by_index[i] for i in range(n)]
 
 
 def _sample_record(parts: list[dict], n: int) -> dict:
@@ -274,8 +331,7 @@ def _sample_record(parts: list[dict], n: int) -> dict:
         return {}
 
     def ordered(key: str) -> list[float]:
-        by_index = {i: v for p in parts for i, v in zip(p["indices"], p[key])}
-        return [by_index[i] for i in range(n)]
+        return _ordered(parts, key, n)
 
     single, single_std = _mean_std(ordered("single"))
     return {

@@ -2,14 +2,17 @@
 
 One command rewrites them all from ``results/`` and the shipped checkpoints::
 
-    python -m pdeinv.bench.tables            # rewrite README.md, docs/benchmarks.md, docs/priors.md
+    python -m pdeinv.bench.tables            # rewrite README.md, docs/benchmarks.md, docs/bayes-limit.md, docs/priors.md
     python -m pdeinv.bench.tables --check    # exit 1 if a committed table differs from the generated one
 
 A generated block sits between ``<!-- table:NAME -->`` and ``<!-- /table:NAME -->`` in a markdown file;
 ``docs/priors.md`` is generated whole. A benchmark record enters a table only when it is *current*:
 it carries a ``provenance`` (:func:`pdeinv.bench.provenance.provenance`) from a clean checkout, and
 every prior it names has the weights shipped now. The others are listed as stale with the reason
-(:func:`stale_reason`), never mixed into the tables.
+(:func:`stale_reason`), never mixed into the tables. The exact-prior records of the sampler benchmark
+(``results/bayes-limit/``, :mod:`pdeinv.bench.bayes_limit`) and any run with the oracle prior
+``exact`` stay out of the headline and results tables, which compare methods with trained priors;
+they fill the table of ``docs/bayes-limit.md``.
 """
 
 from __future__ import annotations
@@ -23,9 +26,11 @@ from collections.abc import Callable
 from math import prod
 from pathlib import Path
 
+from pdeinv.bench.bayes_limit import DIRECTORY as BAYES_LIMIT
+from pdeinv.bench.bayes_limit import bayes_limit_table
 from pdeinv.bench.provenance import WEIGHTS, file_sha256
 from pdeinv.bench.published import PUBLISHED, published_task
-from pdeinv.bench.runner import metric_mark, results_table, run_label
+from pdeinv.bench.runner import EXACT_PRIOR, metric_mark, results_table, run_label
 from pdeinv.priors.checkpoint import SHIPPED
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -79,6 +84,17 @@ def split_records(found: list[tuple[Path, dict]], shipped: dict[str, str]):
         else:
             stale.append((path, record, reason))
     return current, stale
+
+
+def split_oracle(current: list[tuple[Path, dict]], results: Path):
+    """``(trained, oracle)``: records with trained priors or none, and the exact-prior benchmark's records.
+
+    Oracle are the records under ``results/bayes-limit/`` and every record whose prior is ``exact``.
+    """
+    def oracle(path: Path, record: dict) -> bool:
+        return record.get("prior") == EXACT_PRIOR or path.relative_to(results).parts[0] == BAYES_LIMIT
+
+    return [pair for pair in current if not oracle(*pair)], [pair for pair in current if oracle(*pair)]
 
 
 def _percent(record: dict) -> str:
@@ -334,12 +350,15 @@ def replace_block(text: str, name: str, content: str) -> str:
 def generated_files(root: Path = ROOT) -> dict[Path, Callable[[str], str]]:
     """``{file: function(old text) -> new text}`` for every generated file under ``root``."""
     current, stale = split_records(read_results(root / "results"), shipped_weights())
+    trained, oracle = split_oracle(current, root / "results")
     blocks = {
-        "headline": headline_table(current),
-        "results": results_tables(current),
+        "headline": headline_table(trained),
+        "results": results_tables(trained),
         "provenance": provenance_table(current, root),
         "stale": stale_table(stale, root),
-        "published": published_table(current),
+        "published": published_table(trained),
+        "bayes-limit": bayes_limit_table([record for path, record in oracle
+                                          if path.relative_to(root / "results").parts[0] == BAYES_LIMIT]),
     }
 
     def fill(names: tuple[str, ...]) -> Callable[[str], str]:
@@ -352,6 +371,7 @@ def generated_files(root: Path = ROOT) -> dict[Path, Callable[[str], str]]:
     return {
         root / "README.md": fill(("headline",)),
         root / "docs" / "benchmarks.md": fill(("headline", "published", "results", "provenance", "stale")),
+        root / "docs" / "bayes-limit.md": fill(("bayes-limit",)),
         root / "docs" / "priors.md": lambda _: priors_page(),
     }
 

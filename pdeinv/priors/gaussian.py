@@ -20,6 +20,14 @@ Denoiser
     exact diagonal of :math:`B^\top G^\top G B` in the GRF's eigenbasis, computed once). For a
     single identity channel and a covariance diagonal in that basis this is the closed form
     :math:`E[x \mid y] = C (C + s^2 \sigma^2 I)^{-1} y` applied with ``apply_spectral``.
+
+    A boundary-zeroed field (the Helmholtz source) has the covariance :math:`M C_0 M`, which no fast
+    transform diagonalises, so its denoiser is the iterative solve. It is computed in float64 whatever
+    the input's dtype (in float32 the solve's attainable residual leaves errors of a sizeable fraction
+    of the posterior spread at the smallest noise levels). The denoiser :math:`D_\sigma` is linear and
+    symmetric (:math:`D_\sigma = \Sigma (\Sigma + \sigma^2 I)^{-1}` with :math:`\Sigma = G C G^\top`),
+    so its vector-Jacobian product is :math:`D_\sigma` itself: gradients through it are one more
+    denoising, not a backward pass through the solver's iterations.
 """
 
 from __future__ import annotations
@@ -82,6 +90,19 @@ def channel_statistics(grf, maps: Sequence[LinearMap], chunk: int = 512) -> tupl
             variance[c] += (w**2).sum(dim=(0, 1))
             norms[c, index] = (w**2).sum(dim=(1, 2, 3))
     return variance, norms.reshape(len(maps), size, size)
+
+
+class _SymmetricLinearMap(torch.autograd.Function):
+    """``apply(x)`` for a linear map that equals its transpose: the backward pass applies the same map."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, apply: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        ctx.linear_map = apply
+        return apply(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return ctx.linear_map(grad), None
 
 
 class LinearGaussianPrior(FieldPrior):
@@ -151,9 +172,24 @@ class LinearGaussianPrior(FieldPrior):
         return dataclasses.replace(self.grf, zero_boundary=False).apply_spectral(x, lambda lam: values)
 
     def denoise(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
-        r"""Exact :math:`E[x_0 \mid x_0 + \sigma n = x]` for normalised ``x`` of shape ``(B, K, S, S)``."""
+        r"""Exact :math:`E[x_0 \mid x_0 + \sigma n = x]` for normalised ``x`` of shape ``(B, K, S, S)``.
+
+        Computed in float64 and returned in ``x``'s dtype; differentiable in ``x`` (its Jacobian is the
+        denoiser itself, module docstring), not in ``sigma``.
+        """
         check_field(x, resolution=self.resolution, channels=len(self.channels), name="x")
-        s2 = sigma_column(sigma, x) ** 2
+        if isinstance(sigma, torch.Tensor) and sigma.requires_grad:
+            raise ValueError("the exact Gaussian denoiser is not differentiable in sigma; pass sigma.detach()")
+        s2 = sigma_column(sigma, x).detach().double() ** 2
+        return _SymmetricLinearMap.apply(x, lambda v: self._posterior_mean(v.double(), s2).to(v.dtype))
+
+    def forward(self, x: torch.Tensor, sigma: float | torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        """deepinv's call: :meth:`denoise` of ``x`` in its own dtype (not rounded to the float32 buffers' first)."""
+        level = torch.as_tensor(sigma, dtype=torch.float64, device=x.device)
+        return self.denoise(x, level.reshape(-1) if level.numel() > 1 else level.reshape(()))
+
+    def _posterior_mean(self, x: torch.Tensor, s2: torch.Tensor) -> torch.Tensor:
+        """The denoiser of the module docstring on float64 ``x`` ``(B, K, S, S)``, noise variances ``s2`` ``(B, 1, 1, 1)``."""
         if self.diagonal is None:
             s = float(self.std[0])
             return self.grf.apply_spectral(x * s, lambda lam: lam / (lam + s2 * s * s)) / s
