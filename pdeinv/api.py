@@ -70,7 +70,8 @@ RECOMMENDED_METHODS = {
     ("navier-stokes", "forward", True): MethodChoice("tmpd-solve", {}, "ns-forward-tmpd-solve-50.json"),
     ("navier-stokes", "forward", False): MethodChoice("interp-solve", {}, "ns-forward-interp-solve.json"),
     ("navier-stokes", "inverse", True): MethodChoice(
-        "dwgf", {"steps": 200, "particle_state": "solved", "solver_dt": 1e-2}, "ns-inverse-dwgf-solved-200.json"
+        "dwgf", {"method_preset": "calibrated", "steps": 200, "particle_state": "solved", "solver_dt": 1e-2},
+        "ns-inverse-dwgf-solved-200.json",
     ),
 }
 

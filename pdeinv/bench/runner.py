@@ -48,7 +48,7 @@ from pdeinv.pdes import get_pde
 from pdeinv.priors import load
 from pdeinv.priors.consistent import OperatorConsistentPrior, consistent_if_linear
 from pdeinv.priors.edm import GaussianPart
-from pdeinv.sampling.methods import BASELINES, PARTICLES, method_config, parse_method, solve, split_repa
+from pdeinv.sampling.methods import BASELINES, PARTICLES, configure, method_config, parse_method, solve, split_repa
 from pdeinv.sampling.problem import MethodOptions
 
 NEEDS_PRIOR = ("deepinv-dps",)
@@ -86,6 +86,10 @@ class BenchConfig:
         State of the particle methods (:class:`~pdeinv.sampling.problem.MethodOptions`).
     solver_dt : float, optional
         Time step of the method's own Navier-Stokes solves (:class:`~pdeinv.sampling.problem.MethodOptions`).
+    method_preset : str, optional
+        A named configuration of the method instead of its publication's (``--method-preset``).
+    method_options : tuple of (str, str)
+        Fields of the method's configuration to set (``--method-option KEY=VALUE``).
     """
 
     task: str
@@ -105,12 +109,23 @@ class BenchConfig:
     gaussian_part: bool = False
     particle_state: str = MethodOptions.particle_state
     solver_dt: float | None = None
+    method_preset: str | None = None
+    method_options: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 1:
             raise ValueError(f"n must be a positive number of test samples, got {self.n!r}")
         get_task(self.task)
         parse_method(self.method)
+        object.__setattr__(self, "method_options", tuple(tuple(pair) for pair in self.method_options))
+        configure(self.method, None, self._settings())
+
+    def _settings(self) -> MethodOptions:
+        """The method settings of this run without prior and seed offset (checked before any work)."""
+        return MethodOptions(
+            self.steps, method_preset=self.method_preset, method_options=self.method_options,
+            particle_state=self.particle_state,
+        )
 
 
 def _needs_prior(method: str) -> bool:
@@ -182,6 +197,7 @@ def _shard_result(config: BenchConfig, rank: int, world: int) -> dict:
         config.steps, config.samples, config.seed + rank, prior, config.batch_size,
         equireg_weight=config.equireg_weight, repa_weight=config.repa_weight, repa_cutoff=config.repa_cutoff,
         particle_state=config.particle_state, solver_dt=config.solver_dt,
+        method_preset=config.method_preset, method_options=config.method_options,
     )
     truth = (outputs if task.target == "output" else inputs)[indices]
     timer = CategoryTimer(synchronize=torch.device(config.device).type == "cuda")
@@ -259,6 +275,8 @@ def _record(config: BenchConfig, parts: list[dict], world: int) -> dict:
            if split_repa(config.method)[1] else {}),
         **({"particle_state": config.particle_state} if parse_method(config.method)[0] in PARTICLES else {}),
         **({"solver_dt": config.solver_dt} if config.solver_dt is not None else {}),
+        **({"method_preset": config.method_preset} if config.method_preset not in (None, "paper") else {}),
+        **({"method_options": dict(config.method_options)} if config.method_options else {}),
         "data": str(config.data or task.default_data()),
         "n_points": task.n_points,
         "processes": world,
@@ -345,10 +363,11 @@ def metric_mark(record: dict) -> str:
 def method_label(record: dict) -> str:
     """The record's method, with its term settings where they are not the defaults.
 
-    E.g. ``tmpd+equireg (λ=100)`` or ``latent-dps+repa (repa weight 0.2, cutoff 0.5)`` (the ``+repa``
-    weight is per 1000 steps).
+    E.g. ``tmpd+equireg (λ=100)``, ``latent-dps+repa (repa weight 0.2, cutoff 0.5)`` (the ``+repa``
+    weight is per 1000 steps) or ``dwgf (calibrated, gamma=0)`` (``--method-preset``, ``--method-option``).
     """
-    settings = []
+    settings = [record["method_preset"]] if record.get("method_preset") else []
+    settings += [f"{key}={value}" for key, value in record.get("method_options", {}).items()]
     weight = record.get("equireg_weight", MethodOptions.equireg_weight)
     settings += [f"λ={weight:g}"] if weight != MethodOptions.equireg_weight else []
     repa_weight = record.get("repa_weight", MethodOptions.repa_weight)
