@@ -284,6 +284,13 @@ def test_bench_records_single_sample_error_and_diversity(helmholtz_file, monkeyp
     assert record["particle_state"] == "auto"
     joint = run_benchmark(BenchConfig("helmholtz-inverse-64", "dwgf", samples=2, particle_state="joint", **settings))
     assert joint["particle_state"] == "joint" and "dwgf (raw, joint state)" in runner.results_table([record, joint])
+    tuned = BenchConfig("helmholtz-inverse-64", "dwgf", method_preset="calibrated", method_options=[("gamma", "0.3")],
+                        **settings)
+    tuned = run_benchmark(tuned)
+    assert tuned["method_config"]["gamma"] == 0.3 and tuned["method_config"]["lr"] == 0.2
+    assert (tuned["method_preset"], tuned["method_options"]) == ("calibrated", {"gamma": "0.3"})
+    assert "dwgf (calibrated, gamma=0.3)" in runner.results_table([record, tuned])
+    assert record["method_config"]["lr"] == 1.0 and "method_preset" not in record
 
 
 def test_particle_methods_run_in_the_latent_space_of_a_latent_prior():
