@@ -366,6 +366,12 @@ def method_label(record: dict) -> str:
     E.g. ``tmpd+equireg (λ=100)``, ``latent-dps+repa (repa weight 0.2, cutoff 0.5)`` (the ``+repa``
     weight is per 1000 steps) or ``dwgf (calibrated, gamma=0)`` (``--method-preset``, ``--method-option``).
     """
+    settings = method_settings(record)
+    return f"{record['method']} ({', '.join(settings)})" if settings else record["method"]
+
+
+def method_settings(record: dict) -> list[str]:
+    """The record's preset, method options and term weights that differ from the defaults, as short marks."""
     settings = [record["method_preset"]] if record.get("method_preset") else []
     settings += [f"{key}={value}" for key, value in record.get("method_options", {}).items()]
     weight = record.get("equireg_weight", MethodOptions.equireg_weight)
@@ -373,8 +379,7 @@ def method_label(record: dict) -> str:
     repa_weight = record.get("repa_weight", MethodOptions.repa_weight)
     settings += [f"repa weight {repa_weight:g}"] if repa_weight != MethodOptions.repa_weight else []
     cutoff = record.get("repa_cutoff", MethodOptions.repa_cutoff)
-    settings += [f"cutoff {cutoff:g}"] if cutoff != MethodOptions.repa_cutoff else []
-    return f"{record['method']} ({', '.join(settings)})" if settings else record["method"]
+    return settings + ([f"cutoff {cutoff:g}"] if cutoff != MethodOptions.repa_cutoff else [])
 
 
 def prior_marks(record: dict) -> list[str]:
@@ -390,9 +395,9 @@ def prior_marks(record: dict) -> list[str]:
 
 
 def run_label(record: dict) -> str:
-    """A label telling runs of one task apart: :func:`method_label` plus the :func:`prior_marks`."""
-    marks = prior_marks(record)
-    return f"{method_label(record)} ({', '.join(marks)})" if marks else method_label(record)
+    """A label telling runs of one task apart: the method with its :func:`method_settings` and :func:`prior_marks`."""
+    marks = method_settings(record) + prior_marks(record)
+    return f"{record['method']} ({', '.join(marks)})" if marks else record["method"]
 
 
 def _prior_label(record: dict) -> str:
