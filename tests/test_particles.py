@@ -279,6 +279,9 @@ def test_bench_records_single_sample_error_and_diversity(helmholtz_file, monkeyp
     assert {"rel_l2_single", "rel_l2_single_std", "diversity"} <= set(record)
     assert set(record["diversity"]) == {"pairwise_relative_distance", "pairwise_cosine"}
     assert record["rel_l2_single"] > 0 and -1 <= record["diversity"]["pairwise_cosine"] <= 1
+    per_sample = record["per_sample"]
+    assert sum(per_sample["pairwise_cosine"]) / 2 == pytest.approx(record["diversity"]["pairwise_cosine"])
+    assert sum(per_sample["rel_l2_single"]) / 2 == pytest.approx(record["rel_l2_single"])
     single = run_benchmark(BenchConfig("helmholtz-inverse-64", "dwgf", **settings))
     assert "diversity" not in single and "rel_l2_single" not in single
     assert record["particle_state"] == "auto"

@@ -18,9 +18,10 @@ number of processes (deterministic methods give identical records).
 
 When a method returns several samples per measurement (``samples > 1``: chains, particles) the
 record also has ``rel_l2_single`` / ``rel_l2_single_std`` (error of the first sample alone, mean
-and std over test samples; ``rel_l2_mean`` stays the error of the samples' mean) and ``diversity``:
+and std over test samples; ``rel_l2_mean`` stays the error of the samples' mean), ``diversity``:
 ``{"pairwise_relative_distance", "pairwise_cosine"}`` averaged over test samples
-(:mod:`pdeinv.bench.diversity`).
+(:mod:`pdeinv.bench.diversity`), and ``per_sample``: those three per test sample, in order (for
+paired comparisons of two runs on the same fields).
 """
 
 from __future__ import annotations
@@ -296,13 +297,16 @@ def _sample_record(parts: list[dict], n: int) -> dict:
         return [by_index[i] for i in range(n)]
 
     single, single_std = _mean_std(ordered("single"))
+    distance, cosine = ordered("distance"), ordered("cosine")
     return {
         "rel_l2_single": single,
         "rel_l2_single_std": single_std,
         "diversity": {
-            "pairwise_relative_distance": _mean_std(ordered("distance"))[0],
-            "pairwise_cosine": _mean_std(ordered("cosine"))[0],
+            "pairwise_relative_distance": _mean_std(distance)[0],
+            "pairwise_cosine": _mean_std(cosine)[0],
         },
+        "per_sample": {"rel_l2_single": ordered("single"), "pairwise_relative_distance": distance,
+                       "pairwise_cosine": cosine},
     }
 
 
