@@ -47,7 +47,7 @@ from typing import ClassVar
 import torch
 
 from pdeinv.sampling.methods.registry import register
-from pdeinv.sampling.methods.units import PARTICLE_SCHEDULES, SD_BETAS, particle_units
+from pdeinv.sampling.methods.units import PARTICLE_SCHEDULES, SD_BETAS, ParticleUnits, particle_units
 from pdeinv.sampling.particles.engine import ParticleConfig, ParticleSolver
 from pdeinv.sampling.particles.kernel import BANDWIDTHS
 from pdeinv.sampling.particles.solved_space import SolvedSpace
@@ -78,9 +78,13 @@ class ParticleSchedule:
         Iterations, one noise level and one Adam step each (the publications' ``num_steps = 999``
         scheduler gives 998).
     schedule : {"ddpm", "edm"}
-        ``"ddpm"``: the publications' levels, Stable Diffusion's "scaled linear" DDPM schedule
-        (``ddpm_betas``) at the DDIM timesteps; ``"edm"``: the EDM grid ``sigma_max`` .. ``sigma_min``,
-        ``edm_rho`` (in units of the latent's std).
+        ``"ddpm"``: the publications' levels, Stable Diffusion's "scaled linear" DDPM schedule at the
+        DDIM timesteps (:func:`~pdeinv.sampling.methods.units.ddim_particle_levels`); ``"edm"``: the EDM
+        grid below.
+    ddpm_betas : tuple of float
+        The scaled-linear beta range (0.00085, 0.012).
+    sigma_max, sigma_min, edm_rho : float
+        The EDM grid of ``schedule="edm"`` (levels in units of the latent's std).
     latent_std, data_std : float
         Standard deviations :math:`s_z` of the publications' latents (1) and :math:`s_x` of their
         images (0.5, pixels in [-1, 1]).
@@ -111,7 +115,7 @@ class ParticleSchedule:
             raise ValueError(f"{cls.__name__} has no preset {name!r}; choose one of paper, {', '.join(cls.presets)}")
         return cls(**{**cls.presets.get(name, {}), **changes})
 
-    def engine(self, sigma_data: float, lr: float, lr_aux: float) -> tuple[ParticleConfig, object]:
+    def engine(self, sigma_data: float, lr: float, lr_aux: float) -> tuple[ParticleConfig, ParticleUnits]:
         """The engine settings in the sampler's units and the :class:`~pdeinv.sampling.methods.units.ParticleUnits`."""
         units = particle_units(
             sigma_data, self.latent_std, self.data_std, lr, lr_aux, self.steps, self.schedule, self.ddpm_betas
