@@ -1,8 +1,8 @@
 """DWGF's regulariser weight gamma swept against RLSD on bench tasks: error, diversity and blur.
 
 DWGF's regulariser is a reverse KL, which is mode-seeking; at high ``gamma`` its particles are
-expected to collapse onto one smooth estimate. For each task the script runs RLSD (default
-settings) and DWGF with ``gamma`` in ``GAMMAS`` on the first ``n`` test samples and records the
+expected to collapse onto one smooth estimate. For each task the script runs RLSD (its
+``calibrated`` preset) and DWGF (``calibrated`` preset) with ``gamma`` in ``GAMMAS`` on the first ``n`` test samples and records the
 relative L2 error of one particle and of the particle mean, the diversity of the particle set
 (:mod:`pdeinv.bench.diversity`) and two spectral measures of the first particle, with
 :math:`|k|_\\infty` the wavenumber (the 64 x 64 final vorticity holds 99.98 % of its energy below
@@ -44,7 +44,7 @@ from pdeinv.priors import load
 from pdeinv.priors.consistent import consistent_if_linear
 from pdeinv.sampling import MethodOptions
 from pdeinv.sampling.commands import add_solver_arguments
-from pdeinv.sampling.particles import DWGFConfig, ParticleConfig, RLSDConfig, dwgf_solver, rlsd_solver, run_particles
+from pdeinv.sampling.particles import DWGFConfig, RLSDConfig, dwgf_solver, rlsd_solver, run_particles
 from pdeinv.sampling.particles.methods import state_space
 
 GAMMAS = (0.015, 0.15, 1.5, 15.0)
@@ -76,11 +76,10 @@ def run(task_name: str, method: str, gamma: float | None, n: int, steps: int, pa
     prior = consistent_if_linear(
         load(get_pde(task.pde).default_prior), problem.operator, problem.input_channel, problem.output_channel
     )
-    engine = ParticleConfig(steps=steps)
     if method == "rlsd":
-        build, config = rlsd_solver, RLSDConfig(engine=engine)
+        build, config = rlsd_solver, RLSDConfig.preset("calibrated", steps=steps)
     else:
-        build, config = dwgf_solver, DWGFConfig(gamma=gamma, engine=engine)
+        build, config = dwgf_solver, DWGFConfig.preset("calibrated", gamma=gamma, steps=steps)
     truth = outputs if task.target == "output" else inputs
     start = time.perf_counter()
     options = dataclasses.replace(solver, samples=particles, prior=prior)

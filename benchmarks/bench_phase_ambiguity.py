@@ -27,7 +27,7 @@ import torch
 from pdeinv.bench.tasks import get_task, relative_l2
 from pdeinv.priors import load
 from pdeinv.sampling import MethodOptions
-from pdeinv.sampling.particles import DWGFConfig, ParticleConfig, RLSDConfig, dwgf_solver, rlsd_solver, run_particles
+from pdeinv.sampling.particles import DWGFConfig, RLSDConfig, dwgf_solver, rlsd_solver, run_particles
 
 TASK = "ns-phase-retrieval-64"
 
@@ -74,11 +74,10 @@ def main() -> None:
     parser.add_argument("--out", default="results/particles/phase_ambiguity")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    engine = ParticleConfig(steps=args.steps)
-    methods = {
-        "rlsd": RLSDConfig(engine=engine),
-        "rlsd-norep": RLSDConfig(repulsion=0.0, engine=engine),
-        "dwgf": DWGFConfig(engine=engine),
+    methods = {  # the calibrated presets
+        "rlsd": RLSDConfig.preset("calibrated", steps=args.steps),
+        "rlsd-norep": RLSDConfig.preset("calibrated", gamma=0.0, steps=args.steps),
+        "dwgf": DWGFConfig.preset("calibrated", steps=args.steps),
     }
     rows = [run(name, config, args.n, args.particles, args.match) for name, config in methods.items()]
     lines = [

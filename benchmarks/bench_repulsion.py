@@ -25,11 +25,11 @@ from pathlib import Path
 import torch
 
 from pdeinv.sampling import MethodOptions
-from pdeinv.sampling.particles import DWGFConfig, ParticleConfig, RLSDConfig, dwgf_solver, rlsd_solver, run_particles
+from pdeinv.sampling.particles import DWGFConfig, RLSDConfig, dwgf_solver, rlsd_solver, run_particles
 from pdeinv.sampling.particles.modes import AmbiguousMixture
 
 MEASUREMENTS, STEPS = 32, 100
-REPULSION = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0)
+REPULSION = (0.0, 0.2, 0.8, 3.2, 12.8)  # gamma inside the distillation gradient (RLSD's form)
 DWGF_GAMMA = (0.015, 0.15, 1.5, 15.0)
 
 
@@ -37,11 +37,10 @@ def run(setting: AmbiguousMixture, method: str, weight: float, particles: int, s
     """One row: modes covered (mean, std over measurements) and where the particles sit."""
     prior = setting.prior().double()
     problem = setting.problem(MEASUREMENTS, torch.Generator().manual_seed(seed))
-    engine = ParticleConfig(steps=STEPS)
-    if method == "rlsd":
-        build, config = rlsd_solver, RLSDConfig(repulsion=weight, engine=engine)
+    if method == "rlsd":  # the pooled bandwidth of the calibrated preset: its repulsion acts from N = 2 on
+        build, config = rlsd_solver, RLSDConfig.preset("calibrated", gamma=weight, steps=STEPS)
     else:
-        build, config = dwgf_solver, DWGFConfig(gamma=weight, engine=engine)
+        build, config = dwgf_solver, DWGFConfig.preset("calibrated", gamma=weight, steps=STEPS)
     options = MethodOptions(samples=particles, prior=prior, batch_size=MEASUREMENTS, seed=seed)
     start = time.perf_counter()
     result = run_particles(build, config, problem, options)

@@ -74,8 +74,8 @@ RECOMMENDED_METHODS = {
     ("navier-stokes", "forward", False): MethodChoice("interp-solve", {}, "bench/ns-forward-64-interp-solve.json"),
     ("navier-stokes", "inverse", True): MethodChoice(
         "dwgf",
-        {"steps": 200, "particle_state": "solved", "solver_dt": 1e-2},
-        "bench/ns-inverse-64-dwgf-solved-200.json",
+        {"method_preset": "calibrated", "steps": 100, "particle_state": "solved", "solver_dt": 1e-2},
+        "bench/ns-inverse-64-dwgf-solved-100.json",
     ),
 }
 

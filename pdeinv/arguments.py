@@ -46,6 +46,14 @@ def fraction(value: str) -> float:
     return number
 
 
+def key_value(value: str) -> tuple[str, str]:
+    """``KEY=VALUE`` as ``(key, value)`` (a method's configuration field and its value, checked later)."""
+    key, sep, text = value.partition("=")
+    if not sep or not key.strip() or not text.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, e.g. lr=0.5, got {value!r}")
+    return key.strip(), text.strip()
+
+
 def device(value: str) -> str:
     """A torch device name: ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (availability: :func:`check_device`)."""
     if not _DEVICE.match(value):

@@ -159,6 +159,7 @@ GEN = "data generate helmholtz --resolution 9 --n 2 --seed 0 --no-progress"
 H9 = "data generate helmholtz --resolution 9"
 NS = "data generate navier-stokes --resolution 8 --n 2 --seed 0 --no-progress"
 BENCH = "bench --task helmholtz-inverse-64 --method kriging --n 2 --data {h64} --no-progress"
+DWGF = "bench --task helmholtz-inverse-64 --method dwgf --n 2 --data {h64} --no-progress"
 FWD = "bench --task helmholtz-forward-64 --method interp-solve --n 2 --no-progress"
 SOLVE = "solve --measurements {y_ok} --method kriging"
 
@@ -211,6 +212,13 @@ CASES = [
     ("bench-task-typo", "bench --task helmholtz-inverse-65 --method kriging --out {out}", 2, "unknown task"),
     ("bench-method-typo", "bench --task helmholtz-inverse-64 --method krigging --out {out}", 2, "unknown method"),
     ("bench-repa-baseline", "bench --task helmholtz-inverse-64 --method kriging+repa --out {out}", 2, "applies to"),
+    ("bench-option-key", DWGF + " --method-option learning_rate=1 --out {out}", 2, "valid keys: betas, steps"),
+    ("bench-option-type", DWGF + " --method-option steps=1.5 --out {out}", 2, "steps='1.5': expected an integer"),
+    ("bench-option-value", DWGF + " --method-option lr=-1 --out {out}", 2, "need gamma >= 0, lr > 0"),
+    ("bench-option-form", DWGF + " --method-option lr --out {out}", 2, "expected KEY=VALUE"),
+    ("bench-preset", DWGF + " --method-preset tuned --out {out}", 2, "choose one of paper, calibrated"),
+    ("bench-preset-tmpd", BENCH.replace("kriging", "tmpd") + " --method-preset calibrated --out {out}", 2,
+     "no preset 'calibrated'"),
     ("bench-n-zero", BENCH + " --n 0 --out {out}", 2, "must be a positive integer, got 0"),
     ("bench-n-negative", BENCH + " --n -4 --out {out}", 2, "must be a positive integer, got -4"),
     ("bench-n-float", BENCH + " --n 2.5 --out {out}", 2, "expected a positive integer"),
@@ -271,6 +279,7 @@ CASES = [
     ("solve-figure-existing", SOLVE + " --out {out_h5} --figure {existing_md}", 2, "exists; pass --overwrite"),
     ("solve-float16", SOLVE + " --device float16 --out {out_h5}", 2, "unknown device 'float16'"),
     ("solve-samples", SOLVE + " --samples 0 --out {out_h5}", 2, "argument --samples"),
+    ("solve-option", SOLVE + " --method-option gamma=1 --out {out_h5}", 2, "kriging has no option 'gamma'"),
     ("solve-no-out", SOLVE, 2, "required: --out"),
     # demo
     ("demo-n-zero", "demo --n 0 --out {demo_dir}", 2, "argument --n"),

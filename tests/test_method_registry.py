@@ -83,7 +83,7 @@ def test_every_registered_method_runs_one_step(tiny):
     problem, field_prior, latent_prior = tiny
     for name in sorted(METHODS):
         prior = latent_prior if name in LATENT else field_prior
-        options = MethodOptions(steps=2 if name == "deepinv-dps" else 1, samples=2, prior=prior, seed=0)
+        options = MethodOptions(steps=2 if name == "deepinv-dps" else 1, samples=3, prior=prior, seed=0)
         posed = dataclasses.replace(problem, target="output") if name == "pinv" else problem  # pinv inverts P only
         config = dataclasses.replace(configure(name, posed, options), **ONE_STEP.get(name, {}))
         result = solve(name, posed, options, config=config)

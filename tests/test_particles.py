@@ -7,6 +7,7 @@ denoiser, the diversity of hand-made sample sets, and the modes of a posterior k
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -23,11 +24,11 @@ from pdeinv.sampling.particles import (
     ParticleConfig,
     ParticleSolver,
     RLSDConfig,
-    Repulsion,
     ScoreDistillation,
     dwgf_solver,
     kernel_matrix,
     log_kernel_sum,
+    median_bandwidth,
     rlsd_solver,
     run_particles,
 )
@@ -78,26 +79,37 @@ def test_repulsion_gradient_matches_its_closed_form_for_three_particles():
         assert torch.allclose(gradient[g], expected, rtol=1e-10)
 
 
-def test_repulsion_rejects_single_particles_and_mismatched_features():
-    with pytest.raises(ValueError, match="at least 2 particles"):
-        Repulsion(0.1).check(1)
-    Repulsion(0.0).check(1)  # the non-repulsive variant runs with one particle
-    step = _step(torch.zeros(4, 1, 2, 2), per_group=2)
+def test_per_particle_bandwidth_is_each_particles_median_over_log_n_minus_1():
+    # RLSD's code: h_i = median_j(|f_i - f_j|)^2 / log(N - 1) over i's N - 1 neighbours.
+    f = torch.tensor([[[0.0], [1.0], [3.0], [7.0]]], dtype=torch.float64)
+    h = median_bandwidth(torch.cdist(f, f) ** 2, "per-particle")[0, :, 0]
+    # neighbours' distances: 0 -> (1, 3, 7), 1 -> (1, 2, 6), 3 -> (3, 2, 4), 7 -> (7, 6, 4)
+    assert torch.allclose(h, torch.tensor([9.0, 4.0, 9.0, 36.0], dtype=torch.float64) / math.log(3), rtol=1e-12)
+    with pytest.raises(ValueError, match="needs N >= 3"):
+        median_bandwidth(torch.zeros(1, 2, 2), "per-particle")
+
+
+def test_repulsion_rejects_too_few_particles_and_mismatched_features():
+    with pytest.raises(ValueError, match="at least 3 particles"):
+        ScoreDistillation(1.0, repulsion=0.1).check(2)
+    ScoreDistillation(1.0, repulsion=0.1, bandwidth="pooled").check(2)
+    ScoreDistillation(1.0, repulsion=0.0).check(1)  # the non-repulsive variant runs with one particle
+    step = _step(torch.zeros(4, 1, 2, 2), per_group=2, prior=GaussianMixturePrior(torch.zeros(1, 1, 2, 2), 1.0))
     with pytest.raises(ValueError, match=r"features have shape \(3, 4\) but there are 4 particles"):
-        Repulsion(0.1, features=lambda s: torch.zeros(3, 4)).loss(step)
+        ScoreDistillation(1.0, 0.1, "pooled", features=lambda s, z: torch.zeros(3, 4)).loss(step)
     with pytest.raises(ValueError, match="2-D tensor"):
-        Repulsion(0.1, features=lambda s: torch.zeros(4, 2, 2)).loss(step)
-    with pytest.raises(ValueError, match="unknown features"):
-        Repulsion(0.1, features="dino")
+        ScoreDistillation(1.0, 0.1, "pooled", features=lambda s, z: z).loss(step)
+    with pytest.raises(ValueError, match="unknown bandwidth"):
+        ScoreDistillation(1.0, 0.1, bandwidth="global")
 
 
-def test_rlsd_refuses_one_particle_with_repulsion_and_runs_without():
+def test_rlsd_refuses_too_few_particles_with_repulsion_and_runs_without():
     setting = AmbiguousMixture()
     prior, problem = setting.prior().double(), setting.problem(2, torch.Generator().manual_seed(0))
-    options = MethodOptions(steps=3, samples=1, prior=prior)
-    with pytest.raises(ValueError, match="samples >= 2"):
-        run_particles(rlsd_solver, RLSDConfig(repulsion=0.1), problem, options)
-    result = run_particles(rlsd_solver, RLSDConfig(repulsion=0.0), problem, options)
+    options = MethodOptions(steps=3, samples=2, prior=prior)
+    with pytest.raises(ValueError, match="samples >= 3"):
+        run_particles(rlsd_solver, RLSDConfig(), problem, options)
+    result = run_particles(rlsd_solver, RLSDConfig(gamma=0.0), problem, dataclasses.replace(options, samples=1))
     assert tuple(result.samples.shape) == (2, 1, 1, 4, 4)
 
 
@@ -199,10 +211,9 @@ def test_latent_particles_through_a_linear_invertible_space_match_field_space(me
     latent_prior = LatentMixturePrior(setting.means(), setting.component_std).double()
     problem = setting.problem(3, torch.Generator().manual_seed(2))
     if method == "rlsd":
-        build, config = rlsd_solver, RLSDConfig(repulsion=0.1)
+        build, config = rlsd_solver, RLSDConfig(steps=20)
     else:
-        build, config = dwgf_solver, DWGFConfig(decoder_std=0.0)
-    config = type(config)(**{**config.__dict__, "engine": ParticleConfig(steps=20)})
+        build, config = dwgf_solver, DWGFConfig(decoder_std=0.0, steps=20)
     results = [
         run_particles(build, config, problem, MethodOptions(samples=3, prior=p, seed=4))
         for p in (field_prior, latent_prior)
@@ -229,14 +240,14 @@ def test_repulsion_covers_more_posterior_modes():
     setting = AmbiguousMixture(hidden=2)
     prior, problem = setting.prior().double(), setting.problem(32, torch.Generator().manual_seed(0))
     covered = {}
-    for gamma in (0.0, 0.1):
-        config = RLSDConfig(repulsion=gamma, engine=ParticleConfig(steps=100))
+    for gamma in (0.0, 0.8):
+        config = RLSDConfig(gamma=gamma, steps=100)  # the code's form: kernel on the noisy states
         options = MethodOptions(samples=4, prior=prior, batch_size=32, seed=1)
         result = run_particles(rlsd_solver, config, problem, options)
         covered[gamma] = setting.modes_covered(result.samples).double().mean().item()
         hidden = result.samples.flatten(2)[..., setting.hidden_pixels].abs()
         assert hidden.median().item() == pytest.approx(setting.amplitude, abs=0.15)  # particles sit on modes
-    assert covered[0.1] >= covered[0.0] + 0.3, covered
+    assert covered[0.8] >= covered[0.0] + 0.2, covered  # 2.88 -> 3.12 modes of 4 (standard error about 0.1)
 
 
 def test_particle_methods_run_from_the_registry():
@@ -244,8 +255,8 @@ def test_particle_methods_run_from_the_registry():
     problem = setting.problem(2, torch.Generator().manual_seed(0))
     problem.input_channel = "field"  # the registry checks the prior covers both roles
     for method in ("rlsd", "rlsd-norep", "dwgf"):
-        result = solve(method, problem, MethodOptions(steps=3, samples=2, prior=setting.prior().double()))
-        assert tuple(result.samples.shape) == (2, 2, 1, 4, 4) and result.nfe == 3
+        result = solve(method, problem, MethodOptions(steps=3, samples=3, prior=setting.prior().double()))
+        assert tuple(result.samples.shape) == (2, 3, 1, 4, 4) and result.nfe == 3
 
 
 # bench record -------------------------------------------------------------------------------------
@@ -268,11 +279,21 @@ def test_bench_records_single_sample_error_and_diversity(helmholtz_file, monkeyp
     assert {"rel_l2_single", "rel_l2_single_std", "diversity"} <= set(record)
     assert set(record["diversity"]) == {"pairwise_relative_distance", "pairwise_cosine"}
     assert record["rel_l2_single"] > 0 and -1 <= record["diversity"]["pairwise_cosine"] <= 1
+    per_sample = record["per_sample"]
+    assert sum(per_sample["pairwise_cosine"]) / 2 == pytest.approx(record["diversity"]["pairwise_cosine"])
+    assert sum(per_sample["rel_l2_single"]) / 2 == pytest.approx(record["rel_l2_single"])
     single = run_benchmark(BenchConfig("helmholtz-inverse-64", "dwgf", **settings))
     assert "diversity" not in single and "rel_l2_single" not in single
     assert record["particle_state"] == "auto"
     joint = run_benchmark(BenchConfig("helmholtz-inverse-64", "dwgf", samples=2, particle_state="joint", **settings))
     assert joint["particle_state"] == "joint" and "dwgf (raw, joint state)" in runner.results_table([record, joint])
+    tuned = BenchConfig("helmholtz-inverse-64", "dwgf", method_preset="calibrated", method_options=[("gamma", "0.3")],
+                        **settings)
+    tuned = run_benchmark(tuned)
+    assert tuned["method_config"]["gamma"] == 0.3 and tuned["method_config"]["lr"] == 0.2
+    assert (tuned["method_preset"], tuned["method_options"]) == ("calibrated", {"gamma": "0.3"})
+    assert "dwgf (calibrated, gamma=0.3)" in runner.results_table([record, tuned])
+    assert record["method_config"]["lr"] == 1.0 and "method_preset" not in record
 
 
 def test_particle_methods_run_in_the_latent_space_of_a_latent_prior():
@@ -297,8 +318,8 @@ def test_particle_methods_run_in_the_latent_space_of_a_latent_prior():
     assert any(isinstance(t, AutoencoderScore) for t in solver.particle_terms)
     autoencoder.eval()
     for build, config in ((rlsd_solver, RLSDConfig()), (dwgf_solver, DWGFConfig())):
-        result = run_particles(build, config, problem, MethodOptions(steps=3, samples=2, prior=prior))
-        assert tuple(result.samples.shape) == (2, 2, 1, 16, 16) and torch.isfinite(result.samples).all()
+        result = run_particles(build, config, problem, MethodOptions(steps=3, samples=3, prior=prior))
+        assert tuple(result.samples.shape) == (2, 3, 1, 16, 16) and torch.isfinite(result.samples).all()
         assert result.nfe == 3
 
 
@@ -368,7 +389,7 @@ def test_solved_state_carries_sparse_solution_data_to_the_source():
     exact = kriging_baseline(problem, MethodOptions()).mean
     errors = {}
     for state in ("joint", "solved"):
-        config = DWGFConfig(decoder_std=0.0, engine=ParticleConfig(steps=100))
+        config = DWGFConfig.preset("calibrated", decoder_std=0.0)
         options = MethodOptions(samples=4, prior=prior, seed=0, particle_state=state)
         result = run_particles(dwgf_solver, config, problem, options)
         errors[state] = float(((result.mean - exact).norm() / exact.norm()))

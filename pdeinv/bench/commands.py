@@ -3,7 +3,7 @@
 Usage::
 
     pdeinv bench --task T --method M --n N [--steps K] [--seed S] [--samples K] [--prior NAME]
-                 [--data FILE] [--batch-size B] [--device cpu] [--no-progress] --out FILE.json [--overwrite]
+                 [--method-preset NAME] [--method-option KEY=VALUE ...] [--data FILE] [--batch-size B] [--device cpu] [--no-progress] --out FILE.json [--overwrite]
     pdeinv bench --table RUN.json [RUN.json ...] [--out TABLE.md] [--overwrite]
     torchrun --nproc_per_node P -m pdeinv.cli bench ... -n N ...   # shards the test samples over P processes
 
@@ -130,6 +130,8 @@ def _config(args: argparse.Namespace, data: str | None) -> BenchConfig:
             gaussian_part=args.gaussian_part,
             particle_state=args.particle_state,
             solver_dt=args.solver_dt,
+            method_preset=args.method_preset,
+            method_options=tuple(args.method_options),
         )
     except ValueError as error:
         raise UsageError(str(error)) from None

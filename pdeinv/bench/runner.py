@@ -18,7 +18,7 @@ number of processes (deterministic methods give identical records).
 
 When a method returns several samples per measurement (``samples > 1``: chains, particles) the
 record also has ``rel_l2_single`` / ``rel_l2_single_std`` (error of the first sample alone, mean
-and std over test samples; ``rel_l2_mean`` stays the error of the samples' mean) and ``diversity``:
+and std over test samples; ``rel_l2_mean`` stays the error of the samples' mean), ``diversity``:
 ``{"pairwise_relative_distance", "pairwise_cosine"}`` averaged over test samples
 (:mod:`pdeinv.bench.diversity`). A method that reports a pointwise posterior standard deviation
 (sample std of ``samples > 1``, kriging's exact std) also gets ``rel_std``: per test sample
@@ -28,6 +28,9 @@ and std over test samples; ``rel_l2_mean`` stays the error of the samples' mean)
 with the exact joint Gaussian prior of the task (:class:`~pdeinv.priors.gaussian.JointGaussianPrior`),
 the true law of the test data for a linear PDE whose input is a Gaussian random field (Helmholtz,
 Poisson): an oracle prior that isolates the sampler's error from the prior's.
+
+Records of several samples also hold ``per_sample``: the error of the mean, of one sample and the
+diversity per test sample, in order (for paired comparisons of two runs on the same fields).
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ from pdeinv.priors import load
 from pdeinv.priors.consistent import OperatorConsistentPrior, consistent_if_linear
 from pdeinv.priors.edm import GaussianPart
 from pdeinv.priors.gaussian import JointGaussianPrior
-from pdeinv.sampling.methods import BASELINES, PARTICLES, method_config, parse_method, solve, split_repa
+from pdeinv.sampling.methods import BASELINES, PARTICLES, configure, method_config, parse_method, solve, split_repa
 from pdeinv.sampling.problem import MethodOptions
 
 NEEDS_PRIOR = ("deepinv-dps",)
@@ -96,6 +99,10 @@ class BenchConfig:
         State of the particle methods (:class:`~pdeinv.sampling.problem.MethodOptions`).
     solver_dt : float, optional
         Time step of the method's own Navier-Stokes solves (:class:`~pdeinv.sampling.problem.MethodOptions`).
+    method_preset : str, optional
+        A named configuration of the method instead of its publication's (``--method-preset``).
+    method_options : tuple of (str, str)
+        Fields of the method's configuration to set (``--method-option KEY=VALUE``).
     """
 
     task: str
@@ -115,6 +122,8 @@ class BenchConfig:
     gaussian_part: bool = False
     particle_state: str = MethodOptions.particle_state
     solver_dt: float | None = None
+    method_preset: str | None = None
+    method_options: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 1:
@@ -124,6 +133,15 @@ class BenchConfig:
         if self.prior == EXACT_PRIOR and (self.raw_prior or self.gaussian_part):
             option = "--raw-prior" if self.raw_prior else "--gaussian-part"
             raise ValueError(f"{option} changes a trained prior; the exact prior is Gaussian and consistent already")
+        object.__setattr__(self, "method_options", tuple(tuple(pair) for pair in self.method_options))
+        configure(self.method, None, self._settings())
+
+    def _settings(self) -> MethodOptions:
+        """The method settings of this run without prior and seed offset (checked before any work)."""
+        return MethodOptions(
+            self.steps, method_preset=self.method_preset, method_options=self.method_options,
+            particle_state=self.particle_state,
+        )
 
 
 def _needs_prior(method: str) -> bool:
@@ -223,6 +241,7 @@ def _shard_result(config: BenchConfig, rank: int, world: int) -> dict:
         config.steps, config.samples, config.seed + rank, prior, config.batch_size,
         equireg_weight=config.equireg_weight, repa_weight=config.repa_weight, repa_cutoff=config.repa_cutoff,
         particle_state=config.particle_state, solver_dt=config.solver_dt,
+        method_preset=config.method_preset, method_options=config.method_options,
     )
     truth = (outputs if task.target == "output" else inputs)[indices]
     timer = CategoryTimer(synchronize=torch.device(config.device).type == "cuda")
@@ -307,6 +326,8 @@ def _record(config: BenchConfig, parts: list[dict], world: int) -> dict:
            if split_repa(config.method)[1] else {}),
         **({"particle_state": config.particle_state} if parse_method(config.method)[0] in PARTICLES else {}),
         **({"solver_dt": config.solver_dt} if config.solver_dt is not None else {}),
+        **({"method_preset": config.method_preset} if config.method_preset not in (None, "paper") else {}),
+        **({"method_options": dict(config.method_options)} if config.method_options else {}),
         "data": str(config.data or task.default_data()),
         "n_points": task.n_points,
         "processes": world,
@@ -334,13 +355,16 @@ def _sample_record(parts: list[dict], n: int) -> dict:
         return _ordered(parts, key, n)
 
     single, single_std = _mean_std(ordered("single"))
+    distance, cosine = ordered("distance"), ordered("cosine")
     return {
         "rel_l2_single": single,
         "rel_l2_single_std": single_std,
         "diversity": {
-            "pairwise_relative_distance": _mean_std(ordered("distance"))[0],
-            "pairwise_cosine": _mean_std(ordered("cosine"))[0],
+            "pairwise_relative_distance": _mean_std(distance)[0],
+            "pairwise_cosine": _mean_std(cosine)[0],
         },
+        "per_sample": {"rel_l2_single": ordered("single"), "pairwise_relative_distance": distance,
+                       "pairwise_cosine": cosine},
     }
 
 
@@ -401,17 +425,23 @@ def metric_mark(record: dict) -> str:
 def method_label(record: dict) -> str:
     """The record's method, with its term settings where they are not the defaults.
 
-    E.g. ``tmpd+equireg (λ=100)`` or ``latent-dps+repa (repa weight 0.2, cutoff 0.5)`` (the ``+repa``
-    weight is per 1000 steps).
+    E.g. ``tmpd+equireg (λ=100)``, ``latent-dps+repa (repa weight 0.2, cutoff 0.5)`` (the ``+repa``
+    weight is per 1000 steps) or ``dwgf (calibrated, gamma=0)`` (``--method-preset``, ``--method-option``).
     """
-    settings = []
+    settings = method_settings(record)
+    return f"{record['method']} ({', '.join(settings)})" if settings else record["method"]
+
+
+def method_settings(record: dict) -> list[str]:
+    """The record's preset, method options and term weights that differ from the defaults, as short marks."""
+    settings = [record["method_preset"]] if record.get("method_preset") else []
+    settings += [f"{key}={value}" for key, value in record.get("method_options", {}).items()]
     weight = record.get("equireg_weight", MethodOptions.equireg_weight)
     settings += [f"λ={weight:g}"] if weight != MethodOptions.equireg_weight else []
     repa_weight = record.get("repa_weight", MethodOptions.repa_weight)
     settings += [f"repa weight {repa_weight:g}"] if repa_weight != MethodOptions.repa_weight else []
     cutoff = record.get("repa_cutoff", MethodOptions.repa_cutoff)
-    settings += [f"cutoff {cutoff:g}"] if cutoff != MethodOptions.repa_cutoff else []
-    return f"{record['method']} ({', '.join(settings)})" if settings else record["method"]
+    return settings + ([f"cutoff {cutoff:g}"] if cutoff != MethodOptions.repa_cutoff else [])
 
 
 def prior_marks(record: dict) -> list[str]:
@@ -427,9 +457,9 @@ def prior_marks(record: dict) -> list[str]:
 
 
 def run_label(record: dict) -> str:
-    """A label telling runs of one task apart: :func:`method_label` plus the :func:`prior_marks`."""
-    marks = prior_marks(record)
-    return f"{method_label(record)} ({', '.join(marks)})" if marks else method_label(record)
+    """A label telling runs of one task apart: the method with its :func:`method_settings` and :func:`prior_marks`."""
+    marks = method_settings(record) + prior_marks(record)
+    return f"{record['method']} ({', '.join(marks)})" if marks else record["method"]
 
 
 def _prior_label(record: dict) -> str:

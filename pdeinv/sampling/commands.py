@@ -3,6 +3,7 @@
 Usage::
 
     pdeinv solve --measurements FILE.npz|FILE.h5 [--prior NAME] [--method M] [--steps K]
+                 [--method-preset NAME] [--method-option KEY=VALUE ...]
                  [--samples K] [--seed S] [--pde PDE] [--observe input|output] [--noise-std S]
                  [--device cpu] --out RESULT.h5|RESULT.nc [--figure RESULT.png] [--overwrite]
 
@@ -24,13 +25,21 @@ from pathlib import Path
 
 import torch
 
-from pdeinv.arguments import check_device, device, non_negative_float, non_negative_int, positive_float, positive_int
+from pdeinv.arguments import (
+    check_device,
+    device,
+    key_value,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 from pdeinv.errors import NonFiniteError, UsageError
 from pdeinv.files import atomic_write, check_outputs
 from pdeinv.operators import PointObservation
 from pdeinv.priors import load
 from pdeinv.sampling.measurements import MeasurementSet, read_measurements
-from pdeinv.sampling.methods import BASELINES, method_names, parse_method, solve
+from pdeinv.sampling.methods import BASELINES, configure, method_names, parse_method, solve
 from pdeinv.sampling.problem import (
     CHANNELS,
     PARTICLE_STATES,
@@ -42,7 +51,22 @@ from pdeinv.sampling.problem import (
 
 
 def add_solver_arguments(parser: argparse.ArgumentParser) -> None:
-    """Register ``--particle-state`` and ``--solver-dt`` (``MethodOptions``), shared by ``pdeinv solve`` and ``bench``."""
+    """Register ``--particle-state``, ``--solver-dt``, ``--method-preset`` and ``--method-option`` (``MethodOptions``).
+
+    Shared by ``pdeinv solve`` and ``pdeinv bench``.
+    """
+    parser.add_argument(
+        "--method-preset", default=None, metavar="NAME",
+        help="a named configuration of the method instead of its publication's, e.g. 'calibrated' for "
+        "dwgf and rlsd (default: the publication's, 'paper')",
+    )
+    parser.add_argument(
+        "--method-option", dest="method_options", action="append", type=key_value, default=[],
+        metavar="KEY=VALUE",
+        help="set a field of the method's configuration (repeatable), e.g. --method-option lr=0.5 "
+        "--method-option betas=0.9,0.999; the fields are listed in docs/methods.md and in the error "
+        "for an unknown key; recorded in the run's method_config",
+    )
     parser.add_argument(
         "--particle-state", choices=PARTICLE_STATES, default=MethodOptions.particle_state,
         help="particle methods on a joint prior: 'solved' = particles are input fields decoded to (a, A a), "
@@ -142,13 +166,20 @@ def run(args: argparse.Namespace) -> int:
     uses_prior = args.prior is not None and (base is None or needs_prior)
     prior = load(args.prior, device=args.device) if uses_prior else None
     problem = build_problem(measurements, prior)
-    settings = {"particle_state": args.particle_state, "solver_dt": args.solver_dt, "steps": args.steps}
+    settings = {
+        "particle_state": args.particle_state, "solver_dt": args.solver_dt, "steps": args.steps,
+        "method_preset": args.method_preset, "method_options": tuple(args.method_options),
+    }
     if method is None:
         choice = recommended_method(problem, prior is not None)
         method = choice.method
-        settings.update({k: v for k, v in choice.options.items() if getattr(args, k) == getattr(MethodOptions, k)})
+        settings.update({k: v for k, v in choice.options.items() if settings[k] == getattr(MethodOptions, k)})
         print(f"method: {method} (best measured for this task, results/{choice.result}; choose with --method)")
     options = MethodOptions(samples=args.samples, seed=args.seed, prior=prior, batch_size=args.batch_size, **settings)
+    try:
+        configure(method, problem, options)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     reconstruction = solve(method, problem, options)
     if not torch.isfinite(reconstruction.mean).all():
         raise NonFiniteError(f"the reconstruction with {method} holds NaN or infinite values; nothing was written")

@@ -332,6 +332,13 @@ class MethodOptions:
         itself: the adjoint inversion's iterations, a solved particle state, a forward task's
         final solve. ``None`` keeps the operator's own step (the test data's ``1e-4``); ``1e-2``
         is 100x cheaper and changes ``w(T)`` by about 3e-4 relative (docs/studies/performance.md).
+    method_preset : str, optional
+        A named configuration of the method other than its publication's (e.g. ``"calibrated"``
+        of ``dwgf``: the config class's ``presets``); ``None`` or ``"paper"``: the publication's.
+    method_options : mapping or sequence of (key, value) pairs
+        Fields of the method's configuration dataclass to set, applied after the preset and
+        ``steps`` (values as text, ``"0.9,0.999"`` for a tuple, or typed);
+        :func:`pdeinv.sampling.methods.configure` checks them.
     """
 
     steps: int | None = None
@@ -345,6 +352,8 @@ class MethodOptions:
     repa_cutoff: float = REPA_CUTOFF
     particle_state: str = "auto"
     solver_dt: float | None = None
+    method_preset: str | None = None
+    method_options: object = ()
 
     def __post_init__(self) -> None:
         for name in ("samples", "batch_size"):
@@ -364,6 +373,14 @@ class MethodOptions:
         dt = self.solver_dt
         if dt is not None and (isinstance(dt, bool) or not isinstance(dt, (int, float)) or not 0 < dt < math.inf):
             raise ValueError(f"solver_dt must be a positive time step or None, got {self.solver_dt!r}")
+        pairs = self.method_options.items() if isinstance(self.method_options, Mapping) else self.method_options
+        try:
+            pairs = tuple((str(key), value) for key, value in pairs)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"method_options must be a mapping or (key, value) pairs, got {self.method_options!r}"
+            ) from None
+        object.__setattr__(self, "method_options", pairs)
 
 
 @dataclass

@@ -22,6 +22,7 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, fields, is_dataclass
 
+from pdeinv.errors import UsageError
 from pdeinv.plugins import load_plugins
 from pdeinv.sampling.problem import InverseProblem, MethodOptions, Reconstruction
 
@@ -147,18 +148,107 @@ def split_method(name: str) -> tuple[Method, tuple[str, ...]]:
     return method, suffixes
 
 
+PAPER = "paper"
+
+
 def configure(name: str, problem: InverseProblem | None = None, options: MethodOptions | None = None):
-    """The configuration method ``name`` runs with on ``problem``: the publication's, ``steps`` and suffixes applied."""
+    """The configuration method ``name`` runs with on ``problem``.
+
+    The publication's (:meth:`Method.default_config`), then ``options.method_preset`` (a named set of
+    fields of the config class's ``presets``), ``options.steps``, ``options.method_options``
+    (:func:`with_options`) and the suffixes' terms.
+    """
     method, suffixes = split_method(name)
     config = method.default_config(problem)
     names = {f.name for f in fields(config)}
+    if options is not None:
+        config = with_preset(method, config, options.method_preset)
     if options is not None and options.steps is not None and "steps" in names:
         config = dataclasses.replace(config, steps=options.steps)
+    if options is not None and options.method_options:
+        config = with_options(method, config, options.method_options)
     if suffixes:
         options = MethodOptions() if options is None else options
         added = tuple(MODIFIERS[s].build(problem, options) for s in suffixes)
         config = dataclasses.replace(config, modifiers=tuple(config.modifiers) + added)
     return config
+
+
+def preset_names(method: Method) -> tuple[str, ...]:
+    """``"paper"`` and the named presets of ``method``'s configuration class."""
+    return (PAPER, *getattr(method.config, "presets", {}))
+
+
+def with_preset(method: Method, config, preset: str | None):
+    """``config`` with the fields of ``method``'s preset ``preset`` (``None`` / ``"paper"``: unchanged).
+
+    Raises
+    ------
+    UsageError
+        For a preset the method does not have, listing those it has.
+    """
+    if preset in (None, PAPER):
+        return config
+    presets = getattr(method.config, "presets", {})
+    if preset not in presets:
+        raise UsageError(
+            f"method {method.name!r} has no preset {preset!r}; choose one of {', '.join(preset_names(method))}"
+        )
+    return dataclasses.replace(config, **presets[preset])
+
+
+def option_keys(config) -> list[str]:
+    """The fields of ``config`` that ``method_options`` may set (all but a guided method's ``modifiers``)."""
+    return [f.name for f in fields(config) if f.name != "modifiers"]
+
+
+def with_options(method: Method, config, options) -> object:
+    """``config`` with the fields named in ``options`` (``(key, value)`` pairs) set.
+
+    A value given as text is read as the type of the field's current value: ``int``, ``float``,
+    ``bool`` (``true``/``false``), ``str``, or a tuple of floats written ``"0.9,0.999"``.
+
+    Raises
+    ------
+    UsageError
+        For a key that is not a field (listing the valid keys), a value of the wrong type, or a
+        value the configuration refuses.
+    """
+    keys = option_keys(config)
+    changes = {}
+    for key, value in options:
+        if key not in keys:
+            valid = f"valid keys: {', '.join(keys)}" if keys else "it has no parameters"
+            raise UsageError(f"{method.name} has no option {key!r} ({type(config).__name__}); {valid}")
+        changes[key] = _read_value(method.name, key, value, getattr(config, key))
+    try:
+        return dataclasses.replace(config, **changes)
+    except (TypeError, ValueError) as error:
+        raise UsageError(f"{method.name} option(s) {', '.join(changes)}: {error}") from None
+
+
+def _read_value(method: str, key: str, value, current):
+    """``value`` (text or typed) as the type of ``current``; a UsageError naming ``key`` otherwise."""
+    kind = type(current)
+    if not isinstance(value, str):
+        if isinstance(current, tuple) and isinstance(value, (list, tuple)):
+            return tuple(value)
+        return value
+    text = value.strip()
+    try:
+        if isinstance(current, bool):
+            if text.lower() not in ("true", "false"):
+                raise ValueError
+            return text.lower() == "true"
+        if isinstance(current, tuple):
+            return tuple(float(part) for part in text.split(","))
+        if current is None:
+            return float(text)
+        return kind(text)
+    except ValueError:
+        wanted = {bool: "true or false", int: "an integer", float: "a number", tuple: "numbers like 0.9,0.999"}
+        expected = wanted.get(tuple if isinstance(current, tuple) else kind, kind.__name__)
+        raise UsageError(f"{method} option {key}={value!r}: expected {expected}") from None
 
 
 def method_config(name: str, problem: InverseProblem | None = None, options: MethodOptions | None = None) -> dict:

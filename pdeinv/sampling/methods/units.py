@@ -41,6 +41,7 @@ grows like :math:`\sqrt M`. A weight published for :math:`(S_p, M_p)` is used at
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
@@ -162,3 +163,122 @@ def published_weights_missing(paper: str, key: tuple[str | None, str], table: di
         f"{paper} publishes weights for {known}, not for {key[0] or 'a problem without a known PDE'} {key[1]}; "
         f"pass solve(..., config={config}(...)) with the weights to use"
     )
+
+
+# Particle methods (RLSD, DWGF) --------------------------------------------------------------------
+
+SD_BETAS = (0.00085, 0.012)  # Stable Diffusion's "scaled_linear" schedule, 1000 training levels
+
+
+def scaled_linear_alpha_bars(steps: int = DDPM_STEPS, betas: tuple[float, float] = SD_BETAS) -> torch.Tensor:
+    r""":math:`\bar\alpha_t`, :math:`t = 0..T-1`, of the "scaled linear" schedule :math:`\beta_t = (\text{linspace}
+    (\sqrt{\beta_0}, \sqrt{\beta_1}, T))^2` (Stable Diffusion), ``(T,)`` float64."""
+    beta = torch.linspace(betas[0] ** 0.5, betas[1] ** 0.5, steps, dtype=torch.float64) ** 2
+    return torch.cumprod(1.0 - beta, dim=0)
+
+
+def ddim_particle_levels(
+    iterations: int, betas: tuple[float, float] = SD_BETAS, steps: int = DDPM_STEPS
+) -> torch.Tensor:
+    r"""The noise levels, one per iteration, that RLSD's and DWGF's code visits, ``(iterations,)`` float64.
+
+    Both run ``DDIMScheduler.set_timesteps(K + 1)`` (``K`` iterations; the published ``num_steps = 999``
+    gives 998) and take one optimiser step at each timestep but the last:
+    :math:`t_k = (K - k)\lfloor T/(K+1) \rfloor + 1`, :math:`k = 0..K-1` (999, 998, ..., 2 for
+    :math:`K = 998`), at level :math:`\sigma_t = \sqrt{(1 - \bar\alpha_t)/\bar\alpha_t}` (publication's
+    latent units; VE form, see :func:`particle_units`).
+    """
+    if isinstance(iterations, bool) or not isinstance(iterations, int) or not 1 <= iterations < steps:
+        raise ValueError(f"iterations must be an integer in [1, {steps - 1}], got {iterations!r}")
+    ratio = steps // (iterations + 1)
+    timesteps = torch.arange(iterations, 0, -1) * ratio + 1
+    alpha_bar = scaled_linear_alpha_bars(steps, betas)[timesteps]
+    return ((1.0 - alpha_bar) / alpha_bar).sqrt()
+
+
+@dataclass(frozen=True)
+class ParticleUnits:
+    r"""A particle method's publication settings in the sampler's units (:func:`particle_units`).
+
+    Attributes
+    ----------
+    state_unit : float
+        :math:`c_z = \sigma_\text{data}/s_z`: the sampler's state is :math:`c_z` times the publication's latent.
+    image_weight : float
+        :math:`(s_x/s_z)^2`: weight of a term on the data-space field (likelihood, coupling, autoencoder
+        score) relative to a term on the state (score distillation, regulariser), see :func:`particle_units`.
+    lr, lr_aux : float
+        Adam learning rates of the state and of the data-space variable, sampler units.
+    levels : tuple of float
+        Noise levels, one per iteration, sampler units (``None``: the EDM grid of the configuration).
+    field_unit : float
+        :math:`\sigma_\text{data}/s_x`: a data-space quantity of the publication (decoder noise, initial
+        spread of the data-space variable) in the sampler's units is this times the published one.
+    """
+
+    state_unit: float
+    image_weight: float
+    lr: float
+    lr_aux: float
+    levels: tuple[float, ...] | None
+    field_unit: float
+
+
+def particle_units(
+    sigma_data: float, latent_std: float, data_std: float, lr: float, lr_aux: float, iterations: int,
+    schedule: str = "ddpm", betas: tuple[float, float] = SD_BETAS,
+) -> ParticleUnits:
+    r"""RLSD's and DWGF's published settings in the sampler's units.
+
+    **States.** The publications' latent :math:`z_p` has standard deviation :math:`s_z` (Stable
+    Diffusion latents times 0.18215: 1), their images :math:`x_p` have :math:`s_x` (pixels in
+    :math:`[-1, 1]`: 0.5); the sampler's state and fields are normalised to :math:`\sigma_\text{data}`. So
+    :math:`z = c_z z_p` with :math:`c_z = \sigma_\text{data}/s_z` and :math:`x = c_x x_p` with
+    :math:`c_x = \sigma_\text{data}/s_x`; a field-space prior's field is both.
+
+    **Noise levels.** The code's VP state :math:`z^{VP}_t = \sqrt{\bar\alpha_t}\,z_p + \sqrt{1-\bar\alpha_t}\,
+    \varepsilon` is :math:`\sqrt{\bar\alpha_t}` times the VE state :math:`z_p + \sigma_t \varepsilon`,
+    :math:`\sigma_t^2 = (1-\bar\alpha_t)/\bar\alpha_t`; here the level is :math:`c_z \sigma_t`
+    (:func:`ddim_particle_levels`).
+
+    **Terms.** With :math:`\hat\varepsilon = \varepsilon_\theta(z^{VP}_t, t)` the code's distillation
+    residual :math:`\hat\varepsilon - \varepsilon` carries the weight :math:`\sigma_t/\sqrt{\bar\alpha_t}`
+    ("snr_inv"), so the surrogate's gradient is :math:`\sigma_t(\hat\varepsilon - \varepsilon) = z_p -
+    D_\theta(z_{p,t})`, the denoiser residual in VE form; in the sampler's units
+    :math:`(z - D_\theta(z_t))/c_z`, and a term :math:`\overline{\mathrm{sg}[g_p] \cdot z_p}` becomes
+    :math:`c_z^{-2}\,\overline{\mathrm{sg}[g] \cdot z}`. A term on images, :math:`\tfrac12 \overline{(x_p - \dots)^2}`
+    or :math:`\overline{x_p \cdot \mathrm{sg}[c_p]}`, becomes :math:`c_x^{-2}` times the same expression in
+    the sampler's fields. Adam is invariant to a common factor of all terms, so what the
+    conversion must keep is their ratio: image terms weigh :math:`c_z^2/c_x^2 = (s_x/s_z)^2` (0.25)
+    relative to state terms (``image_weight``).
+
+    **Steps.** Adam moves each coordinate by about ``lr`` in its own units: the state's rate is
+    :math:`c_z\,\text{lr}`, the data-space variable's :math:`c_x\,\text{lr}_x`.
+
+    Parameters
+    ----------
+    sigma_data : float
+        The prior's data standard deviation (state units).
+    latent_std, data_std : float
+        :math:`s_z` and :math:`s_x`.
+    lr, lr_aux : float
+        Published Adam learning rates of the latent and of the data-space variable.
+    iterations : int
+        Optimiser iterations.
+    schedule : {"ddpm", "edm"}
+        ``"ddpm"``: the publications' levels (:func:`ddim_particle_levels`); ``"edm"``: levels left to
+        the caller's EDM grid (``levels`` is ``None``).
+    betas : tuple of float
+        The publications' "scaled linear" beta range.
+    """
+    check_positive(sigma_data=sigma_data, latent_std=latent_std, data_std=data_std, lr=lr, lr_aux=lr_aux)
+    if schedule not in PARTICLE_SCHEDULES:
+        raise ValueError(f"schedule must be one of {PARTICLE_SCHEDULES}, got {schedule!r}")
+    c_z, c_x = sigma_data / latent_std, sigma_data / data_std
+    levels = None
+    if schedule == "ddpm":
+        levels = tuple((c_z * ddim_particle_levels(iterations, betas)).tolist())
+    return ParticleUnits(c_z, (c_z / c_x) ** 2, c_z * lr, c_x * lr_aux, levels, c_x)
+
+
+PARTICLE_SCHEDULES = ("ddpm", "edm")

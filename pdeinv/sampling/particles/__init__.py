@@ -4,8 +4,8 @@ Public names::
 
     ParticleConfig, ParticleSolver, ParticleStep, ParticleResult     engine
     kernel_matrix, log_kernel_sum, median_bandwidth                   kernel
-    ScoreDistillation, Repulsion, Coupling, DataFit, DecoderLikelihood,
-    MixtureRegulariser, AutoencoderScore, Measurement, FEATURES       terms
+    ScoreDistillation, Coupling, DataFit, DecoderLikelihood,
+    MixtureRegulariser, AutoencoderScore, Measurement                 terms
     RLSDConfig, DWGFConfig, rlsd_solver, dwgf_solver, run_particles   methods
 """
 
@@ -13,19 +13,16 @@ from pdeinv.sampling.particles.engine import ParticleConfig, ParticleResult, Par
 from pdeinv.sampling.particles.kernel import kernel_matrix, log_kernel_sum, median_bandwidth
 from pdeinv.sampling.particles.methods import DWGFConfig, RLSDConfig, dwgf_solver, rlsd_solver, run_particles
 from pdeinv.sampling.particles.terms import (
-    FEATURES,
     AutoencoderScore,
     Coupling,
     DataFit,
     DecoderLikelihood,
     Measurement,
     MixtureRegulariser,
-    Repulsion,
     ScoreDistillation,
 )
 
 __all__ = [
-    "FEATURES",
     "AutoencoderScore",
     "Coupling",
     "DWGFConfig",
@@ -38,7 +35,6 @@ __all__ = [
     "ParticleSolver",
     "ParticleStep",
     "RLSDConfig",
-    "Repulsion",
     "ScoreDistillation",
     "dwgf_solver",
     "kernel_matrix",

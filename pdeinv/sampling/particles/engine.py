@@ -43,6 +43,12 @@ class ParticleConfig:
         Adam's moment decay rates.
     sigma_max, sigma_min, rho : float
         The descending EDM schedule of the noise levels (normalised units).
+    levels : tuple of float, optional
+        Explicit noise levels, one per iteration (``steps`` of them, decreasing, > 0), replacing the
+        EDM schedule (a publication's DDPM levels, :func:`~pdeinv.sampling.methods.units.particle_units`).
+    init_std, aux_init_std : float, optional
+        Standard deviation of the initial particles and auxiliary variables; ``None``: the prior's
+        ``sigma_data``.
     """
 
     steps: int = 100
@@ -52,15 +58,29 @@ class ParticleConfig:
     sigma_max: float = 10.0
     sigma_min: float = 0.02
     rho: float = 7.0
+    levels: tuple[float, ...] | None = None
+    init_std: float | None = None
+    aux_init_std: float | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
             raise ValueError(f"steps must be a positive integer, got {self.steps!r}")
         if not (self.lr > 0 and self.lr_aux > 0):
             raise ValueError(f"learning rates must be > 0, got lr={self.lr}, lr_aux={self.lr_aux}")
+        if not all(0 <= b < 1 for b in self.betas) or len(self.betas) != 2:
+            raise ValueError(f"betas must be two decay rates in [0, 1), got {self.betas!r}")
+        if self.levels is not None:
+            levels = torch.tensor(self.levels, dtype=torch.float64)
+            if len(levels) != self.steps or not (levels > 0).all() or not (levels[1:] < levels[:-1]).all():
+                raise ValueError(
+                    f"levels must be {self.steps} (= steps) strictly decreasing positive noise levels, "
+                    f"got {len(levels)}"
+                )
 
     def sigmas(self) -> torch.Tensor:
         """The noise levels ``(steps,)`` float64, strictly decreasing, all > 0."""
+        if self.levels is not None:
+            return torch.tensor(self.levels, dtype=torch.float64)
         return edm_sigmas(self.steps, self.sigma_min, self.sigma_max, self.rho)[:-1]
 
 
@@ -198,17 +218,19 @@ class ParticleSolver:
         return ParticleResult(fields.detach(), None if aux is None else aux.detach(), counter[0])
 
     def _initial(self, batch: int, generator: torch.Generator, resolution: int):
-        """Particles ``sigma_data * N(0, I)`` in the state space and, for methods with them, auxiliary fields."""
+        """Particles ``init_std * N(0, I)`` in the state space and, for methods with them, auxiliary fields
+        ``aux_init_std * N(0, I)`` (both ``sigma_data`` by default)."""
         reference = self.prior.mean
         channels = len(self.prior.channels)
-        scale = float(self.prior.sigma_data)
+        sigma_data = float(self.prior.sigma_data)
 
-        def draw(shape) -> torch.Tensor:
+        def draw(shape, scale) -> torch.Tensor:
+            scale = sigma_data if scale is None else scale
             noise = torch.randn((batch, *shape), generator=generator, dtype=reference.dtype, device=generator.device)
             return (scale * noise.to(reference.device)).requires_grad_(True)
 
-        particles = draw(tuple(self.space.state_shape(channels, resolution)))
-        aux = draw((channels, resolution, resolution)) if self.aux_terms else None
+        particles = draw(tuple(self.space.state_shape(channels, resolution)), self.config.init_std)
+        aux = draw((channels, resolution, resolution), self.config.aux_init_std) if self.aux_terms else None
         return particles, aux
 
     @staticmethod

@@ -4,38 +4,52 @@ Both work in the prior's state space: the latent of an autoencoder when the prio
 ``prior.space`` (``encode/decode/state_shape``; ``pdeinv.latent``); for a field-space joint prior
 of a linear PDE (or of any PDE with ``particle_state="solved"``) the normalised input field,
 decoded to ``(a, A a)`` (:class:`~pdeinv.sampling.particles.solved_space.SolvedSpace`); otherwise
-the normalised field.
-Measurements enter as residuals :math:`r` of the observed channel in its normalised units
-(:class:`~pdeinv.sampling.particles.terms.Measurement`). ``samples`` of
-:class:`~pdeinv.sampling.problem.MethodOptions` is the number of particles per measurement.
+the normalised field. ``samples`` of :class:`~pdeinv.sampling.problem.MethodOptions` is the
+number of particles per measurement. Each configuration holds the publication's parameters in its
+units with its published defaults; :func:`~pdeinv.sampling.methods.units.particle_units` converts
+them (derivation there). Notation of the publications' code, VE form: :math:`z` the state,
+:math:`x` a data-space field, :math:`\mathcal D` the decoder, :math:`z_t = z + \sigma_t\varepsilon`,
+:math:`D_\theta` the prior's denoiser, :math:`r(x)` the measurement residual in the observed
+channel's normalised units, bars means over a tensor's entries (as the code's ``.mean()``).
 
-RLSD (augmented form, Zilberstein et al. 2025), particles :math:`(z^i, x^i)`, per iteration
+RLSD (Zilberstein, Mardani, Segarra 2025; ``rsd.py``), particles :math:`(z^i, x^i)`, per level
+:math:`t` one Adam step on :math:`z`, then one on :math:`x`:
 
 .. math::
-    L_z &= \tfrac12 \overline{(x - \mathcal D(z))^2}
-          + \frac{\lambda}{\rho}\,\langle \mathrm{sg}[z - D_\theta(z_t)], z\rangle/d
-          + \gamma \sigma_t^2 \log \textstyle\sum_{j \ne i} k(f_i, f_j), \\
+    L_z &= \tfrac{\omega}2 \overline{(x - \mathcal D(z))^2}
+          + \frac{\lambda}{\rho}\,\overline{\mathrm{sg}\big[z - D_\theta(z_t)
+          + \gamma \sigma_t^2 \nabla_{z_t} \log \textstyle\sum_{j \ne i}
+          k(\mathcal D(z_t^i), \mathcal D(z_t^j))\big] \cdot z}, \\
     L_x &= \tfrac12 \overline{r(x)^2} + \tfrac\rho2 \overline{(x - \mathrm{sg}[\mathcal D(z)])^2},
 
-the estimate is the data-space variable :math:`x` (as in the reference code).
+:math:`\omega = (s_x/s_z)^2` (image terms against latent terms); the estimate is :math:`x`.
 
-DWGF (Wang & Akyildiz 2025), particles :math:`z^i`, per iteration
+DWGF (Wang & Akyildiz 2025; ``dwgf.py``), particles :math:`z^i`, one Adam step per level:
 
-.. math:: L = \tfrac12 \overline{r(\mathcal D(z) + s n)^2}
-          + \gamma \langle \mathrm{sg}[D_\mu(z_t) - D_\theta(z_t)], z\rangle/d
-          + c\,\langle \mathrm{sg}[-(\mathcal D(\mathcal E(\tilde x)) - x_0)], x_0\rangle/n,
+.. math:: L = \tfrac{\omega}2 \overline{r(\mathcal D(z) + s n)^2}
+          + \gamma\,\overline{\mathrm{sg}[D_\mu(z_t) - D_\theta(z_t)] \cdot z}
+          + \omega c\,\overline{\mathrm{sg}[-(\mathcal D(\mathcal E(\tilde x)) - x_0)] \cdot x_0},
 
-the last (autoencoder) term only in a latent space; the estimate is :math:`\mathcal D(z)`.
+:math:`D_\mu` the denoiser of the particle mixture, the last (autoencoder) term only in a latent
+space; the estimate is :math:`\mathcal D(z)`.
+
+**The data term** is, as in both codes, half the mean square residual over the measured values
+(``((y - H(x))**2).mean() / 2``: their degradation operators return the observed values only,
+e.g. the kept pixels of an inpainting mask), with no noise level in it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
 from pdeinv.sampling.methods.registry import register
+from pdeinv.sampling.methods.units import PARTICLE_SCHEDULES, SD_BETAS, ParticleUnits, particle_units
 from pdeinv.sampling.particles.engine import ParticleConfig, ParticleSolver
+from pdeinv.sampling.particles.kernel import BANDWIDTHS
 from pdeinv.sampling.particles.solved_space import SolvedSpace
 from pdeinv.sampling.particles.terms import (
     AutoencoderScore,
@@ -44,7 +58,6 @@ from pdeinv.sampling.particles.terms import (
     DecoderLikelihood,
     Measurement,
     MixtureRegulariser,
-    Repulsion,
     ScoreDistillation,
 )
 from pdeinv.sampling.problem import PARTICLE_STATES, InverseProblem, MethodOptions, Reconstruction
@@ -54,73 +67,162 @@ from pdeinv.sampling.terms import channel_index
 
 
 @dataclass(frozen=True)
-class RLSDConfig:
-    r"""RLSD's weights (module docstring) and its engine settings.
+class ParticleSchedule:
+    r"""Optimiser, schedule and units shared by RLSD and DWGF (publication units).
 
     Parameters
     ----------
-    rho : float
-        :math:`\rho`, coupling of the data-space variable to the decoded particle.
-    lam : float
-        :math:`\lambda`, weight of the score distillation (divided by :math:`\rho` in :math:`L_z`).
-    repulsion : float
-        :math:`\gamma`, repulsion weight (0: the non-repulsive ablation).
-    features : str
-        Features of the kernel, ``"field"`` or ``"latent"``.
-    engine : ParticleConfig
-        Steps, learning rates, schedule.
-
-    Relation to the publication (reference code ``rsd.py``, defaults ``rsd_stable.yaml``): there
-    :math:`\tilde\rho = 0.2`, :math:`\lambda = 0.1`, Adam with lr 0.2 for both variables and betas
-    (0.9, 0.99), 998 deterministic DDPM levels, and the repulsion enters the distillation gradient,
-    :math:`(\lambda/\tilde\rho)\,\gamma\,\sigma_t^2 \nabla \log \sum_j k / d` with :math:`\gamma \in
-    \{30, 50, 150\}`. Here the repulsion term is :math:`\gamma\sigma_t^2 \log\sum_j k` on its own, so
-    :math:`\gamma_\text{here} = \gamma_\text{paper}\,\lambda/(\tilde\rho\,d)`: the default 0.01 on a
-    :math:`64 \times 64` solved state (:math:`d = 4096`) is :math:`\gamma_\text{paper} \approx 41`; the
-    data term is the mean over the :math:`M` measured values (the publication's over its :math:`y`,
-    an image); 100 steps on an EDM grid.
+    betas : tuple of float
+        Adam's moment decay rates.
+    steps : int
+        Iterations, one noise level and one Adam step each (the publications' ``num_steps = 999``
+        scheduler gives 998).
+    schedule : {"ddpm", "edm"}
+        ``"ddpm"``: the publications' levels, Stable Diffusion's "scaled linear" DDPM schedule at the
+        DDIM timesteps (:func:`~pdeinv.sampling.methods.units.ddim_particle_levels`); ``"edm"``: the EDM
+        grid below.
+    ddpm_betas : tuple of float
+        The scaled-linear beta range (0.00085, 0.012).
+    sigma_max, sigma_min, edm_rho : float
+        The EDM grid of ``schedule="edm"`` (levels in units of the latent's std).
+    latent_std, data_std : float
+        Standard deviations :math:`s_z` of the publications' latents (1) and :math:`s_x` of their
+        images (0.5, pixels in [-1, 1]).
     """
 
-    rho: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.99)
+    steps: int = 998
+    schedule: str = "ddpm"
+    ddpm_betas: tuple[float, float] = SD_BETAS
+    sigma_max: float = 10.0
+    sigma_min: float = 0.02
+    edm_rho: float = 7.0
+    latent_std: float = 1.0
+    data_std: float = 0.5
+
+    presets: ClassVar[dict[str, dict]] = {}
+
+    def __post_init__(self) -> None:
+        if self.schedule not in PARTICLE_SCHEDULES:
+            raise ValueError(f"schedule must be one of {PARTICLE_SCHEDULES}, got {self.schedule!r}")
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or not 1 <= self.steps < 1000:
+            raise ValueError(f"steps must be an integer in [1, 999], got {self.steps!r}")
+
+    @classmethod
+    def preset(cls, name: str, **changes):
+        """The configuration of preset ``name`` (``cls.presets``; ``"paper"``: the defaults), with ``changes``."""
+        if name != "paper" and name not in cls.presets:
+            raise ValueError(f"{cls.__name__} has no preset {name!r}; choose one of paper, {', '.join(cls.presets)}")
+        return cls(**{**cls.presets.get(name, {}), **changes})
+
+    def engine(self, sigma_data: float, lr: float, lr_aux: float) -> tuple[ParticleConfig, ParticleUnits]:
+        """The engine settings in the sampler's units and the :class:`~pdeinv.sampling.methods.units.ParticleUnits`."""
+        units = particle_units(
+            sigma_data, self.latent_std, self.data_std, lr, lr_aux, self.steps, self.schedule, self.ddpm_betas
+        )
+        c = units.state_unit
+        engine = ParticleConfig(
+            steps=self.steps, lr=units.lr, lr_aux=units.lr_aux, betas=tuple(self.betas),
+            sigma_max=c * self.sigma_max, sigma_min=c * self.sigma_min, rho=self.edm_rho, levels=units.levels,
+            init_std=c * self.latent_std, aux_init_std=units.field_unit,
+        )
+        return engine, units
+
+
+@dataclass(frozen=True)
+class RLSDConfig(ParticleSchedule):
+    r"""RLSD's parameters (module docstring) in its units, with its published defaults.
+
+    Parameters
+    ----------
+    gamma : float
+        :math:`\gamma`, repulsion strength (``algo.gamma``; 50 in the repository's repulsion runs
+        on box inpainting with N = 4; 0: the "NonRepuls-RLSD" ablation).
+    lam : float
+        :math:`\lambda` (``w_t``), weight of the score distillation.
+    rho : float
+        :math:`\tilde\rho` (``rho_reg``), coupling of the data-space variable to the decoded latent.
+    lr_z, lr_x : float
+        Adam learning rates of the latent and of the data-space variable (publication units).
+    bandwidth : {"per-particle", "pooled"}
+        Kernel bandwidth: the code's per-particle median over :math:`\log(N - 1)`, or the pooled
+        median over :math:`\log(N + 1)`.
+    betas, steps, schedule, ... : see :class:`ParticleSchedule`.
+
+    Defaults: ``_configs/algo/rsd_stable.yaml`` (N = 4, :math:`\tilde\rho` = 0.2, :math:`\lambda` = 0.1,
+    lr 0.2), Adam betas (0.9, 0.99), 998 levels. The code decodes the noisy latents and takes DINO
+    ViT-S/16 features for the kernel; here the kernel acts on the decoded noisy field itself.
+    ``RLSDConfig.presets["calibrated"]`` holds this package's earlier settings (100 EDM levels,
+    :math:`\tilde\rho` = 0.1, the pooled bandwidth, fields in the prior's units).
+    """
+
+    gamma: float = 50.0
     lam: float = 0.1
-    repulsion: float = 0.01
-    features: str = "field"
-    engine: ParticleConfig = field(default_factory=ParticleConfig)
+    rho: float = 0.2
+    lr_z: float = 0.2
+    lr_x: float = 0.2
+    bandwidth: str = "per-particle"
+
+    presets: ClassVar[dict[str, dict]] = {
+        "calibrated": {"rho": 0.1, "steps": 100, "schedule": "edm", "bandwidth": "pooled", "data_std": 1.0},
+    }
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.bandwidth not in BANDWIDTHS:
+            raise ValueError(f"bandwidth must be one of {BANDWIDTHS}, got {self.bandwidth!r}")
+        if not (self.gamma >= 0 and self.lam >= 0 and self.rho > 0):
+            raise ValueError(f"need gamma >= 0, lam >= 0 and rho > 0, got {self.gamma}, {self.lam}, {self.rho}")
 
 
 @dataclass(frozen=True)
 class RLSDNoRepulsionConfig(RLSDConfig):
     r"""RLSD without repulsion (the paper's "NonRepuls-RLSD" ablation): :math:`\gamma = 0`."""
 
-    repulsion: float = 0.0
+    gamma: float = 0.0
 
 
 @dataclass(frozen=True)
-class DWGFConfig:
-    r"""DWGF's weights (module docstring) and its engine settings.
+class DWGFConfig(ParticleSchedule):
+    r"""DWGF's parameters (module docstring) in its units, with its published defaults.
 
     Parameters
     ----------
     gamma : float
-        :math:`\gamma`, weight of the diffusion regulariser.
-    autoencoder_weight : float
-        :math:`c`, weight of the encoder-decoder prior score (latent space only).
+        :math:`\gamma` (``w_t``), weight of the diffusion regulariser.
+    lr : float
+        Adam learning rate of the latents (publication units).
+    vjp_coeff : float
+        :math:`c` (``vjp_coeff``, the paper's :math:`1/\rho^2`), weight of the encoder-decoder prior
+        score (latent space only).
     decoder_std : float
-        :math:`s`, noise added to the decoded field in the likelihood and the autoencoder term.
-    engine : ParticleConfig
-        Steps, learning rate, schedule.
+        :math:`s`, noise added to the decoded image in the likelihood and the autoencoder term (image units).
+    betas, steps, schedule, ... : see :class:`ParticleSchedule`.
 
-    Relation to the publication (reference code ``dwgf.py``, ``configs/algo/dwgf.yaml``): the same
-    :math:`\gamma = 0.15`, :math:`c = 0.1`, :math:`s = 0.01`, but Adam with lr 1.0 and betas
-    (0.9, 0.999) for 998 deterministic DDPM levels on Stable Diffusion latents, and the likelihood
-    averaged over its image-shaped :math:`y`; here the engine's 100 EDM levels, lr 0.2, betas
-    (0.9, 0.99) and the mean over the :math:`M` measured values.
+    Defaults: ``configs/algo/dwgf.yaml`` and ``dwgf.py``: :math:`\gamma` = 0.15, lr 1.0, Adam betas
+    (0.9, 0.999), :math:`c` = 0.1, :math:`s` = 0.01, N = 4, 998 levels.
+    ``DWGFConfig.presets["calibrated"]`` holds this package's earlier settings (lr 0.2, betas
+    (0.9, 0.99), 100 EDM levels, fields in the prior's units), with which the benchmark rows on
+    ``ns-inverse`` were measured.
     """
 
     gamma: float = 0.15
-    autoencoder_weight: float = 0.1
+    lr: float = 1.0
+    vjp_coeff: float = 0.1
     decoder_std: float = 0.01
-    engine: ParticleConfig = field(default_factory=ParticleConfig)
+    betas: tuple[float, float] = (0.9, 0.999)
+
+    presets: ClassVar[dict[str, dict]] = {
+        "calibrated": {"lr": 0.2, "betas": (0.9, 0.99), "steps": 100, "schedule": "edm", "data_std": 1.0},
+    }
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not (self.gamma >= 0 and self.lr > 0 and self.vjp_coeff >= 0 and self.decoder_std >= 0):
+            raise ValueError(
+                f"need gamma >= 0, lr > 0, vjp_coeff >= 0, decoder_std >= 0, got {self.gamma}, {self.lr}, "
+                f"{self.vjp_coeff}, {self.decoder_std}"
+            )
 
 
 def state_space(prior, problem: InverseProblem | None = None, state: str = "auto"):
@@ -154,14 +256,14 @@ def rlsd_solver(problem: InverseProblem, prior, y: torch.Tensor, config: RLSDCon
 
     ``space`` defaults to ``state_space(prior, problem)``.
     """
+    engine, units = config.engine(float(prior.sigma_data), config.lr_z, config.lr_x)
     particle_terms = [
-        Coupling(1.0, acts_on="particles"),
-        ScoreDistillation(config.lam / config.rho),
-        Repulsion(config.repulsion, config.features),
+        Coupling(units.image_weight, acts_on="particles"),
+        ScoreDistillation(config.lam / config.rho, repulsion=config.gamma, bandwidth=config.bandwidth),
     ]
     aux_terms = [DataFit(_measurement(problem, prior, y)), Coupling(config.rho, acts_on="aux")]
     space = state_space(prior, problem) if space is None else space
-    return ParticleSolver(prior, config.engine, particle_terms, aux_terms, space)
+    return ParticleSolver(prior, engine, particle_terms, aux_terms, space)
 
 
 def dwgf_solver(problem: InverseProblem, prior, y: torch.Tensor, config: DWGFConfig, space=None) -> ParticleSolver:
@@ -169,14 +271,16 @@ def dwgf_solver(problem: InverseProblem, prior, y: torch.Tensor, config: DWGFCon
 
     ``space`` defaults to ``state_space(prior, problem)``.
     """
+    engine, units = config.engine(float(prior.sigma_data), config.lr, config.lr)
     space = state_space(prior, problem) if space is None else space
+    noise = units.field_unit * config.decoder_std
     terms = [
-        DecoderLikelihood(_measurement(problem, prior, y), decoder_std=config.decoder_std),
+        DecoderLikelihood(_measurement(problem, prior, y), weight=units.image_weight, decoder_std=noise),
         MixtureRegulariser(config.gamma),
     ]
     if not getattr(space, "field_space", False):
-        terms.append(AutoencoderScore(config.autoencoder_weight, config.decoder_std))
-    return ParticleSolver(prior, config.engine, terms, (), space)
+        terms.append(AutoencoderScore(units.image_weight * config.vjp_coeff, noise))
+    return ParticleSolver(prior, engine, terms, (), space)
 
 
 def run_particles(build, config, problem: InverseProblem, options: MethodOptions) -> Reconstruction:
@@ -188,7 +292,7 @@ def run_particles(build, config, problem: InverseProblem, options: MethodOptions
         ``build(problem, prior, y, config, space) -> ParticleSolver`` (:func:`rlsd_solver`,
         :func:`dwgf_solver`); ``space`` is ``state_space(prior, problem, options.particle_state)``.
     config : RLSDConfig or DWGFConfig
-        The method's settings; ``options.steps`` overrides ``config.engine.steps``.
+        The method's settings; ``options.steps`` overrides ``config.steps``.
 
     Returns
     -------
@@ -197,7 +301,7 @@ def run_particles(build, config, problem: InverseProblem, options: MethodOptions
     """
     prior = options.prior
     if options.steps is not None:
-        config = _with_steps(config, options.steps)
+        config = dataclasses.replace(config, steps=options.steps)
     target = channel_index(prior.channels, problem.channel(problem.target))
     generator = torch.Generator(device=prior.mean.device).manual_seed(options.seed)
     k, s = options.samples, problem.resolution
@@ -212,11 +316,6 @@ def run_particles(build, config, problem: InverseProblem, options: MethodOptions
         nfe = result.nfe
     samples = torch.cat(collected)
     return Reconstruction(samples.mean(1), samples.std(1) if k > 1 else None, samples, nfe)
-
-
-def _with_steps(config, steps: int):
-    engine = ParticleConfig(**{**config.engine.__dict__, "steps": steps})
-    return type(config)(**{**config.__dict__, "engine": engine})
 
 
 @register("rlsd", RLSDConfig, kind="particle")

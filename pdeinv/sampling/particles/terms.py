@@ -23,7 +23,7 @@ from collections.abc import Callable
 import torch
 
 from pdeinv.sampling.particles.engine import ParticleStep
-from pdeinv.sampling.particles.kernel import check_features, log_kernel_sum
+from pdeinv.sampling.particles.kernel import BANDWIDTHS, check_features, log_kernel_sum
 from pdeinv.sampling.terms import ObservationTerm, select_channels
 
 
@@ -73,71 +73,84 @@ class Measurement:
         return self.observation.residual(select_channels(physical, self.prior.channels, [self.channel]))
 
 
-class ScoreDistillation(ParticleTerm):
-    r"""RED-diff / SDS with weight :math:`\sigma/\alpha`.
+def noisy_field_features(step: ParticleStep, noisy: torch.Tensor) -> torch.Tensor:
+    r"""The decoded noisy state :math:`\mathcal D(z_t)` of each particle, flattened: ``(B, C S^2)``.
 
-    Loss :math:`w\,\langle \mathrm{sg}[z - D_\theta(z_t, \sigma_t)], z\rangle / d`.
+    RLSD's code puts its kernel on DINO features of the decoded noisy latent; a field has no
+    such image network, so the features are the decoded field itself. In a space that only
+    parametrises the prior's fields (``parametrises_field``) the noise is added to the decoded
+    field, which is then already :math:`\mathcal D(z_t)`.
+    """
+    field = noisy if getattr(step.space, "parametrises_field", False) else step.space.decode(noisy)
+    return field.flatten(1)
+
+
+FeatureMap = Callable[[ParticleStep, torch.Tensor], torch.Tensor]
+
+
+class ScoreDistillation(ParticleTerm):
+    r"""RED-diff / SDS with weight :math:`\sigma/\alpha`, with RLSD's repulsion inside its gradient.
+
+    Loss :math:`w\,\langle \mathrm{sg}[g], z\rangle / d` with
+
+    .. math:: g = z - D_\theta(z_t, \sigma_t)
+              + \gamma\,\sigma_t^2\,\nabla_{z_t} \log \textstyle\sum_{j \ne i} k\big(f(z_t^i), f(z_t^j)\big),
+
+    the repulsion entering as the score correction :math:`\tilde s = s_\theta - \gamma \nabla \log
+    \sum_j k` of RLSD's code (its ``noise_pred = e - eps - gamma sqrt(1 - abar) nabla_log``, in VE form
+    :func:`~pdeinv.sampling.methods.units.particle_units`): the gradient is taken at the noisy state
+    :math:`z_t` with the neighbours and the bandwidth held fixed, and applied to :math:`z`.
+    :math:`k` is the RBF kernel (:mod:`~pdeinv.sampling.particles.kernel`) on features :math:`f` of
+    the noisy state (default :func:`noisy_field_features`).
+
+    Parameters
+    ----------
+    weight : float
+        :math:`w` (RLSD: :math:`\lambda/\rho`).
+    repulsion : float
+        :math:`\gamma` (0: plain score distillation).
+    bandwidth : {"per-particle", "pooled"}
+        Kernel bandwidth (:func:`~pdeinv.sampling.particles.kernel.median_bandwidth`).
+    features : callable, optional
+        ``features(step, noisy) -> (B, F)``, differentiable in ``noisy``.
     """
 
     name = "score distillation"
 
-    def loss(self, step: ParticleStep) -> torch.Tensor:
-        z = step.prior_state
-        return self.weight * _surrogate(z.detach() - step.denoised, z)
-
-
-FeatureMap = Callable[[ParticleStep], torch.Tensor]
-
-
-def field_features(step: ParticleStep) -> torch.Tensor:
-    """The decoded normalised field of each particle, flattened: ``(B, C S^2)``."""
-    return step.field.flatten(1)
-
-
-def state_features(step: ParticleStep) -> torch.Tensor:
-    """The particle state itself, flattened: ``(B, d)`` (encoder features in a latent space)."""
-    return step.particles.flatten(1)
-
-
-FEATURES = {"field": field_features, "latent": state_features}
-
-
-class Repulsion(ParticleTerm):
-    r"""Particle repulsion :math:`w\,\sigma_t^2 \log \sum_{j \ne i} k(f_i, f_j)` (RLSD).
-
-    :math:`k` is the RBF kernel with the median bandwidth (:mod:`~pdeinv.sampling.particles.kernel`)
-    on features :math:`f_i` of the particles (``"field"``: the decoded field; ``"latent"``: the
-    state, i.e. the encoder features; or a callable ``step -> (B, F)``). The factor
-    :math:`\sigma_t^2` is the one of a score correction :math:`\tilde s = s - \gamma \nabla \log \sum_j k`
-    in the distillation gradient :math:`\sigma^2 (-\tilde s) + \dots`, so repulsion is strong at high
-    noise and fades as the particles settle.
-
-    Raises
-    ------
-    ValueError
-        Fewer than 2 particles per measurement with ``weight > 0``; features of the wrong size.
-    """
-
-    name = "repulsion"
-
-    def __init__(self, weight: float = 1.0, features: str | FeatureMap = "field"):
+    def __init__(self, weight: float = 1.0, repulsion: float = 0.0, bandwidth: str = "per-particle",
+                 features: FeatureMap | None = None):
         super().__init__(weight)
-        if isinstance(features, str) and features not in FEATURES:
-            raise ValueError(f"unknown features {features!r}; choose one of {sorted(FEATURES)} or pass a callable")
-        self.features = FEATURES[features] if isinstance(features, str) else features
+        if not repulsion >= 0:
+            raise ValueError(f"{self.name}: repulsion must be >= 0, got {repulsion}")
+        if bandwidth not in BANDWIDTHS:
+            raise ValueError(f"unknown bandwidth {bandwidth!r}; choose one of {BANDWIDTHS}")
+        self.repulsion, self.bandwidth = float(repulsion), bandwidth
+        self.features = noisy_field_features if features is None else features
 
     def check(self, per_group: int) -> None:
-        if self.weight > 0 and per_group < 2:
+        if self.repulsion == 0:
+            return
+        least = 3 if self.bandwidth == "per-particle" else 2
+        if per_group < least:
             raise ValueError(
-                f"repulsion needs at least 2 particles per measurement, got {per_group}; use samples >= 2 "
-                "(RLSD reports N = 4) or the non-repulsive variant (weight 0)"
+                f"repulsion with the {self.bandwidth} bandwidth needs at least {least} particles per measurement, "
+                f"got {per_group}; use samples >= {least} (RLSD reports N = 4) or the non-repulsive variant (gamma 0)"
             )
 
+    def repulsion_gradient(self, step: ParticleStep) -> torch.Tensor:
+        r""":math:`\nabla_{z_t} \log \sum_{j \ne i} k_{ij}` per particle, shaped like ``step.prior_state``."""
+        noisy = step.noisy.detach().requires_grad_(True)
+        with torch.enable_grad():
+            features = check_features(self.features(step, noisy), noisy.shape[0], step.per_group)
+            potential = log_kernel_sum(features, self.bandwidth).sum()
+            return torch.autograd.grad(potential, noisy)[0]
+
     def loss(self, step: ParticleStep) -> torch.Tensor:
-        if self.weight == 0:
-            return step.particles.new_zeros(step.particles.shape[0])
-        features = check_features(self.features(step), step.particles.shape[0], step.per_group)
-        return self.weight * step.sigma**2 * log_kernel_sum(features).flatten()
+        z = step.prior_state
+        gradient = z.detach() - step.denoised
+        if self.repulsion > 0:
+            gradient = gradient + self.repulsion * step.sigma**2 * self.repulsion_gradient(step)
+        return self.weight * _surrogate(gradient, z)
 
 
 class Coupling(ParticleTerm):
