@@ -34,7 +34,7 @@ import time
 
 import torch
 
-from pdeinv.bench.runner import BenchConfig, _task_prior
+from pdeinv.bench.runner import BenchConfig, task_prior
 from pdeinv.bench.tasks import get_task, relative_l2
 from pdeinv.bench.timing import CategoryTimer, patched, timed_denoiser
 from pdeinv.operators import Helmholtz, NavierStokes2D
@@ -64,7 +64,7 @@ def profile(config: BenchConfig, cprofile: int = 0) -> dict:
     task = get_task(config.task)
     inputs, outputs, settings = task.load_test_set(config.data, config.n)
     problem = task.problem(inputs, outputs, settings)
-    prior = _task_prior(config, problem)
+    prior = task_prior(config, problem)
     options = MethodOptions(
         config.steps, config.samples, config.seed, prior, config.batch_size,
         particle_state=config.particle_state, solver_dt=config.solver_dt,
@@ -117,7 +117,7 @@ def precision_check(config: BenchConfig, sigmas=(0.01, 0.1, 1.0, 10.0, 100.0)) -
     task = get_task(config.task)
     inputs, outputs, settings = task.load_test_set(config.data, 1)
     problem = task.problem(inputs, outputs, settings)
-    prior = _task_prior(config, problem)
+    prior = task_prior(config, problem)
     options = MethodOptions(config.steps, 1, 0, prior, 1)
     term = tmpd_preset(problem, prior, options).terms(problem.measurements[:1])[0]
     like = torch.zeros(1, len(prior.channels), task.resolution, task.resolution)

@@ -180,8 +180,12 @@ def _exact_prior_exists(pde: str) -> bool:
     return spec.input_field is not None and isinstance(spec.build_operator(max(spec.min_resolution, 8)), LinearPhysics)
 
 
-def _task_prior(config: BenchConfig, problem):
-    """The run's prior: operator-consistent for a linear PDE unless ``config.raw_prior``; or the exact prior."""
+def task_prior(config: BenchConfig, problem):
+    """The prior a bench run with ``config`` uses on ``problem`` (:meth:`Task.problem`).
+
+    The named (or the PDE's default) prior, its Gaussian part with ``config.gaussian_part``, in
+    operator-consistent form for a linear PDE unless ``config.raw_prior``; or the exact prior.
+    """
     if config.prior == EXACT_PRIOR:
         return exact_prior(problem).to(config.device)
     prior = load(_prior_name(config, problem.pde), device=config.device)
@@ -235,7 +239,7 @@ def _shard_result(config: BenchConfig, rank: int, world: int) -> dict:
     task = get_task(config.task)
     inputs, outputs, settings = task.load_test_set(config.data, config.n)
     problem = task.problem(inputs, outputs, settings)
-    prior = _task_prior(config, problem) if _needs_prior(config.method) else None
+    prior = task_prior(config, problem) if _needs_prior(config.method) else None
     indices = torch.arange(config.n)[rank::world]
     options = MethodOptions(
         config.steps, config.samples, config.seed + rank, prior, config.batch_size,
