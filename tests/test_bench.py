@@ -396,6 +396,8 @@ def test_results_table_shows_non_default_repa_settings():
     ])
     assert "| latent-dps+repa | ns-latent-repa |" in table
     assert "| latent-dps+repa (repa weight 0.2, step 1, cutoff 0.6) | ns-latent-repa |" in table
+    earlier = results_table([{**base, "repa_weight": 0.05, "repa_cutoff": 1.0}])  # before repa_step was recorded
+    assert "latent-dps+repa (earlier form: weight 0.05 per 1000 steps, proxy cutoff 1)" in earlier
     with pytest.raises(ValueError, match="repa_cutoff"):
         MethodOptions(repa_cutoff=1.5)
     with pytest.raises(ValueError, match="repa_weight"):

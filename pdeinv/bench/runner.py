@@ -348,18 +348,27 @@ def method_label(record: dict) -> str:
     """The record's method, with its term settings where they are not the defaults.
 
     E.g. ``tmpd+equireg (λ=100)`` or ``latent-dps+repa (repa weight 0.2, step 1, cutoff 0.5)`` (the
-    ``+repa`` settings given instead of the publication's; records from before the cutoff meant
-    every step by default show the cutoff they recorded).
+    ``+repa`` settings given instead of the publication's). A ``+repa`` record without ``repa_step``
+    ran the term's earlier form (weight per 1000 steps, cutoff of the pasted proxy) and says so.
     """
     settings = []
     weight = record.get("equireg_weight", MethodOptions.equireg_weight)
     settings += [f"λ={weight:g}"] if weight != MethodOptions.equireg_weight else []
-    for key, name in (("repa_weight", "repa weight"), ("repa_step", "step")):
-        value = record.get(key)
-        settings += [f"{name} {value:g}"] if value is not None else []
-    cutoff = record.get("repa_cutoff", MethodOptions.repa_cutoff)
-    settings += [f"cutoff {cutoff:g}"] if cutoff != MethodOptions.repa_cutoff else []
+    settings += _repa_settings(record)
     return f"{record['method']} ({', '.join(settings)})" if settings else record["method"]
+
+
+def _repa_settings(record: dict) -> list[str]:
+    """The ``+repa`` settings of a record that differ from the publication's (see :func:`method_label`)."""
+    if "repa_weight" not in record:
+        return []
+    if "repa_step" not in record:
+        weight, cutoff = record["repa_weight"], record["repa_cutoff"]
+        return [f"earlier form: weight {weight:g} per 1000 steps, proxy cutoff {cutoff:g}"]
+    names = (("repa_weight", "repa weight"), ("repa_step", "step"))
+    settings = [f"{name} {record[key]:g}" for key, name in names if record[key] is not None]
+    cutoff = record.get("repa_cutoff", MethodOptions.repa_cutoff)
+    return settings + ([f"cutoff {cutoff:g}"] if cutoff != MethodOptions.repa_cutoff else [])
 
 
 def prior_marks(record: dict) -> list[str]:
