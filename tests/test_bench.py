@@ -391,15 +391,19 @@ def test_results_table_shows_non_default_repa_settings():
     base = {"task": "t", "method": "latent-dps+repa", "n": 2, "rel_l2_mean": 0.5, "rel_l2_std": 0.1,
             "seconds_per_sample": 1.0, "nfe": 9, "device": "cpu", "steps": 5, "prior": "ns-latent-repa"}
     table = results_table([
-        {**base, "repa_weight": 0.05, "repa_cutoff": 0.3},
-        {**base, "repa_weight": 0.2, "repa_cutoff": 0.6},
+        {**base, "repa_weight": None, "repa_step": None, "repa_cutoff": 1.0},
+        {**base, "repa_weight": 0.2, "repa_step": 1.0, "repa_cutoff": 0.6},
     ])
     assert "| latent-dps+repa | ns-latent-repa |" in table
-    assert "| latent-dps+repa (repa weight 0.2, cutoff 0.6) | ns-latent-repa |" in table
+    assert "| latent-dps+repa (repa weight 0.2, step 1, cutoff 0.6) | ns-latent-repa |" in table
+    earlier = results_table([{**base, "repa_weight": 0.05, "repa_cutoff": 1.0}])  # before repa_step was recorded
+    assert "latent-dps+repa (earlier form: weight 0.05 per 1000 steps, proxy cutoff 1)" in earlier
     with pytest.raises(ValueError, match="repa_cutoff"):
         MethodOptions(repa_cutoff=1.5)
     with pytest.raises(ValueError, match="repa_weight"):
         MethodOptions(repa_weight=-1.0)
+    with pytest.raises(ValueError, match="repa_step"):
+        MethodOptions(repa_step=0.0)
 
 
 def test_tmpd_model_error_is_small_for_a_gaussian_prior_or_a_linear_pde(helmholtz_setting):

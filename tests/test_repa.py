@@ -120,7 +120,7 @@ def test_repa_term_sums_the_misalignment_against_the_measurement_proxy(repa_prio
     assert torch.allclose(term.loss(state), tokens.shape[1] * misalignment(projected, tokens), rtol=1e-5)
 
 
-def test_repa_weight_and_cutoff_reach_the_term_of_a_plus_repa_method(repa_prior):
+def test_repa_weight_step_and_cutoff_reach_the_term_of_a_plus_repa_method(repa_prior):
     from pdeinv.operators import Helmholtz
     from pdeinv.sampling import InverseProblem, MethodOptions
     from pdeinv.sampling.methods import configure
@@ -130,12 +130,58 @@ def test_repa_weight_and_cutoff_reach_the_term_of_a_plus_repa_method(repa_prior)
     source = torch.randn(1, 1, 16, 16, generator=torch.Generator().manual_seed(2))
     problem = InverseProblem(operator, sensor, sensor.A(operator.A(source)), "output", "input", "a", "b", "helmholtz")
     (default,) = configure("dps+repa", problem, MethodOptions()).modifiers
-    assert (default.lam, default.cutoff) == (MethodOptions.repa_weight, 1.0)  # Align & Invert: every step
-    options = MethodOptions(steps=4, prior=load(root / "prior"), repa_weight=0.2, repa_cutoff=0.6)
+    # point sensor: the publication's box-inpainting setting, at every step as in its authors' code
+    assert (default.lam, default.eta, default.paper_steps, default.cutoff) == (0.01, 0.5, 1000, 1.0)
+    options = MethodOptions(steps=4, prior=load(root / "prior"), repa_weight=0.2, repa_step=3.0, repa_cutoff=0.6)
     (config,) = configure("dps+repa", problem, options).modifiers
-    assert (config.lam, config.cutoff) == (0.2, 0.6)
+    assert (config.lam, config.eta, config.cutoff) == (0.2, 3.0, 0.6)
     result = solve("dps+repa", problem, options)
     assert torch.isfinite(result.mean).all()
+
+
+def test_align_and_invert_published_settings_per_solver_and_task():
+    from pdeinv.latent.methods import AlignInvertConfig
+    from pdeinv.operators import BoxInpainting, Downsampling, FourierPhaseRetrieval, GaussianBlur
+
+    published = AlignInvertConfig.published
+    assert published("latent-dps", Downsampling(64, factor=4)) == AlignInvertConfig(lam=0.01, eta=2.0)
+    assert published("psld", GaussianBlur(64, sigma_px=1.5)) == AlignInvertConfig(lam=0.05, eta=0.25)
+    assert published("latent-dps", BoxInpainting(16, box=0.5)) == AlignInvertConfig(lam=0.01, eta=0.5)
+    assert published("resample", Downsampling(64, factor=4)) == AlignInvertConfig(lam=0.05, eta=3.25, paper_steps=250)
+    with pytest.raises(ValueError, match="set repa_weight and repa_step"):
+        published("resample", BoxInpainting(16, box=0.5))
+    with pytest.raises(ValueError, match="FourierPhaseRetrieval"):
+        published("latent-dps", FourierPhaseRetrieval(16, oversampling=2.0))
+
+
+def test_align_and_invert_step_equals_the_publications_flow_step_by_hand():
+    # Align & Invert, 4 flow steps t = 0.75, 0.5, 0.25 (snr 3, 1, 1/3; the t = 1 step starts at infinite
+    # noise): x^F <- x^F - eta * grad_{x^F}(lam * sum_n (1 - cos)) / max(snr, 1), with x^F = (1 - t) z + t n
+    # and z the publication's latent. The sampler's state is x = c_x (z + snr n), noise level c_x snr.
+    from pdeinv.latent.methods import AlignInvertConfig
+
+    lam, eta, sigma_data = 0.05, 3.25, 0.5
+    config = AlignInvertConfig(lam=lam, eta=eta, paper_steps=4)
+    edm = torch.tensor([10.0, 1.0, 0.3, 0.01, 0.0], dtype=torch.float64)  # one flow step in each of the first 3
+    schedule = config.schedule(edm, sigma_data)
+    c_x = sigma_data / config.latent_std
+    generator = torch.Generator().manual_seed(0)
+    projection = torch.randn(3, 5, generator=generator, dtype=torch.float64)
+    target = torch.randn(1, 4, 5, generator=generator, dtype=torch.float64)
+
+    def term(state):  # features of the state (B, 4 tokens, 3) projected and compared with the target tokens
+        return misalignment(state.reshape(1, 4, 3) @ projection, target, reduction="sum").sum()
+
+    x = torch.randn(1, 12, generator=generator, dtype=torch.float64)
+    for step, t in enumerate((0.75, 0.5, 0.25)):
+        snr = t / (1 - t)
+        flow = ((1 - t) * x / c_x).requires_grad_(True)  # the same state in the publication's coordinates
+        paper = -eta * lam * torch.autograd.grad(term(flow * c_x / (1 - t)), flow)[0] / max(snr, 1.0)
+        state = x.clone().requires_grad_(True)
+        ours = -schedule(float(edm[step]), step, 4) * torch.autograd.grad(term(state), state)[0]
+        assert torch.allclose(ours, paper * c_x / (1 - t), rtol=1e-12)
+    assert schedule(float(edm[3]), 3, 4) == 0.0  # no flow step below sigma = 0.01
+    assert all(schedule.active(float(edm[i]), i, 4) for i in range(4))  # cutoff 1: every step
 
 
 def test_prior_without_repa_head_refuses_the_term(tmp_path):

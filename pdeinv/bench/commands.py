@@ -80,13 +80,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"weight of the EquiReg term of +equireg methods (default {BenchConfig.equireg_weight:g})"
     )
     parser.add_argument(
-        "--repa-weight", type=non_negative_float, default=BenchConfig.repa_weight,
-        help=f"weight per 1000 steps of the alignment term of +repa methods (default {BenchConfig.repa_weight:g})",
+        "--repa-weight", type=non_negative_float, default=None,
+        help="lambda_repa of +repa methods: Align & Invert's weight of the token-summed misalignment, "
+        "independent of --steps (default: the publication's for the task and solver)",
+    )
+    parser.add_argument(
+        "--repa-step", type=positive_float, default=None,
+        help="eta of +repa methods: Align & Invert's step size (default: the publication's for the task and solver)",
     )
     parser.add_argument(
         "--repa-cutoff", type=fraction, default=BenchConfig.repa_cutoff,
-        help="fraction of the steps whose +repa proxy is the estimate with the measurements pasted in "
-        f"(default {BenchConfig.repa_cutoff:g})",
+        help=f"fraction of the steps in which the +repa term acts (default {BenchConfig.repa_cutoff:g}: every step)",
     )
     add_solver_arguments(parser)
     parser.add_argument("--table", nargs="+", metavar="RUN", help="aggregate run JSON files into a markdown table")
@@ -126,6 +130,7 @@ def _config(args: argparse.Namespace, data: str | None) -> BenchConfig:
             raw_prior=args.raw_prior,
             equireg_weight=args.equireg_weight,
             repa_weight=args.repa_weight,
+            repa_step=args.repa_step,
             repa_cutoff=args.repa_cutoff,
             gaussian_part=args.gaussian_part,
             particle_state=args.particle_state,

@@ -89,9 +89,9 @@ class BenchConfig:
         replaced by the solve of its input channel (:class:`~pdeinv.priors.consistent.OperatorConsistentPrior`).
     equireg_weight : float
         Weight of the EquiReg term of ``+equireg`` methods.
-    repa_weight, repa_cutoff : float
-        Weight and proxy cutoff of the alignment term of ``+repa`` methods
-        (:class:`~pdeinv.sampling.problem.MethodOptions`).
+    repa_weight, repa_step, repa_cutoff : float
+        :math:`\\lambda_\\text{repa}`, :math:`\\eta` (``None``: the publication's) and the fraction of the
+        steps of the alignment term of ``+repa`` methods (:class:`~pdeinv.sampling.problem.MethodOptions`).
     gaussian_part : bool
         Use only the prior's fitted Gaussian base, the network switched off
         (:class:`~pdeinv.priors.edm.GaussianPart`).
@@ -117,7 +117,8 @@ class BenchConfig:
     device: str = "cpu"
     raw_prior: bool = False
     equireg_weight: float = MethodOptions.equireg_weight
-    repa_weight: float = MethodOptions.repa_weight
+    repa_weight: float | None = MethodOptions.repa_weight
+    repa_step: float | None = MethodOptions.repa_step
     repa_cutoff: float = MethodOptions.repa_cutoff
     gaussian_part: bool = False
     particle_state: str = MethodOptions.particle_state
@@ -243,7 +244,8 @@ def _shard_result(config: BenchConfig, rank: int, world: int) -> dict:
     indices = torch.arange(config.n)[rank::world]
     options = MethodOptions(
         config.steps, config.samples, config.seed + rank, prior, config.batch_size,
-        equireg_weight=config.equireg_weight, repa_weight=config.repa_weight, repa_cutoff=config.repa_cutoff,
+        equireg_weight=config.equireg_weight, repa_weight=config.repa_weight, repa_step=config.repa_step,
+        repa_cutoff=config.repa_cutoff,
         particle_state=config.particle_state, solver_dt=config.solver_dt,
         method_preset=config.method_preset, method_options=config.method_options,
     )
@@ -326,7 +328,7 @@ def _record(config: BenchConfig, parts: list[dict], world: int) -> dict:
         "raw_prior": config.raw_prior,
         "gaussian_part": config.gaussian_part,
         **({"equireg_weight": config.equireg_weight} if parse_method(config.method)[1] else {}),
-        **({"repa_weight": config.repa_weight, "repa_cutoff": config.repa_cutoff}
+        **({"repa_weight": config.repa_weight, "repa_step": config.repa_step, "repa_cutoff": config.repa_cutoff}
            if split_repa(config.method)[1] else {}),
         **({"particle_state": config.particle_state} if parse_method(config.method)[0] in PARTICLES else {}),
         **({"solver_dt": config.solver_dt} if config.solver_dt is not None else {}),
@@ -429,8 +431,10 @@ def metric_mark(record: dict) -> str:
 def method_label(record: dict) -> str:
     """The record's method, with its term settings where they are not the defaults.
 
-    E.g. ``tmpd+equireg (λ=100)``, ``latent-dps+repa (repa weight 0.2, cutoff 0.5)`` (the ``+repa``
-    weight is per 1000 steps) or ``dwgf (calibrated, gamma=0)`` (``--method-preset``, ``--method-option``).
+    E.g. ``tmpd+equireg (λ=100)``, ``latent-dps+repa (repa weight 0.2, step 1, cutoff 0.5)`` (the
+    ``+repa`` settings given instead of the publication's) or ``dwgf (calibrated, gamma=0)``
+    (``--method-preset``, ``--method-option``). A ``+repa`` record without ``repa_step`` ran the
+    term's earlier form (weight per 1000 steps, cutoff of the pasted proxy) and says so.
     """
     settings = method_settings(record)
     return f"{record['method']} ({', '.join(settings)})" if settings else record["method"]
@@ -442,8 +446,18 @@ def method_settings(record: dict) -> list[str]:
     settings += [f"{key}={value}" for key, value in record.get("method_options", {}).items()]
     weight = record.get("equireg_weight", MethodOptions.equireg_weight)
     settings += [f"λ={weight:g}"] if weight != MethodOptions.equireg_weight else []
-    repa_weight = record.get("repa_weight", MethodOptions.repa_weight)
-    settings += [f"repa weight {repa_weight:g}"] if repa_weight != MethodOptions.repa_weight else []
+    return settings + _repa_settings(record)
+
+
+def _repa_settings(record: dict) -> list[str]:
+    """The ``+repa`` settings of a record that differ from the publication's (see :func:`method_label`)."""
+    if "repa_weight" not in record:
+        return []
+    if "repa_step" not in record:
+        weight, cutoff = record["repa_weight"], record["repa_cutoff"]
+        return [f"earlier form: weight {weight:g} per 1000 steps, proxy cutoff {cutoff:g}"]
+    names = (("repa_weight", "repa weight"), ("repa_step", "step"))
+    settings = [f"{name} {record[key]:g}" for key, name in names if record[key] is not None]
     cutoff = record.get("repa_cutoff", MethodOptions.repa_cutoff)
     return settings + ([f"cutoff {cutoff:g}"] if cutoff != MethodOptions.repa_cutoff else [])
 

@@ -14,12 +14,15 @@ its images (std 0.5 in :math:`[-1, 1]`): :math:`c_x = \sigma_\text{data}/1`, :ma
   consistency by latent optimisation every 10 DDIM steps in the last two thirds, then stochastic
   resampling (:class:`~pdeinv.latent.resample.ReSampleProjection`);
 - ``+repa`` (Align & Invert, Sfountouris et al. 2025): :class:`~pdeinv.latent.repa.RepaTerm` with the step
-  :math:`\eta\lambda\nabla/\max(\mathrm{snr}, 1)` of the publication's 1000-step linear flow,
-  mapped onto the EDM grid (:func:`~pdeinv.sampling.methods.units.flow_step_weights`).
+  :math:`\eta\lambda_\text{repa}\nabla/\max(\mathrm{snr}, 1)` of the publication's linear flow (1000 steps
+  for Latent DPS, 250 for ReSample), mapped onto the EDM grid
+  (:func:`~pdeinv.sampling.methods.units.flow_step_weights`), at every step, with the
+  publication's :math:`(\lambda_\text{repa}, \eta)` for the task (:class:`AlignInvertConfig`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from pdeinv.latent.psld import GluingTerm
@@ -183,26 +186,60 @@ def resample(problem: InverseProblem, config: ReSampleMethodConfig, options: Met
     return run_guided(preset, problem, options, config.modifiers)
 
 
+# Align & Invert's README: (lambda_repa, eta, flow steps) per solver and task.
+ALIGN_INVERT_PUBLISHED = {
+    ("latent-dps", "super-resolution"): (0.01, 2.0, 1000),
+    ("latent-dps", "gaussian-deblur"): (0.05, 0.25, 1000),
+    ("latent-dps", "motion-deblur"): (0.01, 0.5, 1000),
+    ("latent-dps", "inpainting"): (0.01, 0.5, 1000),
+    ("resample", "super-resolution"): (0.05, 3.25, 250),
+    ("resample", "gaussian-deblur"): (0.05, 0.75, 250),
+    ("resample", "motion-deblur"): (0.05, 0.75, 250),
+}
+
+
+def align_invert_task(sensor) -> str | None:
+    """The Align & Invert task a sensor corresponds to (``None`` for one it publishes no setting for)."""
+    from deepinv.physics import Inpainting
+
+    from pdeinv.operators import PointObservation
+    from pdeinv.operators.blur import GaussianBlur, MotionBlur
+    from pdeinv.operators.downsampling import Downsampling
+
+    kinds = [
+        ((PointObservation, Inpainting), "inpainting"), (Downsampling, "super-resolution"),
+        (GaussianBlur, "gaussian-deblur"), (MotionBlur, "motion-deblur"),
+    ]
+    return next((kind for cls, kind in kinds if isinstance(sensor, cls)), None)
+
+
 @dataclass(frozen=True)
 class AlignInvertConfig:
-    r"""Align & Invert's alignment step.
+    r"""Align & Invert's alignment step, in its units.
+
+    Per step of its linear flow (``t`` from 1 to 0, :math:`\mathrm{snr} = t/(1-t)`) the authors' code
+    moves the state by :math:`-\eta\,\nabla_{x_t}\big(\|y - A\hat x\| + \lambda_\text{repa} L_\text{repa}\big)
+    / \max(\mathrm{snr}, 1)`; this is the :math:`\lambda_\text{repa} L_\text{repa}` part
+    (:class:`~pdeinv.latent.repa.RepaTerm`), added to the base method's own measurement step. Its
+    steps are summed onto the sampler's grid (:func:`~pdeinv.sampling.methods.units.flow_step_weights`),
+    so the alignment accumulated between two noise levels is the publication's for any number of steps.
 
     Parameters
     ----------
     lam : float
-        :math:`\lambda_\text{repa}` (0.01 or 0.05 in the publication; ``options.repa_weight``).
+        :math:`\lambda_\text{repa}` (``--l_repa``: 0.01 or 0.05 in the publication).
     eta : float
-        :math:`\eta`, the step of its 1000-step linear flow (0.25 to 3.25; 0.5 for box inpainting).
+        :math:`\eta` (``--learning_rate``: 0.25 to 3.25).
     paper_steps : int
-        Steps of that flow.
+        Steps of that flow (1000 for Latent DPS, 250 for ReSample).
     cutoff : float
-        Fraction of the steps the term acts in (the publication: all, 1).
+        Fraction of the steps the term acts in (the authors' code: all, 1).
     latent_std : float
         Standard deviation of the publication's latents.
     """
 
-    lam: float = 0.05
-    eta: float = 0.5
+    lam: float = 0.01
+    eta: float = 2.0
     paper_steps: int = 1000
     cutoff: float = 1.0
     latent_std: float = 1.0
@@ -211,21 +248,59 @@ class AlignInvertConfig:
         check_positive(eta=self.eta, latent_std=self.latent_std)
         if not (self.lam >= 0 and 0 <= self.cutoff <= 1):
             raise ValueError(f"need lam >= 0 and cutoff in [0, 1], got lam={self.lam}, cutoff={self.cutoff}")
+        if isinstance(self.paper_steps, bool) or not isinstance(self.paper_steps, int) or self.paper_steps < 2:
+            raise ValueError(f"paper_steps must be an integer >= 2, got {self.paper_steps!r}")
+
+    @classmethod
+    def published(cls, base: str, sensor) -> AlignInvertConfig:
+        """The README's setting for solver ``base`` (``resample``; any other: Latent DPS's) on ``sensor``'s task.
+
+        Raises
+        ------
+        ValueError
+            For a task the publication gives no setting for (pass ``repa_weight`` and ``repa_step``).
+        """
+        solver = "resample" if base == "resample" else "latent-dps"
+        key = (solver, align_invert_task(sensor))
+        if key not in ALIGN_INVERT_PUBLISHED:
+            known = ", ".join(task for name, task in ALIGN_INVERT_PUBLISHED if name == solver)
+            raise ValueError(
+                f"Align & Invert publishes (lambda_repa, eta) for {solver} on {known}, not for a "
+                f"{type(sensor).__name__} sensor; set repa_weight and repa_step "
+                "(pdeinv bench --repa-weight, --repa-step)"
+            )
+        lam, eta, steps = ALIGN_INVERT_PUBLISHED[key]
+        return cls(lam=lam, eta=eta, paper_steps=steps)
 
     def terms(self, preset: GuidedPreset, problem: InverseProblem, options: MethodOptions, y):
         """The alignment term on ``preset``'s sampler grid."""
         from pdeinv.latent.checkpoint import repa_encoder
 
         prior = options.prior
-        c_x = float(prior.sigma_data) / self.latent_std
-        weights = flow_step_weights(self.eta, self.paper_steps, preset.config.sigmas(), c_x)
-        schedule = GuidanceSchedule(weight=self.lam * c_x**2, step_weights=weights, stop_fraction=self.cutoff)
+        schedule = self.schedule(preset.config.sigmas(), float(prior.sigma_data))
         proxy = measurement_proxy(problem.sensor, y, problem.channel(problem.observed))
         return [RepaTerm(getattr(prior, "denoiser", prior), repa_encoder(prior), proxy, schedule)]
 
+    def schedule(self, sigmas, sigma_data: float) -> GuidanceSchedule:
+        r"""The term's weight per sampler step on noise levels ``sigmas`` ``(N + 1,)``.
+
+        With :math:`c_x = \sigma_\text{data}/` ``latent_std`` (the sampler's latent unit over the
+        publication's), step :math:`i` takes :math:`-\lambda c_x^2 w_i \nabla_x L_\text{repa}`,
+        :math:`w_i` the flow's :math:`\eta (1 + \mathrm{snr})^2/\max(\mathrm{snr}, 1)` summed over the
+        flow steps whose level :math:`c_x\,\mathrm{snr}` lies in :math:`(\sigma_{i+1}, \sigma_i]`.
+        """
+        c_x = sigma_data / self.latent_std
+        weights = flow_step_weights(self.eta, self.paper_steps, sigmas, c_x)
+        return GuidanceSchedule(weight=self.lam * c_x**2, step_weights=weights, stop_fraction=self.cutoff)
+
 
 @register_modifier("+repa", AlignInvertConfig)
-def repa(problem: InverseProblem, options: MethodOptions) -> AlignInvertConfig:
-    """Align & Invert with ``lam = options.repa_weight``; ``options.repa_cutoff`` when set away from its default."""
-    cutoff = options.repa_cutoff if options.repa_cutoff != MethodOptions.repa_cutoff else AlignInvertConfig.cutoff
-    return AlignInvertConfig(lam=options.repa_weight, cutoff=cutoff)
+def repa(problem: InverseProblem, options: MethodOptions, base: str) -> AlignInvertConfig:
+    """Align & Invert's term: the publication's setting for ``base`` on the task, ``options.repa_*`` where given."""
+    chosen = {"lam": options.repa_weight, "eta": options.repa_step}
+    chosen = {name: value for name, value in chosen.items() if value is not None}
+    if len(chosen) == 2 or problem is None:
+        config = AlignInvertConfig()
+    else:
+        config = AlignInvertConfig.published(base, problem.sensor)
+    return dataclasses.replace(config, cutoff=options.repa_cutoff, **chosen)

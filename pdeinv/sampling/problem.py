@@ -26,8 +26,7 @@ from pdeinv.operators.following import follow_state
 from pdeinv.pdes import get_pde, pde_names, pde_of, solve_estimate
 from pdeinv.sampling.terms import EQUIREG_WEIGHT
 
-REPA_WEIGHT = 0.05  # Align & Invert term: lambda = REPA_WEIGHT * 1000 / steps
-REPA_CUTOFF = 0.3  # fraction of the steps whose proxy is the measurement-pasted estimate
+REPA_CUTOFF = 1.0  # Align & Invert term: fraction of the steps it acts in (its authors' code: every step)
 
 PARTICLE_STATES = ("auto", "joint", "solved")
 ROLES = ("input", "output")
@@ -316,12 +315,15 @@ class MethodOptions:
         operator's symmetries; ``"+equireg-d4"``: plain D4); ``None`` for none.
     equireg_weight : float
         Weight of the EquiReg term (0.01, EquiReg's published ``equi_alpha``, by default).
-    repa_weight : float
-        Weight of the ``+repa`` alignment term per 1000 steps: :math:`\\lambda = w \\cdot 1000/N`
-        (0.05 by default).
+    repa_weight : float, optional
+        :math:`\\lambda_\\text{repa}` of the ``+repa`` alignment term (Align & Invert's ``--l_repa``, the
+        weight of the token-summed misalignment, whatever the number of steps); ``None`` takes the
+        publication's value for the task (:class:`~pdeinv.latent.methods.AlignInvertConfig`).
+    repa_step : float, optional
+        :math:`\\eta`, Align & Invert's step size (``--learning_rate``); ``None`` takes the publication's.
     repa_cutoff : float
-        Fraction of the steps in which the ``+repa`` proxy is the estimate with the measured values
-        pasted in; the current reconstruction afterwards (0.3 by default).
+        Fraction of the steps in which the ``+repa`` term acts (1 by default: every step, as in its
+        authors' code).
     particle_state : {"auto", "joint", "solved"}
         State of the particle methods on a field-space joint prior: ``"solved"`` parametrises the
         particles by the input field and decodes them to ``(a, A a)``, ``"joint"`` keeps both
@@ -348,7 +350,8 @@ class MethodOptions:
     batch_size: int = 4
     equireg: str | None = None
     equireg_weight: float = EQUIREG_WEIGHT
-    repa_weight: float = REPA_WEIGHT
+    repa_weight: float | None = None
+    repa_step: float | None = None
     repa_cutoff: float = REPA_CUTOFF
     particle_state: str = "auto"
     solver_dt: float | None = None
@@ -364,8 +367,10 @@ class MethodOptions:
             raise ValueError(f"steps must be a positive integer or None, got {self.steps!r}")
         if not self.equireg_weight > 0:
             raise ValueError(f"equireg_weight must be positive, got {self.equireg_weight!r}")
-        if not self.repa_weight >= 0:
-            raise ValueError(f"repa_weight must be non-negative, got {self.repa_weight!r}")
+        if self.repa_weight is not None and not self.repa_weight >= 0:
+            raise ValueError(f"repa_weight must be non-negative or None, got {self.repa_weight!r}")
+        if self.repa_step is not None and not self.repa_step > 0:
+            raise ValueError(f"repa_step must be positive or None, got {self.repa_step!r}")
         if not 0 <= self.repa_cutoff <= 1:
             raise ValueError(f"repa_cutoff must be a fraction of the steps in [0, 1], got {self.repa_cutoff!r}")
         if self.particle_state not in PARTICLE_STATES:

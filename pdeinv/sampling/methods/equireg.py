@@ -96,12 +96,12 @@ class EquiRegConfig:
 
 
 @register_modifier("+equireg", EquiRegConfig)
-def equireg(problem: InverseProblem, options: MethodOptions) -> EquiRegConfig:
+def equireg(problem: InverseProblem, options: MethodOptions, base: str) -> EquiRegConfig:
     """EquiReg with the published elements (``alpha`` from ``options.equireg_weight``)."""
     return EquiRegConfig(alpha=options.equireg_weight)
 
 
 @register_modifier("+equireg-d4", EquiRegConfig)
-def equireg_d4(problem: InverseProblem, options: MethodOptions) -> EquiRegConfig:
+def equireg_d4(problem: InverseProblem, options: MethodOptions, base: str) -> EquiRegConfig:
     """EquiReg on the square's eight symmetries."""
     return EquiRegConfig(alpha=options.equireg_weight, group="d4")

@@ -11,7 +11,9 @@ converts them to the sampler's units itself (:mod:`pdeinv.sampling.methods.units
 carries the run settings shared by every method (prior, seed, samples, steps override).
 
 A *modifier* is a suffix that adds a term to a diffusion method's loss (``+equireg``, ``+repa``),
-registered with :func:`register_modifier`; its configuration travels in the base method's
+registered with :func:`register_modifier` as ``build(problem, options, base) -> config`` (``base`` the
+method's name without suffixes, for a term whose published setting depends on the solver); its
+configuration travels in the base method's
 ``config.modifiers`` so that :func:`method_config` records it. Suffixes compose
 (``fundps+repa+equireg``).
 """
@@ -68,7 +70,7 @@ class Method:
 
 @dataclass(frozen=True)
 class Modifier:
-    """A registered suffix: ``build(problem, options) -> config`` of the term it adds to a guided method."""
+    """A registered suffix: ``build(problem, options, base) -> config`` of the term it adds to method ``base``."""
 
     suffix: str
     config: type
@@ -107,7 +109,7 @@ def register(name: str, config: type = NoParameters, *, kind: str = "guided", ne
 
 
 def register_modifier(suffix: str, config: type):
-    """Decorator registering ``build(problem, options) -> config`` for the method suffix ``suffix`` (``"+name"``)."""
+    """Decorator registering ``build(problem, options, base) -> config`` for the suffix ``suffix`` (``"+name"``)."""
     if not suffix.startswith("+") or "+" in suffix[1:]:
         raise ValueError(f"a modifier suffix is '+name', got {suffix!r}")
 
@@ -169,7 +171,7 @@ def configure(name: str, problem: InverseProblem | None = None, options: MethodO
         config = with_options(method, config, options.method_options)
     if suffixes:
         options = MethodOptions() if options is None else options
-        added = tuple(MODIFIERS[s].build(problem, options) for s in suffixes)
+        added = tuple(MODIFIERS[s].build(problem, options, method.name) for s in suffixes)
         config = dataclasses.replace(config, modifiers=tuple(config.modifiers) + added)
     return config
 
