@@ -69,7 +69,7 @@ RECOMMENDED_METHODS = {
     ("linear", "inverse", False): MethodChoice("kriging", {}, "bench/helmholtz-inverse-64-kriging.json"),
     ("linear", "forward", False): MethodChoice("kriging", {}, "bench/helmholtz-forward-64-kriging.json"),
     ("navier-stokes", "forward", True): MethodChoice(
-        "tmpd-solve", {"steps": 50}, "bench/ns-forward-64-tmpd-solve-50.json"
+        "fundps", {"steps": 200}, "bench/ns-forward-64-fundps-200.json"
     ),
     ("navier-stokes", "forward", False): MethodChoice("interp-solve", {}, "bench/ns-forward-64-interp-solve.json"),
     ("navier-stokes", "inverse", True): MethodChoice(

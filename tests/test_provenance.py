@@ -129,3 +129,13 @@ def test_published_table_sets_each_reproduction_beside_its_published_figure():
     assert cells[5:7] == ["9.63", "-"]
     assert cells[7].startswith("8.50: fundps") and cells[8].startswith("20.00: interp-solve")
     assert rows["darcy-inverse (error rate)"].count(" - ") == 5
+
+
+def test_headline_keeps_to_the_evaluation_budget():
+    def run(method, nfe, error):
+        record = {"task": "t", "method": method, "n": 32, "rel_l2_mean": error, "rel_l2_std": 0.0, "prior": "p",
+                  "seconds_per_sample": 1.0, "nfe": nfe, "device": "cpu", "provenance": {"threads": 1}}
+        return (None, record)
+
+    table = tables.headline_table([run("cheap", tables.HEADLINE_NFE, 0.2), run("costly", 399, 0.1)])
+    assert "| t | cheap |" in table and "costly" not in table
