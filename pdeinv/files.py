@@ -9,12 +9,22 @@ old file or the complete new one, never a truncated one).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from pdeinv.errors import OutputExistsError, UsageError
+
+
+def file_sha256(path: str | os.PathLike, block: int = 1 << 20) -> str:
+    """SHA-256 hex digest of a file's bytes, read in ``block``-byte blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(block), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _same_file(a: Path, b: Path) -> bool:

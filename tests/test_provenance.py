@@ -10,7 +10,8 @@ import subprocess
 import pytest
 
 from pdeinv.bench import tables
-from pdeinv.bench.provenance import PACKAGE_DIR, checkpoint_weights, file_sha256, git_state, provenance
+from pdeinv.bench.provenance import PACKAGE_DIR, checkpoint_weights, git_state, provenance
+from pdeinv.files import file_sha256
 from pdeinv.priors.checkpoint import SHIPPED
 
 

@@ -8,7 +8,6 @@ a record made with weights that are no longer shipped can be recognised
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 import sys
@@ -19,18 +18,10 @@ from pathlib import Path
 import torch
 
 from pdeinv import __version__
+from pdeinv.files import file_sha256
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 WEIGHTS = "model.safetensors"
-
-
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 hex digest of a file's bytes, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def git_state(package_dir: str | Path = PACKAGE_DIR) -> tuple[str, bool | None]:

@@ -28,9 +28,10 @@ from pathlib import Path
 
 from pdeinv.bench.bayes_limit import DIRECTORY as BAYES_LIMIT
 from pdeinv.bench.bayes_limit import bayes_limit_table
-from pdeinv.bench.provenance import WEIGHTS, file_sha256
+from pdeinv.bench.provenance import WEIGHTS
 from pdeinv.bench.published import PUBLISHED, published_task
 from pdeinv.bench.runner import EXACT_PRIOR, metric_mark, results_table, run_label
+from pdeinv.files import file_sha256
 from pdeinv.priors.checkpoint import SHIPPED
 
 ROOT = Path(__file__).resolve().parents[2]

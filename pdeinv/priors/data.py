@@ -147,7 +147,7 @@ def load_training_data(path: str, channels: list[str] | None = None, resolution:
         or the file's statistics are not finite.
     """
     from pdeinv.datasets import FieldDataset
-    from pdeinv.priors.training_state import file_sha256
+    from pdeinv.files import file_sha256
 
     dataset = FieldDataset(path, channels=channels, resolution=resolution, normalize=True)
     if len(dataset) == 0:

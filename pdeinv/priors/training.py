@@ -23,7 +23,6 @@ from __future__ import annotations
 import copy
 import csv
 import fcntl
-import hashlib
 import json
 import math
 import numbers
@@ -39,6 +38,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data.distributed import DistributedSampler
 
 from pdeinv.errors import NonFiniteError, OutputExistsError, PdeinvError, UsageError
+from pdeinv.files import file_sha256
 from pdeinv.priors import distributed
 from pdeinv.priors.augment import augment, symmetry_group
 from pdeinv.priors.backbones import BACKBONES, backbone_config, build_backbone, config_dict
@@ -47,7 +47,7 @@ from pdeinv.priors.consistent import consistency_spec, consistent_from_card
 from pdeinv.priors.data import TrainingData
 from pdeinv.priors.edm import RESIDUALS, EDMConfig, EDMDenoiser, edm_loss, sample_training_sigma
 from pdeinv.priors.spectral_gaussian import BASE_CHOICES, SpectralGaussianDenoiser, choose_basis
-from pdeinv.priors.training_state import STATE, read_training_state, save_training_state, state_files
+from pdeinv.priors.training_state import read_training_state, save_training_state, state_files
 
 LOG = "log.csv"
 LOCK = ".train.lock"
@@ -308,10 +308,9 @@ def initialise_from(model: torch.nn.Module, card: dict, name_or_path: str) -> di
                 f"{json.dumps(card.get(key))}; train with the prior's settings and data, or start from scratch"
             )
     model.load_state_dict(weights_for_model(model, directory))
-    path = directory / WEIGHTS
     return {
         "prior": str(name_or_path),
-        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "sha256": file_sha256(directory / WEIGHTS),
         "steps": start.get("training", {}).get("steps"),
         "command": start.get("training", {}).get("command"),
     }

@@ -33,15 +33,6 @@ FORMAT_VERSION = 1
 _TENSOR_GLOB = "training_state.step*.safetensors"
 
 
-def file_sha256(path: str | os.PathLike, block: int = 1 << 20) -> str:
-    """SHA-256 hex digest of a file, read in blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(block), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _flatten(state: dict) -> tuple[dict, dict[str, torch.Tensor]]:
     """Split a trainer state into its JSON part and its named tensors."""
     tensors = {}
