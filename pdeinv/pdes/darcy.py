@@ -2,7 +2,7 @@ r"""Darcy flow :math:`-\nabla\cdot(a \nabla u) = 1` with binary permeability, ze
 
 from __future__ import annotations
 
-from pdeinv.pdes.spec import PDESpec, register_pde
+from pdeinv.pdes.spec import PDESpec, register_pde, square_symmetries
 
 LEVEL_SET_WIDTH = 0.1  # sigmoid width of the MAP baseline, in standard deviations of the level set
 
@@ -25,13 +25,13 @@ def _level_set_field(resolution: int):
     return darcy_level_set_grf(resolution)
 
 
-def _smooth_permeability(resolution: int):
+def _smooth_permeability(level_set_field):
     """Level set to permeability through a sigmoid ``LEVEL_SET_WIDTH`` pointwise standard deviations wide."""
     from functools import partial
 
-    from pdeinv.datasets.grf import darcy_level_set_grf, smooth_darcy_permeability
+    from pdeinv.datasets.grf import smooth_darcy_permeability
 
-    width = LEVEL_SET_WIDTH * float(darcy_level_set_grf(resolution).variance().mean().sqrt())
+    width = LEVEL_SET_WIDTH * float(level_set_field.variance().mean().sqrt())
     return partial(smooth_darcy_permeability, width=width)
 
 
@@ -40,12 +40,6 @@ def _clamp_permeability(permeability):
     from pdeinv.datasets.grf import DARCY_HIGH, DARCY_LOW
 
     return permeability.clamp(DARCY_LOW, DARCY_HIGH)
-
-
-def _d4(resolution: int):
-    from pdeinv.operators.symmetry import dihedral_group
-
-    return dihedral_group()
 
 
 DARCY = register_pde(
@@ -58,7 +52,7 @@ DARCY = register_pde(
         default_prior="darcy-joint",
         data_rtol=1e-6,
         solves=_solves,
-        symmetries=_d4,
+        symmetries=square_symmetries,
         data_field=_level_set_field,
         level_set_input=_smooth_permeability,
         admissible_input=_clamp_permeability,

@@ -2,7 +2,7 @@ r"""Helmholtz :math:`\Delta u + k^2 u = a` (k = 1) and Poisson (k = 0), zero Dir
 
 from __future__ import annotations
 
-from pdeinv.pdes.spec import PDESpec, register_pde
+from pdeinv.pdes.spec import PDESpec, register_pde, square_symmetries
 
 
 def _operator(k: float):
@@ -20,12 +20,6 @@ def _source_field(resolution: int):
     from pdeinv.datasets.grf import helmholtz_source_grf
 
     return helmholtz_source_grf(resolution)
-
-
-def _d4(resolution: int):
-    from pdeinv.operators.symmetry import dihedral_group
-
-    return dihedral_group()
 
 
 def _solves(k_is_zero: bool):
@@ -47,7 +41,7 @@ def _spec(name: str, k: float) -> PDESpec:
         default_prior=f"{name}-joint",
         data_rtol=1e-6,
         solves=_solves(k == 0),
-        symmetries=_d4,
+        symmetries=square_symmetries,
         defaults={"k": k},
         descriptions={"source": "source a of lap u + k^2 u = a", "solution": "solution u (0 on the boundary)"},
     )

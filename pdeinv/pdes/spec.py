@@ -45,7 +45,7 @@ class PDESpec:
         ``resolution -> GaussianRandomField`` the data generator draws the inputs from where it is
         not :attr:`input_field` (Darcy: a level set, thresholded to the permeability).
     level_set_input : callable, optional
-        ``resolution -> (level_set -> input)``: a differentiable map from samples of :attr:`data_field` to inputs
+        ``level_set_field -> (level_set -> input)``, given :attr:`data_field`'s random field: a differentiable map from samples of :attr:`data_field` to inputs
         that agrees with the data's map after thresholding: the MAP baseline (``adjoint``)
         optimises a Gaussian level set through it where the input itself is not Gaussian.
     admissible_input : callable, optional
@@ -72,7 +72,7 @@ class PDESpec:
     solves: Callable[[object], bool]
     symmetries: Callable[[int], object]
     data_field: Callable[[int], object] | None = None
-    level_set_input: Callable[[int], Callable] | None = None
+    level_set_input: Callable[[object], Callable] | None = None
     admissible_input: Callable[[object], object] | None = None
     descriptions: dict = field(default_factory=dict)
     max_check_samples: int | None = None
@@ -92,6 +92,14 @@ class PDESpec:
     def build_operator(self, resolution: int, given: dict | None = None):
         """The operator at grid size ``resolution`` with :meth:`settings` of ``given``."""
         return self.operator(resolution, self.settings(given))
+
+
+def square_symmetries(resolution: int):
+    """D4, the symmetry group of the unit square: the ``symmetries`` of a PDE with isotropic
+    coefficients, constant forcing and the same boundary condition on all four sides."""
+    from pdeinv.operators.symmetry import dihedral_group
+
+    return dihedral_group()
 
 
 _REGISTRY: dict[str, PDESpec] = {}

@@ -105,9 +105,9 @@ def adjoint_inversion(problem: InverseProblem, options: MethodOptions) -> Recons
     a Tikhonov level that keeps exact (noise-free) data well-posed; for a linear operator the
     result is the kriging mean with that noise level.
     """
-    _input_parametrisation(problem)
+    parametrisation = _input_parametrisation(problem)
     chunks = measurement_batches(problem.n, options.batch_size)
-    return Reconstruction(torch.cat([_map_estimate(problem.select(c), options) for c in chunks]))
+    return Reconstruction(torch.cat([_map_estimate(problem.select(c), options, *parametrisation) for c in chunks]))
 
 
 def _input_parametrisation(problem: InverseProblem):
@@ -126,12 +126,15 @@ def _input_parametrisation(problem: InverseProblem):
             "adjoint needs the Gaussian random field of the input (InverseProblem.input_prior) or, for a "
             "thresholded input, the PDE's level-set field and map (PDESpec.data_field, level_set_input)"
         )
-    return spec.data_field(problem.resolution), spec.level_set_input(problem.resolution)
+    level_set_field = spec.data_field(problem.resolution)
+    return level_set_field, spec.level_set_input(level_set_field)
 
 
-def _map_estimate(problem: InverseProblem, options: MethodOptions) -> torch.Tensor:
-    """The MAP estimate of :func:`adjoint_inversion` for the measurements of ``problem``, optimised jointly."""
-    grf, to_input = _input_parametrisation(problem)
+def _map_estimate(problem: InverseProblem, options: MethodOptions, grf, to_input) -> torch.Tensor:
+    """The MAP estimate of :func:`adjoint_inversion` for ``problem``'s measurements, optimised jointly.
+
+    The input is ``to_input(grf.covariance_sqrt(xi))`` (:func:`_input_parametrisation`).
+    """
     dtype = torch.float64 if problem.linear else torch.float32
     y = problem.measurements.to(dtype)
     level = max(problem.noise_std, RELATIVE_TIKHONOV * float(y.pow(2).mean().sqrt()))
