@@ -69,6 +69,7 @@ import deepinv as dinv
 import torch
 
 from pdeinv.errors import NonFiniteError
+from pdeinv.operators._imaging import check_positive
 from pdeinv.operators.base import check_field
 from pdeinv.operators.spectral import (
     dealias_mask,
@@ -127,13 +128,6 @@ def step_count(time: float, dt: float, what: str = "time") -> int:
             f"choose dt that divides it, e.g. dt={nearest!r}"
         )
     return n
-
-
-def _check_positive(name: str, value) -> float:
-    """``value`` as a float, or a ValueError if it is not a positive finite number."""
-    if isinstance(value, bool) or not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    return float(value)
 
 
 def _forcing_field(forcing, resolution: int) -> torch.Tensor | None:
@@ -211,7 +205,7 @@ class NavierStokes2D(dinv.physics.Physics):
         if isinstance(resolution, bool) or not isinstance(resolution, numbers.Integral) or resolution < 4:
             raise ValueError(f"resolution must be an integer >= 4, got {resolution!r}")
         resolution = int(resolution)
-        viscosity, time, dt = (_check_positive(n, v) for n, v in (("viscosity", viscosity), ("time", time), ("dt", dt)))
+        viscosity, time, dt = (check_positive(v, n) for n, v in (("viscosity", viscosity), ("time", time), ("dt", dt)))
         if checkpoint_every is not None and (not isinstance(checkpoint_every, int) or checkpoint_every < 1):
             raise ValueError(f"checkpoint_every must be a positive integer or None, got {checkpoint_every!r}")
         self.resolution = resolution
@@ -330,7 +324,7 @@ class NavierStokes2D(dinv.physics.Physics):
             the message names ``dt`` and :meth:`stable_time_step`.
         """
         self._check_input(x, "w0")
-        dt = self.dt if dt is None else _check_positive("dt", dt)
+        dt = self.dt if dt is None else check_positive(dt, "dt")
         steps = self._snapshot_steps(dt)
         coef = self.coefficients(x.dtype, x.device, dt)
         advance = self._checkpointed_advance if torch.is_grad_enabled() and x.requires_grad else advance_in_place
