@@ -232,6 +232,38 @@ def test_engine_rejects_empty_methods_and_non_finite_gradients():
         )
 
 
+class _Pull(ScoreDistillation):
+    """A quadratic pull of the particles towards 1, independent of the noise level (for the engine's bookkeeping)."""
+
+    def loss(self, step):
+        return 0.5 * ((step.particles - 1.0) ** 2).sum()
+
+
+def test_steps_per_level_reuse_the_levels_one_network_evaluation():
+    prior = GaussianMixturePrior(torch.zeros(1, 1, 2, 2, dtype=torch.float64), 1.0).double()
+    calls = []
+    denoise = prior.denoise
+    prior.denoise = lambda x, sigma: calls.append(sigma) or denoise(x, sigma)
+    config = ParticleConfig(steps=5, steps_per_level=3, lr=0.1)
+    result = ParticleSolver(prior, config, [ScoreDistillation(1.0)]).run(1, 1, torch.Generator().manual_seed(0), 2)
+    assert result.nfe == 5 and len(calls) == 5  # one evaluation per level, not per optimiser step
+    assert calls == sorted(calls, reverse=True)
+
+
+def test_steps_per_level_take_that_many_optimiser_steps():
+    # A level-independent loss: T levels with K steps each is the same Adam trajectory as K T levels with one.
+    prior = GaussianMixturePrior(torch.zeros(1, 1, 2, 2, dtype=torch.float64), 1.0).double()
+
+    def final(steps, per_level):
+        config = ParticleConfig(steps=steps, steps_per_level=per_level, lr=0.05)
+        return ParticleSolver(prior, config, [_Pull()]).run(1, 1, torch.Generator().manual_seed(0), 2).fields
+
+    assert torch.allclose(final(4, 3), final(12, 1), rtol=0, atol=1e-12)
+    assert not torch.allclose(final(4, 1), final(12, 1))
+    with pytest.raises(ValueError, match="steps_per_level must be a positive integer"):
+        ParticleConfig(steps_per_level=0)
+
+
 # the exact multi-modal posterior ------------------------------------------------------------------
 
 

@@ -13,6 +13,12 @@ iteration ``t`` takes one noise level from the EDM schedule
 3. takes one Adam step on the auxiliary variables with the *auxiliary terms*, which see the freshly
    updated particles.
 
+With ``steps_per_level = K > 1`` (not in the publications; default 1) steps 2-3 are repeated
+``K`` times at the level, each repeat re-evaluating every term at the updated particles except the
+noisy state :math:`z_t` and the denoiser's output :math:`D_\theta(z_t, \sigma_t)`, which are kept
+from the first: ``K`` optimiser steps per network evaluation. A data term that costs a PDE solve
+(a solved state) then gets ``K`` solver steps per network evaluation.
+
 A method is its two lists of terms (:mod:`pdeinv.sampling.particles.terms`). The prior's
 denoiser :math:`D_\theta(z_t, \sigma_t)` is evaluated at most once per iteration, without
 gradient, and shared by every term (one network evaluation per iteration).
@@ -49,6 +55,9 @@ class ParticleConfig:
     init_std, aux_init_std : float, optional
         Standard deviation of the initial particles and auxiliary variables; ``None``: the prior's
         ``sigma_data``.
+    steps_per_level : int
+        Optimiser steps per noise level, all sharing the level's one network evaluation (module
+        docstring); 1 in the publications.
     """
 
     steps: int = 100
@@ -61,10 +70,13 @@ class ParticleConfig:
     levels: tuple[float, ...] | None = None
     init_std: float | None = None
     aux_init_std: float | None = None
+    steps_per_level: int = 1
 
     def __post_init__(self) -> None:
-        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
-            raise ValueError(f"steps must be a positive integer, got {self.steps!r}")
+        for name in ("steps", "steps_per_level"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if not (self.lr > 0 and self.lr_aux > 0):
             raise ValueError(f"learning rates must be > 0, got lr={self.lr}, lr_aux={self.lr_aux}")
         if not all(0 <= b < 1 for b in self.betas) or len(self.betas) != 2:
@@ -152,6 +164,17 @@ class ParticleStep:
         """``(B, ...)`` -> ``(G, N, ...)``."""
         return x.reshape(x.shape[0] // self.per_group, self.per_group, *x.shape[1:])
 
+    def repeat(self) -> ParticleStep:
+        """The same level again at the current particles, keeping :attr:`noise`, :attr:`noisy` and
+        :attr:`denoised` (no new network evaluation); everything else is recomputed."""
+        again = ParticleStep(
+            self.particles, self.aux, self.sigma, self.step, self.n_steps, self.per_group,
+            self.prior, self.space, self.generator, self._counter,
+        )
+        for name in ("noise", "noisy", "denoised"):
+            again.__dict__[name] = getattr(self, name)
+        return again
+
 
 @dataclass
 class ParticleResult:
@@ -209,10 +232,11 @@ class ParticleSolver:
         for i, sigma in enumerate(sigmas):
             shared = (per_group, self.prior, self.space, generator, counter)
             step = ParticleStep(particles, aux, sigma, i, len(sigmas), *shared)
-            self._descend(optimiser, self.particle_terms, step, particles)
-            if aux_optimiser is not None:
-                after = ParticleStep(particles, aux, sigma, i, len(sigmas), *shared)
-                self._descend(aux_optimiser, self.aux_terms, after, aux)
+            for repeat in range(self.config.steps_per_level):
+                step = step.repeat() if repeat else step
+                self._descend(optimiser, self.particle_terms, step, particles)
+                if aux_optimiser is not None:
+                    self._descend(aux_optimiser, self.aux_terms, step.repeat(), aux)
         with torch.no_grad():
             fields = self.space.decode(particles)
         return ParticleResult(fields.detach(), None if aux is None else aux.detach(), counter[0])

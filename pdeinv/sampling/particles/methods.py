@@ -88,6 +88,10 @@ class ParticleSchedule:
     latent_std, data_std : float
         Standard deviations :math:`s_z` of the publications' latents (1) and :math:`s_x` of their
         images (0.5, pixels in [-1, 1]).
+    steps_per_level : int
+        Adam steps per level sharing its one network evaluation: this package's addition, 1 (the
+        publications' scheme) by default; more buys data-fit iterations without network evaluations
+        (:class:`~pdeinv.sampling.particles.engine.ParticleConfig`).
     """
 
     betas: tuple[float, float] = (0.9, 0.99)
@@ -99,6 +103,7 @@ class ParticleSchedule:
     edm_rho: float = 7.0
     latent_std: float = 1.0
     data_std: float = 0.5
+    steps_per_level: int = 1
 
     presets: ClassVar[dict[str, dict]] = {}
 
@@ -124,7 +129,7 @@ class ParticleSchedule:
         engine = ParticleConfig(
             steps=self.steps, lr=units.lr, lr_aux=units.lr_aux, betas=tuple(self.betas),
             sigma_max=c * self.sigma_max, sigma_min=c * self.sigma_min, rho=self.edm_rho, levels=units.levels,
-            init_std=c * self.latent_std, aux_init_std=units.field_unit,
+            init_std=c * self.latent_std, aux_init_std=units.field_unit, steps_per_level=self.steps_per_level,
         )
         return engine, units
 
