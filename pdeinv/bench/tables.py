@@ -258,6 +258,7 @@ def _quality_rows(card: dict) -> list[str]:
                 for name, v in entry.items() if isinstance(v, dict)
             )
             lines.append(f"Reconstruction error on `{entry['data']}` ({entry['n']} fields, relative L2): {errors}.")
+    lines += [_binary_line(key, e) for key, e in sorted(quality.items()) if isinstance(e, dict) and "binary_fraction" in e]
     if lines and lines[0].startswith("|"):
         header = (
             "| evaluation | grid | samples | median PDE residual of samples | same, of the data "
@@ -265,6 +266,17 @@ def _quality_rows(card: dict) -> list[str]:
         )
         lines = [header, *lines]
     return lines
+
+
+def _binary_line(key: str, entry: dict) -> str:
+    """The sentence on a two-valued field's samples (``pdeinv evaluate`` of a Darcy prior)."""
+    from pdeinv.priors.quality import BINARY_TOLERANCE
+
+    return (
+        f"\nSamples `{key}`: {100 * entry['binary_fraction']:.1f} % of nodes within {BINARY_TOLERANCE:g} of one of "
+        f"the two permeability values (data: {100 * entry['binary_fraction_data']:.1f} %), above the threshold at "
+        f"{100 * entry['high_fraction']:.1f} % of nodes (data: {100 * entry['high_fraction_data']:.1f} %)."
+    )
 
 
 def current_spelling(command: str) -> str:
@@ -327,6 +339,18 @@ def priors_page(directory: Path = SHIPPED) -> str:
             repa = card["repa"]
             facts.append(f"- aligned (REPA) to `{repa['encoder']['reference']}` at weight {repa['weight']}")
         parts += ["", f"## {path.parent.name}", "", *facts]
+        start = card.get("init_from")
+        if start:
+            parts += [
+                "",
+                f"Trained in two stages: the first command, stopped after {start['steps']} steps (weights SHA-256 "
+                f"`{start['sha256'][:16]}…`), then the second, which starts from those weights (to reproduce, "
+                "give `--init-from` the first run's directory).",
+                "",
+                "```bash",
+                current_spelling(start["command"]),
+                "```",
+            ]
         if training.get("command"):
             parts += ["", "```bash", current_spelling(training["command"]), "```"]
         quality = _quality_rows(card)
