@@ -42,13 +42,11 @@ import h5py
 import torch
 
 from pdeinv.datasets import FieldDataset
-from pdeinv.datasets.grf import DARCY_THRESHOLD
 from pdeinv.datasets.schema import generation_config
-from pdeinv.datasets.splits import SPLIT_SEEDS
 from pdeinv.datasets.seeding import sample_generator
+from pdeinv.datasets.splits import SPLIT_SEEDS
 from pdeinv.errors import NonFiniteError, PdeinvError
 from pdeinv.metrics import relative_l2
-from pdeinv.operators.inpainting import MaskedInpainting
 from pdeinv.operators import (
     BoxInpainting,
     Downsampling,
@@ -58,7 +56,9 @@ from pdeinv.operators import (
     RandomInpainting,
     random_points,
 )
+from pdeinv.operators.inpainting import MaskedInpainting
 from pdeinv.pdes import get_pde
+from pdeinv.pdes.darcy import DARCY_THRESHOLD
 from pdeinv.sampling.problem import InverseProblem, pde_physics
 
 PDES = {"helmholtz": "helmholtz", "poisson": "poisson", "darcy": "darcy", "ns": "navier-stokes"}

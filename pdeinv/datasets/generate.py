@@ -47,13 +47,13 @@ from pdeinv.datasets.config import (  # noqa: F401  (re-exported)
     GenerationConfig,
     make_config,
 )
-from pdeinv.datasets.grf import (
-    DARCY_HIGH,
-    DARCY_LOW,
-    GaussianRandomField,
-    darcy_permeability,
+from pdeinv.datasets.grf import GaussianRandomField, darcy_permeability
+from pdeinv.datasets.schema import (
+    FieldInfo,
+    FileLayout,
+    create_layout,
+    generation_config,
 )
-from pdeinv.datasets.schema import FieldInfo, FileLayout, create_layout, generation_config
 from pdeinv.datasets.seeding import sample_generator
 from pdeinv.datasets.statistics import Moments, write_statistics
 from pdeinv.datasets.store import ShardStore, describe_differences
@@ -102,23 +102,6 @@ def file_layout(config: GenerationConfig) -> FileLayout:
             simulation_parameters={"viscosity": config.viscosity, "final_time": config.time},
             attributes=attributes,
         )
-    if config.pde == "darcy":
-        return FileLayout(
-            dataset_name=name,
-            pde=config.pde,
-            grid="vertex",
-            resolution=config.resolution,
-            n_samples=config.n,
-            times=(0.0,),
-            fields=(
-                FieldInfo("permeability", f"permeability a of -div(a grad u) = 1: {DARCY_HIGH:g} or {DARCY_LOW:g}"),
-                FieldInfo("pressure", "pressure u (0 on the boundary)"),
-            ),
-            input_fields=("permeability",),
-            output_fields=("pressure",),
-            simulation_parameters={"forcing": 1.0, "permeability_high": DARCY_HIGH, "permeability_low": DARCY_LOW},
-            attributes=attributes,
-        )
     spec = get_pde(config.pde)
     return FileLayout(
         dataset_name=name,
@@ -130,7 +113,7 @@ def file_layout(config: GenerationConfig) -> FileLayout:
         fields=tuple(FieldInfo(channel, spec.descriptions.get(channel, channel)) for channel in spec.channels),
         input_fields=spec.channels[:1],
         output_fields=spec.channels[1:],
-        simulation_parameters={} if config.k is None else {"k": config.k},
+        simulation_parameters={**spec.constants, **({} if config.k is None else {"k": config.k})},
         attributes=attributes,
     )
 

@@ -38,6 +38,7 @@ import torch
 
 from pdeinv.datasets.dct import dct2, dct_matrix, idct2
 from pdeinv.operators.base import check_field
+from pdeinv.pdes.darcy import DARCY_HIGH, DARCY_LOW
 
 BASES = ("periodic", "cosine")
 
@@ -277,10 +278,6 @@ def helmholtz_source_grf(resolution: int) -> GaussianRandomField:
     True
     """
     return GaussianRandomField(resolution, alpha=2.0, tau=3.0, basis="cosine", zero_boundary=True)
-
-
-DARCY_HIGH, DARCY_LOW = 12.0, 3.0
-DARCY_THRESHOLD = 0.5 * (DARCY_HIGH + DARCY_LOW)
 
 
 def darcy_level_set_grf(resolution: int) -> GaussianRandomField:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pdeinv.pdes.spec import PDESpec, register_pde, square_symmetries
 
+DARCY_HIGH, DARCY_LOW = 12.0, 3.0  # the permeability's two values
+DARCY_THRESHOLD = 0.5 * (DARCY_HIGH + DARCY_LOW)  # the inverse metric thresholds estimates here
+
 LEVEL_SET_WIDTH = 0.1  # sigmoid width of the MAP baseline, in standard deviations of the level set
 
 
@@ -37,8 +40,6 @@ def _smooth_permeability(level_set_field):
 
 def _clamp_permeability(permeability):
     """The permeability clamped to ``[3, 12]``, the range of the data's two values."""
-    from pdeinv.datasets.grf import DARCY_HIGH, DARCY_LOW
-
     return permeability.clamp(DARCY_LOW, DARCY_HIGH)
 
 
@@ -56,5 +57,10 @@ DARCY = register_pde(
         data_field=_level_set_field,
         level_set_input=_smooth_permeability,
         admissible_input=_clamp_permeability,
+        descriptions={
+            "permeability": f"permeability a of -div(a grad u) = 1: {DARCY_HIGH:g} or {DARCY_LOW:g}",
+            "pressure": "pressure u (0 on the boundary)",
+        },
+        constants={"forcing": 1.0, "permeability_high": DARCY_HIGH, "permeability_low": DARCY_LOW},
     )
 )

@@ -54,6 +54,9 @@ class PDESpec:
         values' range, since the solve needs a positive coefficient); ``None``: every input is admissible.
     descriptions : dict
         ``{field: description}`` written to generated files (default: the field name).
+    constants : dict
+        Fixed physical constants of the problem written to generated files' simulation
+        parameters (Darcy: the forcing and the two permeability values).
     max_check_samples : int, optional
         Most pairs ``pdeinv data check`` re-solves (for an expensive solver); ``None``: no cap.
     defaults : dict
@@ -75,6 +78,7 @@ class PDESpec:
     level_set_input: Callable[[object], Callable] | None = None
     admissible_input: Callable[[object], object] | None = None
     descriptions: dict = field(default_factory=dict)
+    constants: dict = field(default_factory=dict)
     max_check_samples: int | None = None
     defaults: dict = field(default_factory=dict)
     min_resolution: int = 3

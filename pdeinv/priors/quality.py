@@ -27,8 +27,8 @@ import time
 
 import torch
 
-from pdeinv.datasets.grf import DARCY_HIGH, DARCY_LOW, DARCY_THRESHOLD
 from pdeinv.pdes import get_pde, pde_names
+from pdeinv.pdes.darcy import DARCY_HIGH, DARCY_LOW, DARCY_THRESHOLD
 from pdeinv.priors.sample import HeunConfig, heun_sample
 
 QUALITY_SIGMA_MAX = 500.0
