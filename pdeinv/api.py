@@ -77,18 +77,29 @@ RECOMMENDED_METHODS = {
         {"method_preset": "calibrated", "steps": 100, "particle_state": "solved", "solver_dt": 1e-2},
         "bench/ns-inverse-64-dwgf-solved-100.json",
     ),
+    ("darcy", "forward", True): MethodChoice("tmpd-solve", {"steps": 50}, "darcy/darcy-forward-64-tmpd-solve-50-k4.json"),
+    ("darcy", "forward", False): MethodChoice("interp-solve", {}, "darcy/darcy-forward-interp-solve.json"),
+    ("darcy", "inverse", True): MethodChoice(
+        "dwgf",
+        {"method_preset": "calibrated", "steps": 100, "particle_state": "solved"},
+        "darcy/darcy-inverse-64-dwgf-solved-100-k4.json",
+    ),
+    ("darcy", "inverse", False): MethodChoice("adjoint", {}, "darcy/darcy-inverse-64-adjoint.json"),
 }
+
+# pde -> its kind in RECOMMENDED_METHODS; every other PDE is "linear" (Helmholtz, Poisson)
+METHOD_KINDS = {"navier-stokes": "navier-stokes", "darcy": "darcy"}
 
 
 def recommended_method(problem: InverseProblem, with_prior: bool) -> MethodChoice:
-    """The recommended method for ``problem``'s kind (linear PDE or Navier-Stokes, forward or inverse).
+    """The recommended method for ``problem``'s kind (linear PDE, Darcy or Navier-Stokes, forward or inverse).
 
     Raises
     ------
     UsageError
         For a Navier-Stokes inverse problem without a prior (no prior-free method was measured there).
     """
-    kind = "navier-stokes" if problem.pde == "navier-stokes" else "linear"
+    kind = METHOD_KINDS.get(problem.pde, "linear")
     direction = "forward" if problem.observed == "input" else "inverse"
     if problem.observed == problem.target:
         direction = "inverse"

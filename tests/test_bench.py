@@ -378,6 +378,7 @@ def test_results_table_marks_raw_prior_and_gaussian_part_runs_apart():
     assert run_label({**base, "raw_prior": True, "gaussian_part": True}) == "dps (raw, Gaussian part)"
     solved = {**base, "method": "dwgf", "particle_state": "solved", "solver_dt": 0.01}
     assert run_label(solved) == "dwgf (solved state, solver dt 0.01)"
+    assert "| dps (mean of 4 samples) | helmholtz-joint | 5 |" in results_table([{**base, "samples": 4}])
 
 
 def test_results_table_shows_a_non_default_equireg_weight():

@@ -113,4 +113,5 @@ def test_each_recommended_method_cites_a_current_record_of_that_method():
         assert record["method"] == choice.method and bool(record.get("prior")) == with_prior
         assert not record.get("gaussian_part")
         assert record.get("steps") == choice.options.get("steps")
-        assert ("ns" if kind == "navier-stokes" else "helmholtz") in record["task"] and direction in record["task"]
+        prefix = {"navier-stokes": "ns", "darcy": "darcy"}.get(kind, "helmholtz")
+        assert record["task"].startswith(prefix) and direction in record["task"]

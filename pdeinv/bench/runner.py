@@ -433,10 +433,13 @@ def method_label(record: dict) -> str:
 
     E.g. ``tmpd+equireg (λ=100)``, ``latent-dps+repa (repa weight 0.2, step 1, cutoff 0.5)`` (the
     ``+repa`` settings given instead of the publication's) or ``dwgf (calibrated, gamma=0)``
-    (``--method-preset``, ``--method-option``). A ``+repa`` record without ``repa_step`` ran the
+    (``--method-preset``, ``--method-option``), with ``mean of K samples`` when the record scores the
+    mean of ``K`` posterior samples (``--samples``). A ``+repa`` record without ``repa_step`` ran the
     term's earlier form (weight per 1000 steps, cutoff of the pasted proxy) and says so.
     """
     settings = method_settings(record)
+    samples = record.get("samples", 1)
+    settings += [f"mean of {samples} samples"] if samples > 1 else []
     return f"{record['method']} ({', '.join(settings)})" if settings else record["method"]
 
 
