@@ -268,6 +268,24 @@ def _quality_rows(card: dict) -> list[str]:
     return lines
 
 
+def _evaluation_commands(name: str, card: dict) -> list[str]:
+    """The ``pdeinv evaluate`` commands that measured a prior's sample-quality rows, as a code block."""
+    commands = []
+    for _, entry in sorted(card.get("quality", {}).items()):
+        if not (isinstance(entry, dict) and "physics_consistency_median" in entry):
+            continue
+        command = f"pdeinv evaluate {name} --samples {entry['n_samples']} --steps {entry['heun_steps']}"
+        if entry["resolution"] != card.get("resolution"):
+            command += f" --resolution {entry['resolution']} --data TEST_{entry['resolution']}.h5"
+        if "solver_dt" in entry:
+            command += f" --consistent --solver-dt {entry['solver_dt']:g}"
+        commands.append(command)
+    if not commands:
+        return []
+    note = "" if all("--data" not in c for c in commands) else " (`TEST_S.h5`: the PDE's test set at S x S)"
+    return ["", f"Measured with{note}:", "", "```bash", *commands, "```"]
+
+
 def _binary_line(key: str, entry: dict) -> str:
     """The sentence on a two-valued field's samples (``pdeinv evaluate`` of a Darcy prior)."""
     from pdeinv.priors.quality import BINARY_TOLERANCE
@@ -355,7 +373,7 @@ def priors_page(directory: Path = SHIPPED) -> str:
             parts += ["", "```bash", current_spelling(training["command"]), "```"]
         quality = _quality_rows(card)
         if quality:
-            parts += ["", *quality]
+            parts += ["", *quality, *_evaluation_commands(path.parent.name, card)]
     return "\n".join(parts) + "\n"
 
 
