@@ -140,3 +140,17 @@ def test_headline_keeps_to_the_evaluation_budget():
 
     table = tables.headline_table([run("cheap", tables.HEADLINE_NFE, 0.2), run("costly", 399, 0.1)])
     assert "| t | cheap |" in table and "costly" not in table
+
+
+def test_steps_table_holds_runs_measured_at_three_or_more_step_counts():
+    def run(steps, error, n=8, method="dwgf"):
+        record = {"task": "t", "method": method, "steps": steps, "n": n, "rel_l2_mean": error, "rel_l2_std": 0.0,
+                  "prior": "p", "seconds_per_sample": 1.0, "nfe": steps, "device": "cpu", "provenance": {"threads": 1}}
+        return (None, record)
+
+    current = [run(25, 0.4), run(50, 0.2), run(200, 0.1), run(100, 0.15, n=32), run(50, 0.3, method="tmpd"),
+               run(100, 0.2, method="tmpd"), run(200, 0.1, method="tmpd", n=32)]
+    lines = tables.steps_table(current).splitlines()
+    assert lines[0] == "| task | method | prior | n | 25 steps | 50 steps | 200 steps |"
+    assert lines[2:] == ["| t | dwgf | p | 8 | 40.00 (NFE 25) | 20.00 (NFE 50) | 10.00 (NFE 200) |"]
+    assert tables.steps_table(current[3:]) == "No run is measured at three or more step counts."

@@ -438,14 +438,15 @@ def method_label(record: dict) -> str:
     term's earlier form (weight per 1000 steps, cutoff of the pasted proxy) and says so.
     """
     settings = method_settings(record)
-    samples = record.get("samples", 1)
-    settings += [f"mean of {samples} samples"] if samples > 1 else []
     return f"{record['method']} ({', '.join(settings)})" if settings else record["method"]
 
 
 def method_settings(record: dict) -> list[str]:
-    """The record's preset, method options and term weights that differ from the defaults, as short marks."""
+    """The record's preset, method options, term weights that differ from the defaults and the number of
+    samples whose mean it scores (when more than one), as short marks."""
     settings = [record["method_preset"]] if record.get("method_preset") else []
+    samples = record.get("samples", 1)
+    settings += [f"mean of {samples} samples"] if samples > 1 else []
     settings += [f"{key}={value}" for key, value in record.get("method_options", {}).items()]
     weight = record.get("equireg_weight", MethodOptions.equireg_weight)
     settings += [f"λ={weight:g}"] if weight != MethodOptions.equireg_weight else []

@@ -138,6 +138,25 @@ def headline_table(current: list[tuple[Path, dict]]) -> str:
     return "\n".join([header, *rows])
 
 
+def steps_table(current: list[tuple[Path, dict]]) -> str:
+    """Error against the number of steps: every run (task, method, prior, test fields) measured at three or more step counts."""
+    curves: dict[tuple, dict[int, dict]] = {}
+    for _, record in current:
+        if record.get("steps"):
+            key = (record["task"], run_label(record), record.get("prior") or "-", record["n"])
+            curves.setdefault(key, {})[record["steps"]] = record
+    curves = {key: runs for key, runs in curves.items() if len(runs) >= 3}
+    if not curves:
+        return "No run is measured at three or more step counts."
+    counts = sorted({steps for runs in curves.values() for steps in runs})
+    header = "| task | method | prior | n | " + " | ".join(f"{c} steps" for c in counts) + " |"
+    rows = [header, "|---" * (4 + len(counts)) + "|"]
+    for (task, label, prior, n), runs in sorted(curves.items()):
+        cells = [f"{100 * runs[c]['rel_l2_mean']:.2f} (NFE {runs[c]['nfe']})" if c in runs else "-" for c in counts]
+        rows.append(f"| {task} | {label} | {prior} | {n} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
 def _reproduction(records: list[dict], method: str) -> str:
     """``ours (n = N)`` of the best current run of ``method`` at the published step count, or ``-``."""
     name, steps = method.split("-")
@@ -402,6 +421,7 @@ def generated_files(root: Path = ROOT) -> dict[Path, Callable[[str], str]]:
         "provenance": provenance_table(current, root),
         "stale": stale_table(stale, root),
         "published": published_table(trained),
+        "steps": steps_table(trained),
         "bayes-limit": bayes_limit_table([record for path, record in oracle
                                           if path.relative_to(root / "results").parts[0] == BAYES_LIMIT]),
     }
@@ -415,7 +435,7 @@ def generated_files(root: Path = ROOT) -> dict[Path, Callable[[str], str]]:
 
     return {
         root / "README.md": fill(("headline",)),
-        root / "docs" / "benchmarks.md": fill(("headline", "published", "results", "provenance", "stale")),
+        root / "docs" / "benchmarks.md": fill(("headline", "published", "steps", "results", "provenance", "stale")),
         root / "docs" / "bayes-limit.md": fill(("bayes-limit",)),
         root / "docs" / "priors.md": lambda _: priors_page(),
     }
