@@ -115,3 +115,17 @@ def test_each_recommended_method_cites_a_current_record_of_that_method():
         assert record.get("steps") == choice.options.get("steps")
         prefix = {"navier-stokes": "ns", "darcy": "darcy"}.get(kind, "helmholtz")
         assert record["task"].startswith(prefix) and direction in record["task"]
+
+
+@pytest.mark.parametrize(
+    ("observed", "with_prior", "method"),
+    [("input", True, "tmpd-solve"), ("input", False, "interp-solve"), ("output", True, "dwgf"), ("output", False, "adjoint")],
+)
+def test_a_darcy_problem_gets_the_darcy_recommendation(observed, with_prior, method):
+    from pdeinv.api import recommended_method
+    from pdeinv.operators import Darcy, PointObservation, random_points
+
+    sensor = PointObservation(16, indices=random_points(20, 16, seed=0), noise_level=1e-3)
+    physics, operator = (sensor, Darcy(16)) if observed == "input" else (sensor * Darcy(16), None)
+    problem = pdeinv.api.build_problem(torch.zeros(1, 1, 20), physics, operator=operator)
+    assert problem.pde == "darcy" and recommended_method(problem, with_prior).method == method
