@@ -116,8 +116,8 @@ def test_headline_ranks_only_runs_over_the_most_test_fields():
 
 
 def test_published_table_sets_each_reproduction_beside_its_published_figure():
-    def run(method, steps, error, prior="ns-joint", task="ns-inverse"):
-        record = {"task": task, "method": method, "steps": steps, "n": 8, "rel_l2_mean": error, "rel_l2_std": 0.0,
+    def run(method, steps, error, prior="ns-joint", task="ns-inverse", n=8):
+        record = {"task": task, "method": method, "steps": steps, "n": n, "rel_l2_mean": error, "rel_l2_std": 0.0,
                   "prior": prior, "seconds_per_sample": 1.0, "nfe": 2 * (steps or 0), "device": "cpu",
                   "provenance": {"threads": 1}}
         return (None, record)
@@ -130,6 +130,8 @@ def test_published_table_sets_each_reproduction_beside_its_published_figure():
     assert cells[5:7] == ["9.63", "-"]
     assert cells[7].startswith("8.50: fundps") and cells[8].startswith("20.00: interp-solve")
     assert rows["darcy-inverse (error rate)"].count(" - ") == 5
+    fewer = tables.published_table([run("diffusionpde", 2000, 0.05, n=2), *current])
+    assert "| 8.50: fundps" in fewer and "| 5.00: diffusionpde" not in fewer  # 2 fields do not outrank 8
 
 
 def test_headline_keeps_to_the_evaluation_budget():
