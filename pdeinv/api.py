@@ -77,7 +77,9 @@ RECOMMENDED_METHODS = {
         {"method_preset": "calibrated", "steps": 100, "particle_state": "solved", "solver_dt": 1e-2},
         "bench/ns-inverse-64-dwgf-solved-100.json",
     ),
-    ("darcy", "forward", True): MethodChoice("tmpd-solve", {"steps": 50}, "darcy/darcy-forward-64-tmpd-solve-50-k8.json"),
+    ("darcy", "forward", True): MethodChoice(
+        "tmpd-solve", {"steps": 50}, "darcy/darcy-forward-64-tmpd-solve-50-k8.json"
+    ),
     ("darcy", "forward", False): MethodChoice("interp-solve", {}, "darcy/darcy-forward-interp-solve.json"),
     ("darcy", "inverse", True): MethodChoice(
         "dwgf",

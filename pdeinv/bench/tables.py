@@ -139,7 +139,8 @@ def headline_table(current: list[tuple[Path, dict]]) -> str:
 
 
 def steps_table(current: list[tuple[Path, dict]]) -> str:
-    """Error against the number of steps: every run (task, method, prior, test fields) measured at three or more step counts."""
+    """Error against the number of steps: every run (task, method, prior, test fields) measured at three or
+    more step counts."""
     curves: dict[tuple, dict[int, dict]] = {}
     for _, record in current:
         if record.get("steps"):
@@ -280,7 +281,8 @@ def _quality_rows(card: dict) -> list[str]:
                 for name, v in entry.items() if isinstance(v, dict)
             )
             lines.append(f"Reconstruction error on `{entry['data']}` ({entry['n']} fields, relative L2): {errors}.")
-    lines += [_binary_line(key, e) for key, e in sorted(quality.items()) if isinstance(e, dict) and "binary_fraction" in e]
+    binary = [(key, e) for key, e in sorted(quality.items()) if isinstance(e, dict) and "binary_fraction" in e]
+    lines += [_binary_line(key, entry) for key, entry in binary]
     if lines and lines[0].startswith("|"):
         header = (
             "| evaluation | grid | samples | median PDE residual of samples | same, of the data "
@@ -292,10 +294,10 @@ def _quality_rows(card: dict) -> list[str]:
 
 def _evaluation_commands(name: str, card: dict) -> list[str]:
     """The ``pdeinv evaluate`` commands that measured a prior's sample-quality rows, as a code block."""
+    entries = [e for _, e in sorted(card.get("quality", {}).items())
+               if isinstance(e, dict) and "physics_consistency_median" in e]
     commands = []
-    for _, entry in sorted(card.get("quality", {}).items()):
-        if not (isinstance(entry, dict) and "physics_consistency_median" in entry):
-            continue
+    for entry in entries:
         command = f"pdeinv evaluate {name} --samples {entry['n_samples']} --steps {entry['heun_steps']}"
         if entry["resolution"] != card.get("resolution"):
             command += f" --resolution {entry['resolution']} --data TEST_{entry['resolution']}.h5"
@@ -304,7 +306,8 @@ def _evaluation_commands(name: str, card: dict) -> list[str]:
         commands.append(command)
     if not commands:
         return []
-    note = "" if all("--data" not in c for c in commands) else " (`TEST_S.h5`: the PDE's test set at S x S)"
+    other_grid = any(entry["resolution"] != card.get("resolution") for entry in entries)
+    note = " (`TEST_S.h5`: the PDE's test set at S x S)" if other_grid else ""
     return ["", f"Measured with{note}:", "", "```bash", *commands, "```"]
 
 

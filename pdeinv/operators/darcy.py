@@ -56,6 +56,7 @@ import torch.nn.functional as F
 
 from pdeinv.operators.base import check_field
 from pdeinv.operators.symmetry import SymmetryGroup, dihedral_group
+from pdeinv.pdes.darcy import DARCY_FORCING
 
 PERMC_SPEC = "MMD_AT_PLUS_A"
 
@@ -183,7 +184,7 @@ class Darcy(dinv.physics.Physics):
     for a forcing tensor it is the subgroup of D4 that fixes the forcing.
     """
 
-    def __init__(self, resolution: int, forcing: float | torch.Tensor = 1.0, noise_model=None):
+    def __init__(self, resolution: int, forcing: float | torch.Tensor = DARCY_FORCING, noise_model=None):
         super().__init__(noise_model=noise_model)
         if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 3:
             raise ValueError(

@@ -6,6 +6,7 @@ from pdeinv.pdes.spec import PDESpec, register_pde, square_symmetries
 
 DARCY_HIGH, DARCY_LOW = 12.0, 3.0  # the permeability's two values
 DARCY_THRESHOLD = 0.5 * (DARCY_HIGH + DARCY_LOW)  # the inverse metric thresholds estimates here
+DARCY_FORCING = 1.0  # f of -div(a grad u) = f in the data (the FNO / DiffusionPDE setting)
 
 LEVEL_SET_WIDTH = 0.1  # sigmoid width of the MAP baseline, in standard deviations of the level set
 
@@ -58,9 +59,9 @@ DARCY = register_pde(
         level_set_input=_smooth_permeability,
         admissible_input=_clamp_permeability,
         descriptions={
-            "permeability": f"permeability a of -div(a grad u) = 1: {DARCY_HIGH:g} or {DARCY_LOW:g}",
+            "permeability": f"permeability a of -div(a grad u) = {DARCY_FORCING:g}: {DARCY_HIGH:g} or {DARCY_LOW:g}",
             "pressure": "pressure u (0 on the boundary)",
         },
-        constants={"forcing": 1.0, "permeability_high": DARCY_HIGH, "permeability_low": DARCY_LOW},
+        constants={"forcing": DARCY_FORCING, "permeability_high": DARCY_HIGH, "permeability_low": DARCY_LOW},
     )
 )
