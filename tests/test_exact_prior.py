@@ -64,6 +64,57 @@ def test_exact_denoiser_equals_the_dense_posterior_mean(dense, sigma, dtype, tol
     assert error < max(bound, 1e-6 if dtype == torch.float32 else 0.0)
 
 
+@pytest.mark.parametrize("sigma", [50.0, 1.0, 0.05, 0.002])
+def test_eigen_solver_equals_the_dense_posterior_mean(dense, sigma):
+    """The dense eigendecomposition gives the posterior mean to rounding at every level, and keeps exactly the
+    (S - 2)^2 modes the boundary mask leaves."""
+    prior = helmholtz_joint_prior(S, solver="eigen")
+    y = torch.randn(3, 2, S, S, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    expected = (dense_denoiser(dense_joint(dense, prior.std), sigma) @ y.flatten(1).T).T.reshape(y.shape)
+    got = prior(y, sigma)
+    assert float((got - expected).norm() / expected.norm()) < 1e-9  # the dense inverse's own rounding at 0.002
+    assert prior._eigenbasis(y.device)[1].numel() == (S - 2) ** 2
+
+
+def test_eigen_spectrum_factorises_the_denoiser(dense):
+    """<u, D_sigma v> = sum_n (W^T u)_n kappa_n / (kappa_n + sigma^2) (W^T v)_n, against the dense matrix."""
+    prior, sigma = helmholtz_joint_prior(S, solver="eigen"), 0.03
+    g = torch.Generator().manual_seed(4)
+    u, v = (torch.randn(k, 2, S, S, generator=g, dtype=torch.float64) for k in (2, 3))
+    (cu, kappa), (cv, _) = prior.gaussian_spectrum(u), prior.gaussian_spectrum(v)
+    matrix = dense_denoiser(dense_joint(dense, prior.std), sigma)
+    expected = u.flatten(1) @ matrix @ v.flatten(1).T
+    got = (cu * (kappa / (kappa + sigma**2))) @ cv.T
+    assert float((got - expected).abs().max() / expected.abs().max()) < 1e-10
+    assert helmholtz_joint_prior(S).gaussian_spectrum(u) is None
+
+
+def test_measurement_covariance_is_the_same_from_the_eigenbasis_and_from_cg():
+    """TMPD's Tweedie covariance of point values: one product per level from the eigenbasis, 12 CG solves per
+    level otherwise; both are H D_sigma H^T."""
+    from pdeinv.sampling.terms import GaussianMeasurementCovariance
+
+    sensor = PointObservation(S, indices=random_points(12, S, seed=5))
+
+    def linear(v):
+        return sensor.A(v[:, 1:]).flatten(1)
+
+    like = torch.zeros(1, 2, S, S, dtype=torch.float64)
+    by_eigen = GaussianMeasurementCovariance(helmholtz_joint_prior(S, solver="eigen"), linear, 0.01, like)
+    by_cg = GaussianMeasurementCovariance(helmholtz_joint_prior(S, cg=CGConfig(tol=1e-12)), linear, 0.01, like)
+    assert by_eigen.columns is not None and by_cg.columns is None
+    for sigma in (5.0, 0.2, 0.005):
+        expected = by_cg.covariance(sigma)
+        assert float((by_eigen.covariance(sigma) - expected).abs().max() / expected.abs().max()) < 1e-9
+
+
+def test_eigen_solver_is_refused_above_its_size_and_for_unknown_names():
+    with pytest.raises(ValueError, match="at most 16384 grid points"):
+        helmholtz_joint_prior(130, solver="eigen")
+    with pytest.raises(ValueError, match="solver must be one of"):
+        helmholtz_joint_prior(S, solver="lu")
+
+
 def test_gradient_through_the_exact_denoiser_is_its_transpose(dense):
     """d<v, D(x)>/dx = D^T v = D v (the dense denoiser is symmetric); autograd must give the dense product."""
     prior, sigma = helmholtz_joint_prior(S, cg=CGConfig(tol=1e-11)), 0.01

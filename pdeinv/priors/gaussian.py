@@ -22,8 +22,22 @@ Denoiser
     :math:`E[x \mid y] = C (C + s^2 \sigma^2 I)^{-1} y` applied with ``apply_spectral``.
 
     A boundary-zeroed field (the Helmholtz source) has the covariance :math:`M C_0 M`, which no fast
-    transform diagonalises, so its denoiser is the iterative solve. It is computed in float64 whatever
-    the input's dtype (in float32 the solve's attainable residual leaves errors of a sizeable fraction
+    transform diagonalises, so its denoiser is the iterative solve, or (``solver="eigen"``) a dense
+    eigendecomposition :math:`B^\top G^\top G B = V \operatorname{diag}(\kappa) V^\top`, formed once
+    from the ``N`` columns of the normal operator, after which
+
+    .. math::
+
+        E[x \mid y] = G B V \operatorname{diag}\big(1 / (\kappa + \sigma^2)\big) V^\top B^\top G^\top y
+
+    for every :math:`\sigma` at the cost of two dense products, and the Tweedie covariance of point
+    measurements :math:`H D_\sigma H^\top = Z \operatorname{diag}(\kappa / (\kappa + \sigma^2)) Z^\top`,
+    :math:`Z = H W`, is one ``M x R x M`` product per level (:meth:`LinearGaussianPrior.gaussian_spectrum`,
+    the eigenvectors of :math:`\Sigma` being :math:`W = G B V \operatorname{diag}(\kappa^{-1/2})`).
+    The dense matrix has ``N = S^2`` rows: 2 GiB in float64 at 128 x 128 (about 9 GiB peak while
+    factorised, minutes on a 2-core CPU), so ``"eigen"`` is refused above ``EIGEN_MAX_UNKNOWNS``.
+
+    The denoiser is computed in float64 whatever the input's dtype (in float32 the solve's attainable residual leaves errors of a sizeable fraction
     of the posterior spread at the smallest noise levels). The denoiser :math:`D_\sigma` is linear and
     symmetric (:math:`D_\sigma = \Sigma (\Sigma + \sigma^2 I)^{-1}` with :math:`\Sigma = G C G^\top`),
     so its vector-Jacobian product is :math:`D_\sigma` itself: gradients through it are one more
@@ -42,6 +56,12 @@ from pdeinv.priors.base import FieldPrior, sigma_column
 from pdeinv.priors.cg import CGConfig, conjugate_gradient
 
 LinearMap = tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]
+
+SOLVERS = ("cg", "eigen")
+EIGEN_MAX_UNKNOWNS = 128 * 128
+EIGEN_RELATIVE_FLOOR = 1e-12
+r"""Eigenvalues :math:`\kappa` below this fraction of the largest are the null space of the boundary
+mask (``4S - 4`` of them, at rounding level) and are dropped."""
 
 
 def _identity(x: torch.Tensor) -> torch.Tensor:
@@ -118,11 +138,24 @@ class LinearGaussianPrior(FieldPrior):
         Channel names.
     cg : CGConfig
         Conjugate-gradient settings.
+    solver : {"cg", "eigen"}
+        How the normal equations are solved when there is no closed form: conjugate gradients at each
+        call, or the dense eigendecomposition formed at the first call (module docstring; at most
+        ``EIGEN_MAX_UNKNOWNS`` grid points).
     """
 
     is_gaussian = True
 
-    def __init__(self, grf, maps: Sequence[LinearMap], channels: Sequence[str], cg: CGConfig = CGConfig()):
+    def __init__(
+        self, grf, maps: Sequence[LinearMap], channels: Sequence[str], cg: CGConfig = CGConfig(), solver: str = "cg"
+    ):
+        if solver not in SOLVERS:
+            raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
+        if solver == "eigen" and grf.resolution**2 > EIGEN_MAX_UNKNOWNS:
+            raise ValueError(
+                f"solver='eigen' forms a dense {grf.resolution**2} x {grf.resolution**2} matrix; at most "
+                f"{EIGEN_MAX_UNKNOWNS} grid points (128 x 128) are supported, use solver='cg'"
+            )
         if len(maps) != len(channels):
             raise ValueError(f"need one linear map per channel, got {len(maps)} maps for channels {tuple(channels)}")
         closed_form = len(maps) == 1 and maps[0] is IDENTITY_MAP and not grf.zero_boundary
@@ -139,7 +172,8 @@ class LinearGaussianPrior(FieldPrior):
         super().__init__(channels, [0.0] * len(channels), std, sigma_data=1.0, resolution=grf.resolution)
         self.grf = grf
         self.maps = tuple(maps)
-        self.cg = cg
+        self.cg, self.solver = cg, solver
+        self._eigen: tuple[torch.Tensor, torch.Tensor] | None = None
         self.variances = variance
         self.diagonal = None if closed_form else (norms / std[:, None, None] ** 2).sum(0)
         self.card = {"prior": "gaussian", "grf": dataclasses.asdict(grf), "channels": list(channels),
@@ -193,6 +227,11 @@ class LinearGaussianPrior(FieldPrior):
         if self.diagonal is None:
             s = float(self.std[0])
             return self.grf.apply_spectral(x * s, lambda lam: lam / (lam + s2 * s * s)) / s
+        if self.solver == "eigen":
+            vectors, values = self._eigenbasis(x.device)
+            coordinates = self._sqrt_adjoint(self._adjoint_map(x)).flatten(1) @ vectors
+            xi = (coordinates / (values + s2.reshape(-1, 1))) @ vectors.T
+            return self._forward_map(self.grf.covariance_sqrt(xi.reshape(-1, 1, *x.shape[-2:])))
         sqrt, sqrt_t = self.grf.covariance_sqrt, self._sqrt_adjoint
         diagonal = self.diagonal.to(dtype=x.dtype, device=x.device)
 
@@ -203,6 +242,49 @@ class LinearGaussianPrior(FieldPrior):
             normal_operator, sqrt_t(self._adjoint_map(x)), self.cg, lambda r: self._spectral(r, 1.0 / (s2 + diagonal))
         )
         return self._forward_map(sqrt(xi))
+
+    def _normal_columns(self, chunk: int = 512):
+        r"""Yield ``(index slice, columns)`` of :math:`B^\top G^\top G B`, float64 ``(n, N)`` (CPU)."""
+        size = self.grf.resolution
+        n = size * size
+        for start in range(0, n, chunk):
+            stop = min(start + chunk, n)
+            xi = torch.zeros(stop - start, n, dtype=torch.float64, device="cpu")
+            xi[torch.arange(stop - start, device="cpu"), torch.arange(start, stop, device="cpu")] = 1.0
+            xi = xi.reshape(-1, 1, size, size)
+            columns = self._sqrt_adjoint(self._adjoint_map(self._forward_map(self.grf.covariance_sqrt(xi))))
+            yield slice(start, stop), columns.flatten(1)
+
+    def _eigenbasis(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        r""":math:`(V, \kappa)` of :math:`B^\top G^\top G B` without its null space, ``(N, R)``, ``(R,)`` float64.
+
+        Formed once, from the columns of the normal operator on the CPU, then kept on ``device``.
+        """
+        if self._eigen is None:
+            n = self.grf.resolution**2
+            normal = torch.empty(n, n, dtype=torch.float64, device="cpu")
+            for index, columns in self._normal_columns():
+                normal[index] = columns
+            normal = 0.5 * (normal + normal.T)
+            values, vectors = torch.linalg.eigh(normal)
+            del normal
+            kept = values > EIGEN_RELATIVE_FLOOR * values[-1]
+            self._eigen = (vectors[:, kept].contiguous(), values[kept].contiguous())
+        vectors, values = self._eigen
+        if vectors.device != device:
+            self._eigen = (vectors.to(device), values.to(device))
+        return self._eigen
+
+    def gaussian_spectrum(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        r"""Coordinates :math:`W^\top v` ``(B, R)`` and variances :math:`\kappa` ``(R,)``, float64, with
+        :math:`D_\sigma = W \operatorname{diag}(\kappa / (\kappa + \sigma^2)) W^\top` (module docstring);
+        ``None`` unless ``solver="eigen"`` (the closed form and CG have no stored eigenbasis)."""
+        if self.solver != "eigen" or self.diagonal is None:
+            return None
+        check_field(v, resolution=self.resolution, channels=len(self.channels), name="v")
+        vectors, values = self._eigenbasis(v.device)
+        coordinates = self._sqrt_adjoint(self._adjoint_map(v.double())).flatten(1) @ vectors
+        return coordinates / values.sqrt(), values
 
     def gaussian_jvp(self, v: torch.Tensor, sigma: float) -> torch.Tensor:
         """:math:`J v`: the zero-mean exact denoiser is linear, so its Jacobian is itself."""
@@ -220,8 +302,8 @@ class GaussianPrior(LinearGaussianPrior):
     conjugate gradients for a zeroed boundary (e.g. :func:`pdeinv.datasets.helmholtz_source_grf`).
     """
 
-    def __init__(self, grf, channel: str = "field", cg: CGConfig = CGConfig()):
-        super().__init__(grf, [IDENTITY_MAP], [channel], cg)
+    def __init__(self, grf, channel: str = "field", cg: CGConfig = CGConfig(), solver: str = "cg"):
+        super().__init__(grf, [IDENTITY_MAP], [channel], cg, solver)
 
 
 class JointGaussianPrior(LinearGaussianPrior):
@@ -237,18 +319,25 @@ class JointGaussianPrior(LinearGaussianPrior):
         Names of the input and solution channels.
     cg : CGConfig
         Conjugate-gradient settings.
+    solver : {"cg", "eigen"}
+        See :class:`LinearGaussianPrior`.
     """
 
-    def __init__(self, grf, operator, channels: tuple[str, str] = ("source", "solution"), cg: CGConfig = CGConfig()):
+    def __init__(
+        self, grf, operator, channels: tuple[str, str] = ("source", "solution"), cg: CGConfig = CGConfig(),
+        solver: str = "cg",
+    ):
         if getattr(operator, "resolution", grf.resolution) != grf.resolution:
             raise ValueError(
                 f"operator resolution {operator.resolution} differs from the GRF's {grf.resolution}; build both at one S"
             )
-        super().__init__(grf, [IDENTITY_MAP, operator_map(operator)], channels, cg)
+        super().__init__(grf, [IDENTITY_MAP, operator_map(operator)], channels, cg, solver)
         self.operator = operator
 
 
-def helmholtz_joint_prior(resolution: int, k: float = 1.0, cg: CGConfig = CGConfig()) -> JointGaussianPrior:
+def helmholtz_joint_prior(
+    resolution: int, k: float = 1.0, cg: CGConfig = CGConfig(), solver: str = "cg"
+) -> JointGaussianPrior:
     """The exact prior of the Helmholtz (``k = 1``) or Poisson (``k = 0``) benchmark pairs (source, solution).
 
     The source is :func:`pdeinv.datasets.helmholtz_source_grf` and the solution its exact discrete solve,
@@ -257,4 +346,4 @@ def helmholtz_joint_prior(resolution: int, k: float = 1.0, cg: CGConfig = CGConf
     from pdeinv.datasets import helmholtz_source_grf
     from pdeinv.operators.helmholtz import Helmholtz
 
-    return JointGaussianPrior(helmholtz_source_grf(resolution), Helmholtz(resolution, k=k), cg=cg)
+    return JointGaussianPrior(helmholtz_source_grf(resolution), Helmholtz(resolution, k=k), cg=cg, solver=solver)
