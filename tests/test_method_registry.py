@@ -210,6 +210,28 @@ def test_bench_records_the_method_configuration(tmp_path):
     assert recorded["modifiers"] == [{"alpha": 0.01, "group": "paper", "feature_sigma": 0.05, "reduction": "norm"}]
 
 
+def test_bench_counts_network_and_gaussian_part_evaluations_apart(tmp_path):
+    """With --gaussian-above the record's NFE counts the network's evaluations only: a 2-step DPS run evaluates
+    the prior at sigma = 315 (above the level 10: the Gaussian part), then twice at 0.02 (the network)."""
+    import json
+
+    from pdeinv.bench.runner import BenchConfig, run_benchmark, run_label
+    from pdeinv.datasets import generate, make_config
+
+    data = generate(make_config("helmholtz", 64, 1, 2), tmp_path / "helmholtz_64_test.h5", progress=False)
+    config = BenchConfig("helmholtz-inverse-64", "dps", n=1, steps=2, data=str(data), gaussian_above=10.0)
+    record = json.loads(json.dumps(run_benchmark(config)))
+    plain = run_benchmark(dataclasses.replace(config, gaussian_above=None))
+    assert plain["nfe"] == 3 and "gaussian_nfe" not in plain
+    assert (record["nfe"], record["gaussian_nfe"], record["gaussian_above"]) == (2, 1, 10.0)
+    assert run_label(record) == "dps (Gaussian part at sigma >= 10)"
+    assert record["rel_l2"] != plain["rel_l2"]
+    for bad, message in (({"gaussian_part": True}, "drop --gaussian-above"), ({"prior": "exact"}, "exact prior"),
+                         ({"gaussian_above": -1.0}, "noise level > 0")):
+        with pytest.raises(ValueError, match=message):
+            dataclasses.replace(config, **bad)
+
+
 def test_equireg_draws_its_elements_without_moving_the_samplers_noise(tiny):
     """The tiny prior is D4-equivariant, so a squared-norm EquiReg penalty is ~0 and its gradient too: with the
     elements drawn from the term's own generator, dps and dps+equireg give the same samples, batch after batch."""

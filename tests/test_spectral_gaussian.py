@@ -113,6 +113,32 @@ def test_gaussian_jvp_is_the_jacobian_of_the_denoiser_also_in_operator_consisten
         torch.testing.assert_close(model.gaussian_jvp(v, sigma), expected, rtol=1e-4, atol=1e-6)
 
 
+def test_gaussian_above_level_uses_the_gaussian_part_at_and_above_its_level_only():
+    from pdeinv.priors.edm import GaussianAboveLevel, GaussianPart
+
+    size = 16
+    g = torch.Generator().manual_seed(8)
+    prior, _ = _helmholtz_priors(size, "dct", g)
+    with torch.no_grad():
+        for parameter in prior.backbone.parameters():
+            parameter.normal_(0.0, 0.1, generator=g)
+    part, switched = GaussianPart(prior), GaussianAboveLevel(prior, level=0.5)
+    x = torch.randn(2, 2, size, size, generator=g)
+    with torch.no_grad():
+        torch.testing.assert_close(switched.denoise(x, 0.5), part.denoise(x, 0.5))
+        torch.testing.assert_close(switched.denoise(x, 0.3), prior.denoise(x, 0.3))
+        assert (switched.network_calls, switched.gaussian_calls) == (1, 1)
+        mixed = switched.denoise(x, torch.tensor([2.0, 0.3]))
+        torch.testing.assert_close(mixed[:1], part.denoise(x[:1], 2.0))
+        torch.testing.assert_close(mixed[1:], prior.denoise(x[1:], 0.3))
+        assert float((part.denoise(x, 0.3) - prior.denoise(x, 0.3)).abs().max()) > 1e-3
+    assert (switched.network_calls, switched.gaussian_calls) == (2, 2) and switched.network_share == 0.5
+    v = torch.randn(2, 2, size, size, generator=g)
+    torch.testing.assert_close(switched.gaussian_jvp(v, 0.3), prior.gaussian_jvp(v, 0.3))
+    with pytest.raises(ValueError, match="noise level > 0"):
+        GaussianAboveLevel(prior, level=0.0)
+
+
 def test_gaussian_part_switches_the_network_off_and_keeps_the_consistent_form():
     from pdeinv.priors.edm import GaussianPart
     from pdeinv.priors.quality import relative_residuals

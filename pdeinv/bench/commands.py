@@ -76,6 +76,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="use only the prior's fitted Gaussian base (the network switched off)",
     )
     parser.add_argument(
+        "--gaussian-above", type=positive_float, default=None, metavar="SIGMA",
+        help="use the prior's fitted Gaussian base at noise levels >= SIGMA and the network below "
+        "(the record's NFE counts network evaluations)",
+    )
+    parser.add_argument(
         "--equireg-weight", type=positive_float, default=BenchConfig.equireg_weight,
         help=f"weight of the EquiReg term of +equireg methods (default {BenchConfig.equireg_weight:g})"
     )
@@ -132,7 +137,7 @@ def _config(args: argparse.Namespace, data: str | None) -> BenchConfig:
             repa_weight=args.repa_weight,
             repa_step=args.repa_step,
             repa_cutoff=args.repa_cutoff,
-            gaussian_part=args.gaussian_part,
+            gaussian_part=args.gaussian_part, gaussian_above=args.gaussian_above,
             particle_state=args.particle_state,
             solver_dt=args.solver_dt,
             method_preset=args.method_preset,

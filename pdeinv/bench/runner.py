@@ -57,7 +57,7 @@ from pdeinv.files import atomic_write
 from pdeinv.pdes import get_pde, pde_names
 from pdeinv.priors import load
 from pdeinv.priors.consistent import OperatorConsistentPrior, consistent_if_linear
-from pdeinv.priors.edm import GaussianPart
+from pdeinv.priors.edm import GaussianAboveLevel, GaussianPart
 from pdeinv.priors.gaussian import EIGEN_MAX_UNKNOWNS, JointGaussianPrior
 from pdeinv.sampling.methods import BASELINES, PARTICLES, configure, method_config, parse_method, solve, split_repa
 from pdeinv.sampling.problem import MethodOptions
@@ -95,6 +95,10 @@ class BenchConfig:
     gaussian_part : bool
         Use only the prior's fitted Gaussian base, the network switched off
         (:class:`~pdeinv.priors.edm.GaussianPart`).
+    gaussian_above : float, optional
+        Use the prior's Gaussian base at noise levels at or above this one and the network below
+        (:class:`~pdeinv.priors.edm.GaussianAboveLevel`); the record's ``nfe`` then counts network
+        evaluations and ``gaussian_nfe`` the others.
     particle_state : str
         State of the particle methods (:class:`~pdeinv.sampling.problem.MethodOptions`).
     solver_dt : float, optional
@@ -121,6 +125,7 @@ class BenchConfig:
     repa_step: float | None = MethodOptions.repa_step
     repa_cutoff: float = MethodOptions.repa_cutoff
     gaussian_part: bool = False
+    gaussian_above: float | None = None
     particle_state: str = MethodOptions.particle_state
     solver_dt: float | None = None
     method_preset: str | None = None
@@ -131,9 +136,14 @@ class BenchConfig:
             raise ValueError(f"n must be a positive number of test samples, got {self.n!r}")
         get_task(self.task)
         parse_method(self.method)
-        if self.prior == EXACT_PRIOR and (self.raw_prior or self.gaussian_part):
-            option = "--raw-prior" if self.raw_prior else "--gaussian-part"
-            raise ValueError(f"{option} changes a trained prior; the exact prior is Gaussian and consistent already")
+        changes = [name for name, on in (("--raw-prior", self.raw_prior), ("--gaussian-part", self.gaussian_part),
+                                         ("--gaussian-above", self.gaussian_above is not None)) if on]
+        if self.prior == EXACT_PRIOR and changes:
+            raise ValueError(f"{changes[0]} changes a trained prior; the exact prior is Gaussian and consistent already")
+        if self.gaussian_part and self.gaussian_above is not None:
+            raise ValueError("--gaussian-part switches the network off at every level; drop --gaussian-above")
+        if self.gaussian_above is not None and not self.gaussian_above > 0:
+            raise ValueError(f"--gaussian-above must be a noise level > 0, got {self.gaussian_above!r}")
         object.__setattr__(self, "method_options", tuple(tuple(pair) for pair in self.method_options))
         configure(self.method, None, self._settings())
 
@@ -204,6 +214,8 @@ def task_prior(config: BenchConfig, problem):
     prior = load(_prior_name(config, problem.pde), device=config.device)
     if config.gaussian_part:
         prior = _gaussian_part(prior)
+    if config.gaussian_above is not None:
+        prior = _gaussian_above(prior, config.gaussian_above)
     if config.raw_prior:
         if isinstance(prior, OperatorConsistentPrior):
             raise ValueError(
@@ -219,6 +231,24 @@ def _gaussian_part(prior):
     if isinstance(prior, OperatorConsistentPrior):
         return prior.with_prior(GaussianPart(prior.prior))
     return GaussianPart(prior)
+
+
+def _gaussian_above(prior, level: float):
+    """``prior`` with its Gaussian base at noise levels ``>= level``, in the same operator-consistent form."""
+    if isinstance(prior, OperatorConsistentPrior):
+        return prior.with_prior(GaussianAboveLevel(prior.prior, level))
+    return GaussianAboveLevel(prior, level)
+
+
+def _evaluation_counts(prior, nfe: int) -> dict:
+    """``{"nfe": network evaluations, "gaussian_nfe": Gaussian-part ones}`` of ``nfe`` denoiser evaluations
+    per sample when ``prior`` switches between them (:class:`~pdeinv.priors.edm.GaussianAboveLevel`), else
+    ``{"nfe": nfe}``."""
+    switching = getattr(prior, "prior", prior)
+    if not isinstance(switching, GaussianAboveLevel):
+        return {"nfe": nfe}
+    network = round(nfe * switching.network_share)
+    return {"nfe": network, "gaussian_nfe": nfe - network}
 
 
 def _device_name(device: str) -> str:
@@ -269,7 +299,8 @@ def _shard_result(config: BenchConfig, rank: int, world: int) -> dict:
         seconds = time.perf_counter() - start
     errors = task.metric(reconstruction.mean.cpu(), truth)
     part = {
-        "indices": indices.tolist(), "rel_l2": errors.tolist(), "seconds": seconds, "nfe": reconstruction.nfe,
+        "indices": indices.tolist(), "rel_l2": errors.tolist(), "seconds": seconds,
+        **_evaluation_counts(prior, reconstruction.nfe),
         "denoiser_seconds": timer.seconds[DENOISER],
         "method_config": method_config(config.method, problem, options),
     }
@@ -339,6 +370,8 @@ def _record(config: BenchConfig, parts: list[dict], world: int) -> dict:
         "prior": _prior_name(config, task.pde) if _needs_prior(config.method) else None,
         "raw_prior": config.raw_prior,
         "gaussian_part": config.gaussian_part,
+        **({"gaussian_above": config.gaussian_above, "gaussian_nfe": max(p["gaussian_nfe"] for p in parts)}
+           if config.gaussian_above is not None else {}),
         **({"equireg_weight": config.equireg_weight} if parse_method(config.method)[1] else {}),
         **({"repa_weight": config.repa_weight, "repa_step": config.repa_step, "repa_cutoff": config.repa_cutoff}
            if split_repa(config.method)[1] else {}),
@@ -481,10 +514,13 @@ def _repa_settings(record: dict) -> list[str]:
 def prior_marks(record: dict) -> list[str]:
     """How the record's prior was used, as short marks for the tables.
 
-    ``"raw"`` (``--raw-prior``), ``"Gaussian part"`` (``--gaussian-part``), ``"joint state"`` /
+    ``"raw"`` (``--raw-prior``), ``"Gaussian part"`` (``--gaussian-part``), ``"Gaussian part at sigma >= s"``
+    (``--gaussian-above``), ``"joint state"`` /
     ``"solved state"`` (``--particle-state``, when not ``auto``), ``"solver dt 0.01"`` (``--solver-dt``).
     """
     marks = [mark for key, mark in (("raw_prior", "raw"), ("gaussian_part", "Gaussian part")) if record.get(key)]
+    if record.get("gaussian_above") is not None:
+        marks.append(f"Gaussian part at sigma >= {record['gaussian_above']:g}")
     state = record.get("particle_state", "auto")
     marks += [f"{state} state"] if state != "auto" else []
     return marks + ([f"solver dt {record['solver_dt']:g}"] if record.get("solver_dt") is not None else [])

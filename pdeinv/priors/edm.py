@@ -247,3 +247,65 @@ class GaussianPart(FieldPrior):
     def gaussian_jvp(self, v: torch.Tensor, sigma: float) -> torch.Tensor:
         """The base's filter, exactly the Jacobian of :meth:`denoise`."""
         return self.base.linear(v, sigma)
+
+
+class GaussianAboveLevel(FieldPrior):
+    r"""A trained prior whose network is replaced by its fitted Gaussian part at high noise levels.
+
+    .. math::
+
+        D(x, \sigma) = \begin{cases} G(x, \sigma) & \sigma \ge \sigma_s \\
+                                      D_\theta(x, \sigma) & \sigma < \sigma_s \end{cases}
+
+    with :math:`G` the per-mode Wiener denoiser of :class:`GaussianPart`. As :math:`\sigma` grows the
+    posterior mean of any law with finite second moments tends to the Wiener filter of its mean and
+    covariance, so above some level the network adds nothing that :math:`G` lacks, and levels there
+    cost no network evaluation. Where that level lies is a measured property of each prior and task.
+
+    Parameters
+    ----------
+    denoiser : EDMDenoiser
+        A prior trained with a Gaussian base.
+    level : float
+        :math:`\sigma_s > 0` (normalised units).
+
+    Attributes
+    ----------
+    network_calls, gaussian_calls : int
+        Evaluations of the network and of the Gaussian part so far (a batch mixing levels on both sides
+        counts once in each).
+    """
+
+    def __init__(self, denoiser: EDMDenoiser, level: float):
+        if not level > 0:
+            raise ValueError(f"the switching level must be a noise level > 0, got {level!r}")
+        super().__init__(denoiser.channels, denoiser.mean, denoiser.std, denoiser.sigma_data, denoiser.resolution,
+                         denoiser.card)
+        self.network, self.gaussian = denoiser, GaussianPart(denoiser)
+        self.resolution_free = denoiser.resolution_free
+        self.level = float(level)
+        self.network_calls = self.gaussian_calls = 0
+
+    def denoise(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
+        """``(B, C, S, S) -> (B, C, S, S)``: the Gaussian part where ``sigma >= level``, the network elsewhere."""
+        sigmas = sigma_column(sigma, x).reshape(-1)
+        high = sigmas >= self.level
+        if bool(high.all()):
+            self.gaussian_calls += 1
+            return self.gaussian.denoise(x, sigma)
+        self.network_calls += 1
+        out = self.network.denoise(x, sigma)
+        if not bool(high.any()):
+            return out
+        self.gaussian_calls += 1
+        return torch.where(high.reshape(-1, 1, 1, 1), self.gaussian.denoise(x, sigma), out)
+
+    def gaussian_jvp(self, v: torch.Tensor, sigma: float) -> torch.Tensor:
+        """The Gaussian part's filter (the network's own Gaussian part below the level too)."""
+        return self.gaussian.gaussian_jvp(v, sigma)
+
+    @property
+    def network_share(self) -> float:
+        """Fraction of the evaluations so far that ran the network (1 before any)."""
+        total = self.network_calls + self.gaussian_calls
+        return 1.0 if total == 0 else self.network_calls / total
