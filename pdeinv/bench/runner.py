@@ -139,7 +139,9 @@ class BenchConfig:
         changes = [name for name, on in (("--raw-prior", self.raw_prior), ("--gaussian-part", self.gaussian_part),
                                          ("--gaussian-above", self.gaussian_above is not None)) if on]
         if self.prior == EXACT_PRIOR and changes:
-            raise ValueError(f"{changes[0]} changes a trained prior; the exact prior is Gaussian and consistent already")
+            raise ValueError(
+                f"{changes[0]} changes a trained prior; the exact prior is Gaussian and consistent already"
+            )
         if self.gaussian_part and self.gaussian_above is not None:
             raise ValueError("--gaussian-part switches the network off at every level; drop --gaussian-above")
         if self.gaussian_above is not None and not self.gaussian_above > 0:
