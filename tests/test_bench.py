@@ -379,6 +379,9 @@ def test_results_table_marks_raw_prior_and_gaussian_part_runs_apart():
     solved = {**base, "method": "dwgf", "particle_state": "solved", "solver_dt": 0.01}
     assert run_label(solved) == "dwgf (solved state, solver dt 0.01)"
     assert "| dps (mean of 4 samples) | helmholtz-joint | 5 |" in results_table([{**base, "samples": 4}])
+    switched = {**base, "gaussian_above": 0.5, "gaussian_nfe": 4}
+    assert "| dps | helmholtz-joint (Gaussian part at sigma >= 0.5) | 5 |" in results_table([switched])
+    assert "| 1 | 9 (+4 Gaussian part) | cpu |" in results_table([switched])
 
 
 def test_results_table_shows_a_non_default_equireg_weight():

@@ -449,6 +449,13 @@ def write_json(record: dict, path: str | Path) -> Path:
     return path
 
 
+def nfe_label(record: dict) -> str:
+    """The record's network evaluations per sample, with its Gaussian-part evaluations when it has them
+    (``--gaussian-above``): ``"100 (+100 Gaussian part)"``."""
+    extra = record.get("gaussian_nfe")
+    return f"{record['nfe']}" + (f" (+{extra} Gaussian part)" if extra else "")
+
+
 def results_table(records: list[dict]) -> str:
     """A markdown table of run records, sorted by task, method and steps."""
     header = (
@@ -458,7 +465,7 @@ def results_table(records: list[dict]) -> str:
     rows = [
         f"| {r['task']} | {method_label(r)} | {_prior_label(r)} | {r.get('steps') or '-'} | {r['n']} | "
         f"{100 * r['rel_l2_mean']:.2f} ± {100 * r['rel_l2_std']:.2f}{metric_mark(r)} | "
-        f"{r['seconds_per_sample']:.3g} | {r['nfe']} | {r['device']} |"
+        f"{r['seconds_per_sample']:.3g} | {nfe_label(r)} | {r['device']} |"
         for r in sorted(records, key=lambda r: (r["task"], run_label(r), r.get("steps") or 0))
     ]
     sampled = [r for r in records if "diversity" in r]

@@ -30,7 +30,7 @@ from pdeinv.bench.bayes_limit import DIRECTORY as BAYES_LIMIT
 from pdeinv.bench.bayes_limit import bayes_limit_table
 from pdeinv.bench.provenance import WEIGHTS
 from pdeinv.bench.published import PUBLISHED, published_task
-from pdeinv.bench.runner import EXACT_PRIOR, metric_mark, results_table, run_label
+from pdeinv.bench.runner import EXACT_PRIOR, metric_mark, nfe_label, results_table, run_label
 from pdeinv.files import file_sha256
 from pdeinv.priors.checkpoint import SHIPPED
 
@@ -132,7 +132,7 @@ def headline_table(current: list[tuple[Path, dict]]) -> str:
     header = f"| {columns} |\n" + "|---" * 9 + "|"
     rows = [
         f"| {r['task']} | {run_label(r)} | {r.get('prior') or '-'} | {r.get('steps') or '-'} | {r['n']} | "
-        f"{_percent(r)} | {r['seconds_per_sample']:.3g} | {r['nfe']} | {_hardware(r)} |"
+        f"{_percent(r)} | {r['seconds_per_sample']:.3g} | {nfe_label(r)} | {_hardware(r)} |"
         for _, r in sorted(best.items(), key=lambda item: (item[0][0], item[0][1]))
     ]
     return "\n".join([header, *rows])
@@ -153,7 +153,7 @@ def steps_table(current: list[tuple[Path, dict]]) -> str:
     header = "| task | method | prior | n | " + " | ".join(f"{c} steps" for c in counts) + " |"
     rows = [header, "|---" * (4 + len(counts)) + "|"]
     for (task, label, prior, n), runs in sorted(curves.items()):
-        cells = [f"{100 * runs[c]['rel_l2_mean']:.2f} (NFE {runs[c]['nfe']})" if c in runs else "-" for c in counts]
+        cells = [f"{100 * runs[c]['rel_l2_mean']:.2f} (NFE {nfe_label(runs[c])})" if c in runs else "-" for c in counts]
         rows.append(f"| {task} | {label} | {prior} | {n} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
@@ -177,7 +177,7 @@ def _best_run(records: list[dict], with_prior: bool) -> str:
     if not runs:
         return "-"
     best = min(runs, key=lambda r: (-r["n"], r["rel_l2_mean"]))
-    return f"{100 * best['rel_l2_mean']:.2f}: {run_label(best)} (n = {best['n']}, NFE {best['nfe']})"
+    return f"{100 * best['rel_l2_mean']:.2f}: {run_label(best)} (n = {best['n']}, NFE {nfe_label(best)})"
 
 
 def published_table(current: list[tuple[Path, dict]]) -> str:
