@@ -156,3 +156,18 @@ def test_steps_table_holds_runs_measured_at_three_or_more_step_counts():
     assert lines[0] == "| task | method | prior | n | 25 steps | 50 steps | 200 steps |"
     assert lines[2:] == ["| t | dwgf | p | 8 | 40.00 (NFE 25) | 20.00 (NFE 50) | 10.00 (NFE 200) |"]
     assert tables.steps_table(current[3:]) == "No run is measured at three or more step counts."
+
+
+def test_denoiser_share_table_lists_network_runs_of_the_tracked_samplers(tmp_path):
+    def run(name, method, **extra):
+        record = {"task": "t", "method": method, "steps": 50, "n": 8, "rel_l2_mean": 0.1, "rel_l2_std": 0.0,
+                  "prior": "p", "resolution": 64, "seconds_per_sample": 3.0, "denoiser_seconds": 2.0, "nfe": 99,
+                  "device": "cpu", "provenance": {"threads": 1}, **extra}
+        return (tmp_path / "results" / f"{name}.json", record)
+
+    current = [run("a", "tmpd"), run("b", "tmpd", gaussian_part=True), run("c", "dwgf"),
+               run("d", "fundps", prior=None), run("e", "fundps+equireg")]
+    rows = tables.denoiser_share_table(current, tmp_path).splitlines()[2:]
+    assert [row.split(" | ")[0] for row in rows] == ["| `results/a.json`", "| `results/e.json`"]
+    assert "| 3 | 2 | 1.50 | 99 | cpu, 1 thread |" in rows[0]
+    assert tables.denoiser_share_table(current[1:4], tmp_path).startswith("No current record")

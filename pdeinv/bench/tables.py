@@ -158,6 +158,31 @@ def steps_table(current: list[tuple[Path, dict]]) -> str:
     return "\n".join(rows)
 
 
+SHARE_METHODS = ("tmpd", "tmpd-solve", "fundps")
+"""The samplers whose time outside the network the speed page tracks (their guidance is linear algebra or
+the network's own backward pass, so their total should stay close to the denoiser's time)."""
+
+
+def denoiser_share_table(current: list[tuple[Path, dict]], root: Path) -> str:
+    """Every current record of a :data:`SHARE_METHODS` sampler with a trained network (not its Gaussian part)
+    that carries ``denoiser_seconds``: its seconds per sample against the seconds inside the network."""
+    rows = []
+    for path, r in sorted(current, key=lambda item: (item[1]["resolution"], item[1]["task"], str(item[0]))):
+        base = r["method"].split("+")[0]
+        if base not in SHARE_METHODS or not r.get("prior") or r.get("gaussian_part") or not r.get("denoiser_seconds"):
+            continue
+        rows.append(
+            f"| `{path.relative_to(root).as_posix()}` | {r['task']} | {r['method']} | {r.get('steps') or '-'} | "
+            f"{r['n']} | {_percent(r)} | {r['seconds_per_sample']:.3g} | {r['denoiser_seconds']:.3g} | "
+            f"{r['seconds_per_sample'] / r['denoiser_seconds']:.2f} | {nfe_label(r)} | {_hardware(r)} |"
+        )
+    if not rows:
+        return "No current record of these samplers carries the time inside the denoiser."
+    columns = "record | task | method | steps | n | error % (mean ± std) | s / sample | denoiser s / sample | "
+    columns += "total / denoiser | NFE | hardware"
+    return "\n".join([f"| {columns} |", "|---" * 11 + "|", *rows])
+
+
 def _reproduction(records: list[dict], method: str) -> str:
     """``ours (n = N)`` of the best current run of ``method`` at the published step count, or ``-``."""
     name, steps = method.split("-")
@@ -428,6 +453,7 @@ def generated_files(root: Path = ROOT) -> dict[Path, Callable[[str], str]]:
         "stale": stale_table(stale, root),
         "published": published_table(trained),
         "steps": steps_table(trained),
+        "denoiser-share": denoiser_share_table(trained, root),
         "bayes-limit": bayes_limit_table([record for path, record in oracle
                                           if path.relative_to(root / "results").parts[0] == BAYES_LIMIT]),
     }
@@ -443,6 +469,7 @@ def generated_files(root: Path = ROOT) -> dict[Path, Callable[[str], str]]:
         root / "README.md": fill(("headline",)),
         root / "docs" / "benchmarks.md": fill(("headline", "published", "steps", "results", "provenance", "stale")),
         root / "docs" / "bayes-limit.md": fill(("bayes-limit",)),
+        root / "docs" / "speed.md": fill(("denoiser-share",)),
         root / "docs" / "priors.md": lambda _: priors_page(),
     }
 
