@@ -68,6 +68,21 @@ def test_data_info_imports_no_heavy_module(small_file):
     assert outcome == {"code": 0, "heavy": []}
 
 
+def test_data_check_without_physics_imports_no_heavy_module(small_file):
+    outcome = imported_after("data", "check", "--physics-samples", "0", str(small_file))
+    assert outcome == {"code": 0, "heavy": []}
+
+
+def test_data_check_with_physics_imports_no_sampler(small_file):
+    """The physics check needs the PDE operator (torch, deepinv), not the samplers."""
+    samplers = "sorted(m for m in sys.modules if m.startswith('pdeinv.sampling'))"
+    probe = PROBE.replace("if m in sys.modules]", f"if m in sys.modules] + {samplers}")
+    result = subprocess.run([sys.executable, "-c", probe, "data", "check", str(small_file)], capture_output=True,
+                            text=True, env=os.environ.copy(), timeout=120)
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    assert outcome["code"] == 0 and not any(m.startswith("pdeinv.sampling") for m in outcome["heavy"])
+
+
 def test_package_names_stay_importable_lazily():
     import pdeinv.bench as bench
     import pdeinv.datasets as datasets

@@ -186,8 +186,6 @@ def _checked_samples(n: int, count: int) -> list[int]:
 
 def _physics_problems(f: h5py.File, physics_samples: int) -> list[str]:
     """A known ``pde`` attribute, and the stored output of a few pairs equal to the solve of their input."""
-    from pdeinv.sampling.problem import pde_physics
-
     pde = str(f.attrs["pde"])
     if pde not in pde_names():
         return [f"the pde attribute {pde!r} is not a known PDE ({', '.join(pde_names())}); fix the attribute"]
@@ -197,7 +195,7 @@ def _physics_problems(f: h5py.File, physics_samples: int) -> list[str]:
     import torch
 
     resolution = int(f.attrs["resolution"])
-    operator = pde_physics(pde, resolution, _physics_settings(f)).operator
+    operator = get_pde(pde).build_operator(resolution, _physics_settings(f))
     input_channel, output_channel = get_pde(pde).channels
     (source, source_time), (target, target_time) = parse_channel(input_channel), parse_channel(output_channel)
     rtol = get_pde(pde).data_rtol
