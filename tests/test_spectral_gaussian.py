@@ -114,11 +114,14 @@ def test_gaussian_jvp_is_the_jacobian_of_the_denoiser_also_in_operator_consisten
 
 
 def test_gaussian_above_level_uses_the_gaussian_part_at_and_above_its_level_only():
-    from pdeinv.priors.edm import GaussianAboveLevel, GaussianPart
+    from pdeinv.priors.edm import GaussianAboveLevel, GaussianPart, gaussian_above
 
     size = 16
     g = torch.Generator().manual_seed(8)
-    prior, _ = _helmholtz_priors(size, "dct", g)
+    prior, consistent = _helmholtz_priors(size, "dct", g)
+    assert isinstance(gaussian_above(prior, 0.5), GaussianAboveLevel)
+    wrapped = gaussian_above(consistent, 0.5)
+    assert type(wrapped) is type(consistent) and isinstance(wrapped.prior, GaussianAboveLevel)
     with torch.no_grad():
         for parameter in prior.backbone.parameters():
             parameter.normal_(0.0, 0.1, generator=g)

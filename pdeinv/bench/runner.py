@@ -57,7 +57,7 @@ from pdeinv.files import atomic_write
 from pdeinv.pdes import get_pde, pde_names
 from pdeinv.priors import load
 from pdeinv.priors.consistent import OperatorConsistentPrior, consistent_if_linear
-from pdeinv.priors.edm import GaussianAboveLevel, GaussianPart
+from pdeinv.priors.edm import GaussianAboveLevel, GaussianPart, gaussian_above
 from pdeinv.priors.gaussian import EIGEN_MAX_UNKNOWNS, JointGaussianPrior
 from pdeinv.sampling.methods import BASELINES, PARTICLES, configure, method_config, parse_method, solve, split_repa
 from pdeinv.sampling.problem import MethodOptions
@@ -217,7 +217,7 @@ def task_prior(config: BenchConfig, problem):
     if config.gaussian_part:
         prior = _gaussian_part(prior)
     if config.gaussian_above is not None:
-        prior = _gaussian_above(prior, config.gaussian_above)
+        prior = gaussian_above(prior, config.gaussian_above)
     if config.raw_prior:
         if isinstance(prior, OperatorConsistentPrior):
             raise ValueError(
@@ -233,13 +233,6 @@ def _gaussian_part(prior):
     if isinstance(prior, OperatorConsistentPrior):
         return prior.with_prior(GaussianPart(prior.prior))
     return GaussianPart(prior)
-
-
-def _gaussian_above(prior, level: float):
-    """``prior`` with its Gaussian base at noise levels ``>= level``, in the same operator-consistent form."""
-    if isinstance(prior, OperatorConsistentPrior):
-        return prior.with_prior(GaussianAboveLevel(prior.prior, level))
-    return GaussianAboveLevel(prior, level)
 
 
 def _evaluation_counts(prior, nfe: int) -> dict:

@@ -309,3 +309,20 @@ class GaussianAboveLevel(FieldPrior):
         """Fraction of the evaluations so far that ran the network (1 before any)."""
         total = self.network_calls + self.gaussian_calls
         return 1.0 if total == 0 else self.network_calls / total
+
+
+def gaussian_above(prior, level: float):
+    """``prior`` with its fitted Gaussian part at the noise levels ``>= level`` and its network below
+    (:class:`GaussianAboveLevel`), keeping an operator-consistent wrapper (``prior.with_prior``) if it has one.
+
+    Parameters
+    ----------
+    prior : EDMDenoiser or OperatorConsistentPrior
+        A trained prior with a Gaussian base, as :func:`pdeinv.priors.load` returns it.
+    level : float
+        The switching noise level :math:`\sigma_s > 0` (normalised units).
+    """
+    inner = getattr(prior, "prior", None)
+    if inner is not None and hasattr(prior, "with_prior"):
+        return prior.with_prior(GaussianAboveLevel(inner, level))
+    return GaussianAboveLevel(prior, level)
