@@ -312,7 +312,7 @@ class GaussianAboveLevel(FieldPrior):
 
 
 def gaussian_above(prior, level: float):
-    """``prior`` with its fitted Gaussian part at the noise levels ``>= level`` and its network below
+    r"""``prior`` with its fitted Gaussian part at the noise levels ``>= level`` and its network below
     (:class:`GaussianAboveLevel`), keeping an operator-consistent wrapper (``prior.with_prior``) if it has one.
 
     Parameters
