@@ -37,11 +37,12 @@ Denoiser
     The dense matrix has ``N = S^2`` rows: 2 GiB in float64 at 128 x 128 (about 9 GiB peak while
     factorised, minutes on a 2-core CPU), so ``"eigen"`` is refused above ``EIGEN_MAX_UNKNOWNS``.
 
-    The denoiser is computed in float64 whatever the input's dtype (in float32 the solve's attainable residual leaves errors of a sizeable fraction
-    of the posterior spread at the smallest noise levels). The denoiser :math:`D_\sigma` is linear and
-    symmetric (:math:`D_\sigma = \Sigma (\Sigma + \sigma^2 I)^{-1}` with :math:`\Sigma = G C G^\top`),
-    so its vector-Jacobian product is :math:`D_\sigma` itself: gradients through it are one more
-    denoising, not a backward pass through the solver's iterations.
+    The denoiser is computed in float64 whatever the input's dtype (in float32 the solve's attainable
+    residual leaves errors of a sizeable fraction of the posterior spread at the smallest noise levels).
+    The denoiser :math:`D_\sigma` is linear and symmetric
+    (:math:`D_\sigma = \Sigma (\Sigma + \sigma^2 I)^{-1}` with :math:`\Sigma = G C G^\top`), so its
+    vector-Jacobian product is :math:`D_\sigma` itself: gradients through it are one more denoising,
+    not a backward pass through the solver's iterations.
 """
 
 from __future__ import annotations
@@ -76,15 +77,21 @@ def operator_map(operator) -> LinearMap:
     return (operator.A, operator.A_adjoint)
 
 
-def _basis_columns(grf, chunk: int):
-    """Yield ``(index slice, B v_k)`` for chunks of the eigenbasis, ``B v_k`` shaped ``(n, 1, S, S)`` float64."""
-    size = grf.resolution
+def _unit_chunks(size: int, chunk: int):
+    """Yield ``(index slice, e_k)``: the unit vectors of the ``size x size`` grid in chunks, ``(n, 1, S, S)``
+    float64 on the CPU."""
     n = size * size
     for start in range(0, n, chunk):
         stop = min(start + chunk, n)
-        xi = torch.zeros(stop - start, n, dtype=torch.float64, device="cpu")
-        xi[torch.arange(stop - start, device="cpu"), torch.arange(start, stop, device="cpu")] = 1.0
-        yield slice(start, stop), grf.synthesize(xi.reshape(-1, 1, size, size))
+        units = torch.zeros(stop - start, n, dtype=torch.float64, device="cpu")
+        units[torch.arange(stop - start, device="cpu"), torch.arange(start, stop, device="cpu")] = 1.0
+        yield slice(start, stop), units.reshape(-1, 1, size, size)
+
+
+def _basis_columns(grf, chunk: int):
+    """Yield ``(index slice, B v_k)`` for chunks of the eigenbasis, ``B v_k`` shaped ``(n, 1, S, S)`` float64."""
+    for index, units in _unit_chunks(grf.resolution, chunk):
+        yield index, grf.synthesize(units)
 
 
 def channel_statistics(grf, maps: Sequence[LinearMap], chunk: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
@@ -245,15 +252,9 @@ class LinearGaussianPrior(FieldPrior):
 
     def _normal_columns(self, chunk: int = 512):
         r"""Yield ``(index slice, columns)`` of :math:`B^\top G^\top G B`, float64 ``(n, N)`` (CPU)."""
-        size = self.grf.resolution
-        n = size * size
-        for start in range(0, n, chunk):
-            stop = min(start + chunk, n)
-            xi = torch.zeros(stop - start, n, dtype=torch.float64, device="cpu")
-            xi[torch.arange(stop - start, device="cpu"), torch.arange(start, stop, device="cpu")] = 1.0
-            xi = xi.reshape(-1, 1, size, size)
-            columns = self._sqrt_adjoint(self._adjoint_map(self._forward_map(self.grf.covariance_sqrt(xi))))
-            yield slice(start, stop), columns.flatten(1)
+        for index, units in _unit_chunks(self.grf.resolution, chunk):
+            columns = self._sqrt_adjoint(self._adjoint_map(self._forward_map(self.grf.covariance_sqrt(units))))
+            yield index, columns.flatten(1)
 
     def _eigenbasis(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         r""":math:`(V, \kappa)` of :math:`B^\top G^\top G B` without its null space, ``(N, R)``, ``(R,)`` float64.
