@@ -243,13 +243,54 @@ class Darcy(dinv.physics.Physics):
         return u, factors
 
     def _apply_factors(self, factors, rhs: np.ndarray) -> np.ndarray:
-        """Solve ``K x = rhs`` (``rhs`` ``(..., S-2, S-2)``) with stored factors; return ``x`` zero-padded to ``S``."""
-        flat = rhs.reshape(len(factors), -1)
+        """Solve ``K x = rhs`` with stored factors, one per sample; return ``x`` zero-padded to ``S``.
+
+        ``rhs`` is ``(n, S-2, S-2)`` (one right-hand side per factor) or ``(n, K, S-2, S-2)`` (``K``
+        solved together per factor); the result is ``(n, S, S)`` or ``(n, K, S, S)``.
+        """
+        interior = rhs.shape[-2:]
+        flat = rhs.reshape(len(factors), -1, interior[0] * interior[1])
         out = np.zeros(rhs.shape[:-2] + (self.resolution, self.resolution))
-        view = out.reshape(len(factors), self.resolution, self.resolution)
+        view = out.reshape(len(factors), -1, self.resolution, self.resolution)
         for n, lu in enumerate(factors):
-            view[n, 1:-1, 1:-1] = lu.solve(np.ascontiguousarray(flat[n])).reshape(rhs.shape[-2:])
+            solved = lu.solve(np.ascontiguousarray(flat[n].T))
+            view[n, :, 1:-1, 1:-1] = solved.T.reshape(-1, *interior)
         return out
+
+    def jacobian_adjoint(self, x: torch.Tensor, cotangents: torch.Tensor) -> torch.Tensor:
+        r"""The adjoint of the solve's Jacobian at ``x`` applied to several cotangents, :math:`J(a)^\top w_k`.
+
+        :math:`J(a)^\top w = -\sum_{\text{faces } (p, q) \ni n} (v_q - v_p)(u_q - u_p) / (2h^2)` with
+        :math:`v = K(a)^{-1} w` (module docstring): one factorisation per sample and channel, all
+        ``K`` cotangents solved with it together, where ``K`` calls of :func:`torch.autograd.grad`
+        would repeat the back-substitution one right-hand side at a time.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Permeability :math:`a > 0` at which the solve is linearised, ``(B, C, S, S)``.
+        cotangents : torch.Tensor
+            :math:`w_k` on the pressure, ``(K, B, C, S, S)`` (only interior values enter).
+
+        Returns
+        -------
+        torch.Tensor
+            ``(K, B, C, S, S)``, the gradients of :math:`w_k^\top A(a)` with respect to :math:`a`, in
+            ``x``'s dtype and device.
+        """
+        self._check_permeability(x)
+        if cotangents.ndim != 5 or tuple(cotangents.shape[1:]) != tuple(x.shape):
+            raise ValueError(
+                f"cotangents must have shape (K, *x.shape) = (K, {', '.join(map(str, x.shape))}), "
+                f"got {tuple(cotangents.shape)}"
+            )
+        u, factors = self._solve(x.detach().to(torch.float64), keep_factors=True)
+        b, c, s = x.shape[0], x.shape[1], self.resolution
+        rhs = cotangents.detach().to(torch.float64).cpu().permute(1, 2, 0, 3, 4).reshape(b * c, -1, s, s)
+        adjoint = torch.from_numpy(self._apply_factors(factors, rhs[..., 1:-1, 1:-1].numpy()))
+        sensitivity = -face_sensitivity(adjoint, u.reshape(b * c, 1, s, s), self.spacing)
+        sensitivity = sensitivity.reshape(b, c, -1, s, s).permute(2, 0, 1, 3, 4)
+        return sensitivity.to(device=x.device, dtype=x.dtype)
 
     def A(self, x: torch.Tensor, **kwargs) -> torch.Tensor:
         r"""Solve :math:`-\nabla_h \cdot (a \nabla_h u) = f` with :math:`u = 0` on the boundary.

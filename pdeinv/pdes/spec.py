@@ -150,3 +150,45 @@ def solve_estimate(operator, field):
     admissible = get_pde(pde).admissible_input if pde is not None else None
     return operator.A(field if admissible is None else admissible(field))
 
+
+
+def solve_estimate_adjoint(operator, field, cotangents):
+    r"""The adjoint of :func:`solve_estimate`'s Jacobian at ``field``, applied to several cotangents.
+
+    With :math:`\Pi` the elementwise projection onto the admissible inputs and :math:`A` the
+    operator, returns :math:`\Pi'(a)\, A'(\Pi(a))^\top w_k` for every cotangent :math:`w_k`: the
+    gradient of :math:`w_k^\top A(\Pi(a))` with respect to :math:`a` (zero where the projection
+    clips). An operator with a ``jacobian_adjoint(x, cotangents)`` method (Darcy: one factorisation
+    for all of them) is asked once; any other differentiable operator is differentiated once per
+    cotangent.
+
+    Parameters
+    ----------
+    operator : deepinv.physics.Physics
+        The forward map on ``(B, C, S, S)`` inputs.
+    field : torch.Tensor
+        The linearisation point ``a``, ``(B, C, S, S)`` physical units.
+    cotangents : torch.Tensor
+        :math:`w_k` on the output, ``(K, *A(a).shape)``.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(K, B, C, S, S)``.
+    """
+    import torch
+
+    pde = pde_of(operator)
+    admissible = get_pde(pde).admissible_input if pde is not None else None
+    with torch.enable_grad():
+        point = field.detach().requires_grad_(True)
+        projected = point if admissible is None else admissible(point)
+        if hasattr(operator, "jacobian_adjoint"):
+            pulled = operator.jacobian_adjoint(projected.detach(), cotangents)
+        else:
+            leaf = projected.detach().requires_grad_(True)
+            output = operator.A(leaf)
+            pulled = torch.stack([torch.autograd.grad(output, leaf, w, retain_graph=True)[0] for w in cotangents])
+        if admissible is None:
+            return pulled
+        return torch.autograd.grad(projected, point, pulled, is_grads_batched=True)[0]

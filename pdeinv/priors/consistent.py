@@ -128,6 +128,39 @@ class OperatorConsistentPrior(FieldPrior):
         operator = self.operator_at(v.shape[-1])
         return self._with_output(inner, operator.A(self.std[i] * inner[:, i : i + 1]) / self.std[o])
 
+    def linearised_probe(self, v: torch.Tensor, estimate: torch.Tensor) -> torch.Tensor:
+        r""":math:`E_a L_x^\top v` with the solve linearised at each estimate: the form of :meth:`_probe` for any ``A``.
+
+        At a normalised joint estimate :math:`x` with physical input :math:`a = m_a + s_a x_a`, the
+        map from a normalised input to the normalised joint field is linearised to
+        :math:`L_x = (I, (s_a / s_u) A'(a))^\top` (:math:`A'` the Jacobian of the projected solve,
+        :func:`~pdeinv.pdes.spec.solve_estimate_adjoint`), so that
+        :math:`\operatorname{Cov}[x_0 \mid x_\sigma] \approx \sigma^2 L_x J_{aa} L_x^\top` near
+        :math:`x`: the Gauss-Newton form of :meth:`gaussian_jvp`, equal to it for a linear ``A``.
+
+        Parameters
+        ----------
+        v : torch.Tensor
+            Cotangents on the normalised joint field, ``(K, B, C, S, S)``.
+        estimate : torch.Tensor
+            The linearisation points, normalised joint fields ``(B, C, S, S)``.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(K, B, C, S, S)``: input channel :math:`v_a + (s_a/s_u) A'(a)^\top v_u`, output channel 0.
+        """
+        from pdeinv.pdes.spec import solve_estimate_adjoint
+
+        i, o = self.input_index, self.output_index
+        operator = self.operator_at(estimate.shape[-1])
+        source = (self.mean[i] + self.std[i] * estimate[:, i : i + 1]).to(v.dtype)
+        pulled = solve_estimate_adjoint(operator, source, v[:, :, o : o + 1])
+        probe = v[:, :, i : i + 1] + self.std[i] * pulled.to(v) / self.std[o]
+        joint = torch.zeros_like(v)
+        joint[:, :, i : i + 1] = probe
+        return joint
+
     def _probe(self, v: torch.Tensor) -> torch.Tensor:
         r""":math:`E_a L^\top v`: input channel :math:`v_a + (s_a/s_u) A^\top v_u`, output channel 0, ``(B, C, S, S)``."""
         i, o = self.input_index, self.output_index

@@ -183,9 +183,11 @@ class ObservationTerm(Term):
       a Gaussian prior and a linear operator this is exactly :math:`\nabla \log p(y \mid x_t)`.
       With a prior that has a Gaussian part (``gaussian_jvp``), :math:`J` is that part's Jacobian
       and :math:`K` depends on :math:`\sigma` alone: it is built once per prior and operator and
-      factorised once per noise level (:class:`GaussianMeasurementCovariance`). Otherwise
-      :math:`K` is formed per sample by one backward pass batched over the ``M`` unit vectors
-      (``is_grads_batched``: the denoiser must support ``vmap``), meant for small ``M``.
+      factorised once per noise level (:class:`GaussianMeasurementCovariance`); for an
+      operator-consistent prior of a nonlinear PDE, with the solve linearised at each sample's
+      estimate (:func:`linearised_measurement_covariance`). Otherwise :math:`K` is formed per
+      sample by one backward pass batched over the ``M`` unit vectors (``is_grads_batched``: the
+      denoiser must support ``vmap``), meant for small ``M``.
 
     Parameters
     ----------
@@ -282,6 +284,8 @@ class ObservationTerm(Term):
         :math:`J` is that part's Jacobian, which depends on :math:`\sigma` alone: :math:`K` is the
         same for every sample, every step at that level and every batch of measurements, and is
         taken from :class:`GaussianMeasurementCovariance` (built once per prior and operator).
+        An operator-consistent prior of a nonlinear PDE uses the same Gaussian part with the solve
+        linearised at each sample's estimate (:func:`linearised_measurement_covariance`).
         Otherwise :math:`J` is the network's own Jacobian at :math:`x_t`, by one backward pass
         batched over the ``M`` unit vectors, and :math:`K` is factorised per sample.
         """
@@ -291,6 +295,11 @@ class ObservationTerm(Term):
             )
             if covariance is not None:
                 return covariance.factor(state.sigma, self.name)
+            linearised = linearised_measurement_covariance(
+                state.prior, self.operator, self.channels, self.scale, self.noise_std, state.denoised, state.sigma
+            )
+            if linearised is not None:
+                return cholesky_with_jitter(linearised, state.sigma, self.name)
         return cholesky_with_jitter(self._tweedie_covariance(state, n_measurements), state.sigma, self.name)
 
     def _tweedie_covariance(self, state: GuidanceState, n_measurements: int) -> torch.Tensor:
@@ -334,6 +343,18 @@ def cholesky_with_jitter(covariance: torch.Tensor, sigma: float, name: str) -> t
     return factor
 
 
+def measurement_adjoint(linear: Callable[[torch.Tensor], torch.Tensor], like: torch.Tensor) -> torch.Tensor:
+    r"""The adjoint columns :math:`G^\top e_m`, float64 ``(M, C, S, S)``, of a linear map ``linear``.
+
+    ``linear`` maps float64 fields shaped like ``like[:1]``, ``(1, C, S, S)``, to ``(1, M)``.
+    """
+    direction = torch.zeros_like(like[:1], dtype=torch.float64).requires_grad_(True)
+    with torch.enable_grad():
+        measured = linear(direction)
+        units = torch.eye(measured.shape[1], dtype=direction.dtype, device=direction.device)[:, None, :]
+        return torch.autograd.grad(measured, direction, units, is_grads_batched=True)[0][:, 0].detach()
+
+
 class GaussianMeasurementCovariance:
     r"""The Tweedie covariance :math:`K_\sigma = \sigma_y^2 I + \sigma^2 G J_\sigma G^\top` of a Gaussian part, per level.
 
@@ -372,12 +393,8 @@ class GaussianMeasurementCovariance:
         from pdeinv.priors.spectral_gaussian import prior_spectrum
 
         self.prior, self.linear, self.noise_std = prior, linear, float(noise_std)
-        direction = torch.zeros_like(like[:1], dtype=torch.float64).requires_grad_(True)
-        with torch.enable_grad():
-            measured = linear(direction)
-            self.size = measured.shape[1]
-            units = torch.eye(self.size, dtype=direction.dtype, device=direction.device)[:, None, :]
-            self.adjoint = torch.autograd.grad(measured, direction, units, is_grads_batched=True)[0][:, 0].detach()
+        self.adjoint = measurement_adjoint(linear, like)
+        self.size = self.adjoint.shape[0]
         spectrum = prior_spectrum(prior, self.adjoint)
         self.columns, self.variances = (None, None) if spectrum is None else self._kept(*spectrum)
         if self.columns is not None:
@@ -427,6 +444,64 @@ class GaussianMeasurementCovariance:
 _COVARIANCES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+def _normalised_measurement(prior, operator, channels: Sequence[str], scale: float) -> Callable:
+    r""":math:`G v = s\,A(\mathrm{std}_c\, v_c)`: normalised fields ``(B, C, S, S)`` to measurements ``(B, M)``."""
+    index = [channel_index(prior.channels, c) for c in channels]
+    forward = _forward_map(operator)
+
+    def linear(v: torch.Tensor) -> torch.Tensor:
+        std = prior.std.to(v.device, torch.float64)[index].reshape(1, -1, 1, 1)
+        return (scale * forward(v[:, index] * std)).flatten(1)
+
+    return linear
+
+
+def linearised_measurement_covariance(
+    prior, operator, channels: Sequence[str], scale: float, noise_std: float, estimate: torch.Tensor, sigma: float
+) -> torch.Tensor | None:
+    r"""The Tweedie covariance through a nonlinear solve linearised at each estimate, float64 ``(B, M, M)``.
+
+    For an operator-consistent prior of a nonlinear PDE (:class:`~pdeinv.priors.consistent.OperatorConsistentPrior`
+    with ``linear`` False) read by a linear sensor :math:`G` on ``channels``, sample :math:`b`'s
+    covariance is
+
+    .. math:: K_b = \sigma_y^2 I + \sigma^2 (G L_b)\, J_{aa}\, (G L_b)^\top,
+
+    :math:`L_b` the map from the normalised input to the joint field linearised at the sample's
+    estimate (:meth:`~pdeinv.priors.consistent.OperatorConsistentPrior.linearised_probe`) and
+    :math:`J_{aa}` the input block of the inner prior's Gaussian-part Jacobian: the Gauss-Newton
+    form of :class:`GaussianMeasurementCovariance`, rebuilt at every evaluation since :math:`L_b`
+    moves with the estimate. Costs ``M`` adjoint solves per sample (one factorisation for all of
+    them when the operator has ``jacobian_adjoint``) and ``M`` Gaussian-part products.
+
+    Returns
+    -------
+    torch.Tensor or None
+        ``None`` when it does not apply: another prior, a linear PDE (then
+        :class:`GaussianMeasurementCovariance` is exact), a nonlinear sensor, or an inner prior
+        without a Gaussian part.
+    """
+    from deepinv.physics import LinearPhysics
+
+    from pdeinv.priors.consistent import OperatorConsistentPrior
+
+    applies = isinstance(prior, OperatorConsistentPrior) and not prior.linear and isinstance(operator, LinearPhysics)
+    if not applies:
+        return None
+    adjoint = measurement_adjoint(_normalised_measurement(prior, operator, channels, scale), estimate)
+    batch = estimate.shape[0]
+    probes = prior.linearised_probe(adjoint[:, None].expand(-1, batch, -1, -1, -1), estimate.detach())
+    eye = torch.eye(adjoint.shape[0], dtype=torch.float64, device=adjoint.device)
+    covariances = []
+    for probe in probes.unbind(1):
+        moved = prior.prior.gaussian_jvp(probe, sigma)
+        if moved is None:
+            return None
+        spread = probe.flatten(1) @ moved.to(probe).flatten(1).T
+        covariances.append(noise_std**2 * eye + sigma**2 * 0.5 * (spread + spread.T))
+    return torch.stack(covariances)
+
+
 def gaussian_measurement_covariance(
     prior, operator, channels: Sequence[str], scale: float, noise_std: float, like: torch.Tensor
 ) -> GaussianMeasurementCovariance | None:
@@ -438,13 +513,7 @@ def gaussian_measurement_covariance(
     grid size, device and the prior's buffers (a refit or a loaded state rebuilds it).
     ``operator`` must not change in place between calls.
     """
-    index = [channel_index(prior.channels, c) for c in channels]
-    forward = _forward_map(operator)
-
-    def linear(v: torch.Tensor) -> torch.Tensor:
-        std = prior.std.to(v.device, torch.float64)[index].reshape(1, -1, 1, 1)
-        return (scale * forward(v[:, index] * std)).flatten(1)
-
+    linear = _normalised_measurement(prior, operator, channels, scale)
     buffers = tuple((b.data_ptr(), b._version) for b in prior.buffers()) if hasattr(prior, "buffers") else ()
     key = (tuple(channels), float(scale), float(noise_std), tuple(like.shape[1:]), str(like.device), buffers)
     per_prior = _COVARIANCES.setdefault(prior, weakref.WeakKeyDictionary())

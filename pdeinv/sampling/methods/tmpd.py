@@ -11,14 +11,25 @@ validation fields (seed 1) per task, 50 steps: Navier-Stokes inverse 28.0 / 19.9
 1380 % at 0.1 / 0.01 / 0.003 / 0.001, forward 15.2 / 13.5 / 13.5 / 13.5 %; Helmholtz inverse
 33.0 / 18.9 / 16.3 / 15.4 %, forward 12.7 / 10.6 / 10.8 / 10.4 %.
 
-``tmpd-solve`` is ``tmpd`` whose output field is the forward solve of each sample's input field.
+``tmpd-solve`` is ``tmpd`` on the solution manifold: every sample's output field is the forward
+solve of its input field. On a forward task (the input observed) the output is solved once at the
+end; on an inverse task the joint prior is used in operator-consistent form
+(:class:`~pdeinv.priors.consistent.OperatorConsistentPrior`: each denoised estimate's output is the
+solve of its input), so the measurement of the output reaches the input through the solver. For a
+nonlinear PDE (Darcy) the measurement covariance then linearises the solve at each sample's
+estimate, :math:`K_b = \sigma_y^2 I + \sigma^2 (P A'_b) J_{aa} (P A'_b)^\top` with :math:`A'_b`
+the solve's Jacobian there and :math:`J_{aa}` the Gaussian part's Jacobian of the input
+(:func:`~pdeinv.sampling.terms.linearised_measurement_covariance`): the extended-Kalman form of
+TMPD, exact for a linear PDE, an approximation that this package adds for a nonlinear one.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
+from pdeinv.priors.consistent import OperatorConsistentPrior
 from pdeinv.sampling.methods.guided import GuidedConfig, GuidedPreset, channel_std, run_guided
 from pdeinv.sampling.methods.registry import register
 from pdeinv.sampling.problem import InverseProblem, MethodOptions, Reconstruction
@@ -71,8 +82,21 @@ def tmpd(problem: InverseProblem, config: TMPDConfig, options: MethodOptions) ->
     return run_guided(tmpd_sampler_units(problem, config, options.prior), problem, options, config.modifiers)
 
 
+def solved_prior(problem: InverseProblem, prior):
+    """``prior`` in operator-consistent form for ``problem``'s PDE when the output is observed, else ``prior``.
+
+    A prior already in that form, a latent prior (its own state ``space``) and a problem without a
+    PDE operator are returned as they are.
+    """
+    kept = isinstance(prior, OperatorConsistentPrior) or getattr(prior, "space", None) is not None
+    if kept or problem.operator is None or problem.observed != "output":
+        return prior
+    return OperatorConsistentPrior(prior, problem.operator, problem.input_channel, problem.output_channel)
+
+
 @register("tmpd-solve", TMPDConfig)
 def tmpd_solve(problem: InverseProblem, config: TMPDConfig, options: MethodOptions) -> Reconstruction:
-    """``tmpd``, then each sample's output field is the solve of its input field."""
+    """``tmpd`` whose samples solve the PDE (module docstring)."""
+    options = dataclasses.replace(options, prior=solved_prior(problem, options.prior))
     preset = tmpd_sampler_units(problem, config, options.prior, solve_output=True)
     return run_guided(preset, problem, options, config.modifiers)
