@@ -119,7 +119,11 @@ def face_sensitivity(v: torch.Tensor, u: torch.Tensor, spacing: float) -> torch.
     """
     fx = (v[..., 1:, :] - v[..., :-1, :]) * (u[..., 1:, :] - u[..., :-1, :])
     fy = (v[..., :, 1:] - v[..., :, :-1]) * (u[..., :, 1:] - u[..., :, :-1])
-    total = F.pad(fx, (0, 0, 0, 1)) + F.pad(fx, (0, 0, 1, 0)) + F.pad(fy, (0, 1)) + F.pad(fy, (1, 0))
+    total = fx.new_zeros(fx.shape[:-2] + (fy.shape[-2], fx.shape[-1]))
+    total[..., :-1, :] += fx
+    total[..., 1:, :] += fx
+    total[..., :, :-1] += fy
+    total[..., :, 1:] += fy
     return total / (2.0 * spacing**2)
 
 

@@ -191,4 +191,5 @@ def solve_estimate_adjoint(operator, field, cotangents):
             pulled = torch.stack([torch.autograd.grad(output, leaf, w, retain_graph=True)[0] for w in cotangents])
         if admissible is None:
             return pulled
-        return torch.autograd.grad(projected, point, pulled, is_grads_batched=True)[0]
+        slope = torch.autograd.grad(projected.sum(), point)[0]  # the elementwise projection's derivative
+    return pulled * slope

@@ -494,12 +494,28 @@ def linearised_measurement_covariance(
     eye = torch.eye(adjoint.shape[0], dtype=torch.float64, device=adjoint.device)
     covariances = []
     for probe in probes.unbind(1):
-        moved = prior.prior.gaussian_jvp(probe, sigma)
-        if moved is None:
+        spread = _gaussian_spread(prior.prior, probe, sigma, prior.input_index)
+        if spread is None:
             return None
-        spread = probe.flatten(1) @ moved.to(probe).flatten(1).T
         covariances.append(noise_std**2 * eye + sigma**2 * 0.5 * (spread + spread.T))
     return torch.stack(covariances)
+
+
+def _gaussian_spread(prior, probes: torch.Tensor, sigma: float, channel: int) -> torch.Tensor | None:
+    r""":math:`v_m^\top J_\sigma v_{m'}` of a prior's Gaussian part for probes ``(M, C, S, S)`` that vanish
+    off ``channel``, float64 ``(M, M)``: from the spectral coordinates when the part has them
+    (:func:`~pdeinv.priors.spectral_gaussian.prior_spectrum`), else through ``gaussian_jvp``;
+    ``None`` without a Gaussian part."""
+    from pdeinv.priors.spectral_gaussian import prior_spectrum
+
+    spectrum = prior_spectrum(prior, probes)
+    if spectrum is not None:
+        coordinates, variances = spectrum
+        return (coordinates * (variances / (variances + sigma**2))) @ coordinates.T
+    moved = prior.gaussian_jvp(probes, sigma)
+    if moved is None:
+        return None
+    return probes[:, channel].flatten(1) @ moved[:, channel].to(probes).flatten(1).T
 
 
 def gaussian_measurement_covariance(
