@@ -82,9 +82,7 @@ RECOMMENDED_METHODS = {
     ),
     ("darcy", "forward", False): MethodChoice("interp-solve", {}, "darcy/darcy-forward-interp-solve.json"),
     ("darcy", "inverse", True): MethodChoice(
-        "dwgf",
-        {"method_preset": "calibrated", "steps": 100, "particle_state": "solved"},
-        "darcy/darcy-inverse-64-dwgf-solved-100-k4.json",
+        "tmpd-solve", {"steps": 50}, "darcy/darcy-inverse-64-tmpd-solve-50-k4.json"
     ),
     ("darcy", "inverse", False): MethodChoice("adjoint", {}, "darcy/darcy-inverse-64-adjoint.json"),
 }

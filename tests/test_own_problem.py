@@ -120,7 +120,7 @@ def test_each_recommended_method_cites_a_current_record_of_that_method():
 @pytest.mark.parametrize(
     ("observed", "with_prior", "method"),
     [("input", True, "tmpd-solve"), ("input", False, "interp-solve"),
-     ("output", True, "dwgf"), ("output", False, "adjoint")],
+     ("output", True, "tmpd-solve"), ("output", False, "adjoint")],
 )
 def test_a_darcy_problem_gets_the_darcy_recommendation(observed, with_prior, method):
     from pdeinv.api import recommended_method
