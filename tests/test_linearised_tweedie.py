@@ -155,6 +155,10 @@ def test_tmpd_solve_reads_an_observed_output_through_the_solve():
     forward, _ = _darcy_problem(size, "input", n_points=60)
     assert isinstance(solved_prior(inverse, raw), OperatorConsistentPrior)
     assert solved_prior(forward, raw) is raw
+    helmholtz = InverseProblem(
+        Helmholtz(size, k=1.0), inverse.sensor, inverse.measurements, "output", "input", *CHANNELS, "helmholtz"
+    )
+    assert solved_prior(helmholtz, raw) is raw  # a linear PDE's prior is used as given
     result = solve("tmpd-solve", inverse, MethodOptions(steps=20, prior=raw.double(), batch_size=3))
     wrong = ((result.mean > 7.5) != (permeability > 7.5)).double().mean(dim=(1, 2, 3))
     high = (permeability > 7.5).double().mean(dim=(1, 2, 3))

@@ -13,14 +13,15 @@ validation fields (seed 1) per task, 50 steps: Navier-Stokes inverse 28.0 / 19.9
 
 ``tmpd-solve`` is ``tmpd`` on the solution manifold: every sample's output field is the forward
 solve of its input field. On a forward task (the input observed) the output is solved once at the
-end; on an inverse task the joint prior is used in operator-consistent form
-(:class:`~pdeinv.priors.consistent.OperatorConsistentPrior`: each denoised estimate's output is the
-solve of its input), so the measurement of the output reaches the input through the solver. For a
-nonlinear PDE (Darcy) the measurement covariance then linearises the solve at each sample's
-estimate, :math:`K_b = \sigma_y^2 I + \sigma^2 (P A'_b) J_{aa} (P A'_b)^\top` with :math:`A'_b`
-the solve's Jacobian there and :math:`J_{aa}` the Gaussian part's Jacobian of the input
+end; on an inverse task of a nonlinear PDE (Darcy) the joint prior is used in operator-consistent
+form (:class:`~pdeinv.priors.consistent.OperatorConsistentPrior`: each denoised estimate's output is
+the solve of its input; a linear PDE's prior is used in that form by ``pdeinv bench`` already), so
+the measurement of the output reaches the input through the solver, and the measurement covariance
+linearises the solve at each sample's estimate,
+:math:`K_b = \sigma_y^2 I + \sigma^2 (P A'_b) J_{aa} (P A'_b)^\top` with :math:`A'_b` the solve's
+Jacobian there and :math:`J_{aa}` the Gaussian part's Jacobian of the input
 (:func:`~pdeinv.sampling.terms.linearised_measurement_covariance`): the extended-Kalman form of
-TMPD, exact for a linear PDE, an approximation that this package adds for a nonlinear one.
+TMPD (TMPD's own covariance when the PDE is linear), an approximation this package adds.
 """
 
 from __future__ import annotations
@@ -83,13 +84,15 @@ def tmpd(problem: InverseProblem, config: TMPDConfig, options: MethodOptions) ->
 
 
 def solved_prior(problem: InverseProblem, prior):
-    """``prior`` in operator-consistent form for ``problem``'s PDE when the output is observed, else ``prior``.
+    """``prior`` in operator-consistent form when ``problem`` recovers a nonlinear PDE's input from its output.
 
-    A prior already in that form, a latent prior (its own state ``space``) and a problem without a
-    PDE operator are returned as they are.
+    A prior already in that form, a latent prior (its own state ``space``), a problem without a PDE
+    operator and a linear PDE's problem (whose prior ``pdeinv bench`` and ``pdeinv demo`` already give
+    in that form, unless ``--raw-prior`` asks for the joint one) keep the prior as it is.
     """
     kept = isinstance(prior, OperatorConsistentPrior) or getattr(prior, "space", None) is not None
-    if kept or problem.operator is None or problem.observed != "output":
+    inverse = problem.observed == "output" and problem.target == "input"
+    if kept or problem.operator is None or not inverse or problem.linear:
         return prior
     return OperatorConsistentPrior(prior, problem.operator, problem.input_channel, problem.output_channel)
 
