@@ -176,7 +176,7 @@ def solve_estimate_adjoint(operator, field, cotangents):
     torch.Tensor
         ``(K, B, C, S, S)``.
     """
-    import torch
+    import torch  # here, not at the top: the registry is read by commands that never load torch
 
     pde = pde_of(operator)
     admissible = get_pde(pde).admissible_input if pde is not None else None
