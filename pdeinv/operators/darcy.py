@@ -154,11 +154,7 @@ class _DarcySolve(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_u: torch.Tensor):
         (u,) = ctx.saved_tensors
-        operator = ctx.operator
-        rhs = grad_u.detach().to(torch.float64).cpu().numpy()[..., 1:-1, 1:-1]
-        adjoint = operator._apply_factors(ctx.factors, rhs)
-        adjoint = torch.from_numpy(adjoint).to(device=u.device, dtype=u.dtype)
-        grad_a = -face_sensitivity(adjoint, u, operator.spacing)
+        grad_a = ctx.operator._pull_back(ctx.factors, u, grad_u[None])[0]
         return grad_a, None
 
 
@@ -249,16 +245,14 @@ class Darcy(dinv.physics.Physics):
     def _apply_factors(self, factors, rhs: np.ndarray) -> np.ndarray:
         """Solve ``K x = rhs`` with stored factors, one per sample; return ``x`` zero-padded to ``S``.
 
-        ``rhs`` is ``(n, S-2, S-2)`` (one right-hand side per factor) or ``(n, K, S-2, S-2)`` (``K``
-        solved together per factor); the result is ``(n, S, S)`` or ``(n, K, S, S)``.
+        ``rhs`` is ``(n, K, S-2, S-2)``, the ``K`` right-hand sides of each factor solved together;
+        the result is ``(n, K, S, S)``.
         """
-        interior = rhs.shape[-2:]
-        flat = rhs.reshape(len(factors), -1, interior[0] * interior[1])
-        out = np.zeros(rhs.shape[:-2] + (self.resolution, self.resolution))
-        view = out.reshape(len(factors), -1, self.resolution, self.resolution)
-        for n, lu in enumerate(factors):
-            solved = lu.solve(np.ascontiguousarray(flat[n].T))
-            view[n, :, 1:-1, 1:-1] = solved.T.reshape(-1, *interior)
+        n, k, interior = rhs.shape[0], rhs.shape[1], rhs.shape[-2:]
+        out = np.zeros((n, k, self.resolution, self.resolution))
+        for sample, lu in enumerate(factors):
+            solved = lu.solve(np.ascontiguousarray(rhs[sample].reshape(k, -1).T))
+            out[sample, :, 1:-1, 1:-1] = solved.T.reshape(k, *interior)
         return out
 
     def jacobian_adjoint(self, x: torch.Tensor, cotangents: torch.Tensor) -> torch.Tensor:
@@ -289,12 +283,21 @@ class Darcy(dinv.physics.Physics):
                 f"got {tuple(cotangents.shape)}"
             )
         u, factors = self._solve(x.detach().to(torch.float64), keep_factors=True)
-        b, c, s = x.shape[0], x.shape[1], self.resolution
+        return self._pull_back(factors, u, cotangents).to(device=x.device, dtype=x.dtype)
+
+    def _pull_back(self, factors, u: torch.Tensor, cotangents: torch.Tensor) -> torch.Tensor:
+        r"""The adjoint-state gradients :math:`J(a)^\top w_k` of cotangents ``(K, B, C, S, S)`` (module docstring).
+
+        ``factors`` are the ``B C`` factorisations of :meth:`_solve` at the pressures ``u``
+        ``(B, C, S, S)``; every factor solves its ``K`` right-hand sides together. Returns
+        ``(K, B, C, S, S)`` in ``u``'s dtype and device.
+        """
+        b, c, s = u.shape[0], u.shape[1], self.resolution
         rhs = cotangents.detach().to(torch.float64).cpu().permute(1, 2, 0, 3, 4).reshape(b * c, -1, s, s)
         adjoint = torch.from_numpy(self._apply_factors(factors, rhs[..., 1:-1, 1:-1].numpy()))
-        sensitivity = -face_sensitivity(adjoint, u.reshape(b * c, 1, s, s), self.spacing)
-        sensitivity = sensitivity.reshape(b, c, -1, s, s).permute(2, 0, 1, 3, 4)
-        return sensitivity.to(device=x.device, dtype=x.dtype)
+        state = u.detach().to(torch.float64).cpu().reshape(b * c, 1, s, s)
+        sensitivity = -face_sensitivity(adjoint, state, self.spacing)
+        return sensitivity.reshape(b, c, -1, s, s).permute(2, 0, 1, 3, 4).to(device=u.device, dtype=u.dtype)
 
     def A(self, x: torch.Tensor, **kwargs) -> torch.Tensor:
         r"""Solve :math:`-\nabla_h \cdot (a \nabla_h u) = f` with :math:`u = 0` on the boundary.
