@@ -146,9 +146,14 @@ def solve_estimate(operator, field):
     permeability clamped to ``[3, 12]``); an operator of no registered PDE, or a PDE without one,
     is applied to ``field`` as it is.
     """
-    pde = pde_of(operator)
-    admissible = get_pde(pde).admissible_input if pde is not None else None
+    admissible = _admissible_input(operator)
     return operator.A(field if admissible is None else admissible(field))
+
+
+def _admissible_input(operator) -> Callable | None:
+    """The projection onto the admissible inputs of the registered PDE that ``operator`` solves, if it has one."""
+    pde = pde_of(operator)
+    return get_pde(pde).admissible_input if pde is not None else None
 
 
 
@@ -178,8 +183,7 @@ def solve_estimate_adjoint(operator, field, cotangents):
     """
     import torch  # here, not at the top: the registry is read by commands that never load torch
 
-    pde = pde_of(operator)
-    admissible = get_pde(pde).admissible_input if pde is not None else None
+    admissible = _admissible_input(operator)
     with torch.enable_grad():
         point = field.detach().requires_grad_(True)
         projected = point if admissible is None else admissible(point)
