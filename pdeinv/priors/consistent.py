@@ -230,8 +230,16 @@ def consistent_if_linear(prior: FieldPrior, operator, input_channel: str, output
     form) is returned as it is, and so is a latent prior (one with its own state ``space``), whose
     denoiser works on latents, not on the joint field.
     """
-    kept = isinstance(prior, OperatorConsistentPrior) or getattr(prior, "space", None) is not None
-    if kept or not _is_linear(operator):
+    return consistent_form(prior, operator, input_channel, output_channel) if _is_linear(operator) else prior
+
+
+def consistent_form(prior: FieldPrior, operator, input_channel: str, output_channel: str) -> FieldPrior:
+    """``prior`` in operator-consistent form for any ``operator``.
+
+    A prior already in that form, and a latent prior (one with its own state ``space``, whose
+    denoiser works on latents, not on the joint field), are returned as they are.
+    """
+    if isinstance(prior, OperatorConsistentPrior) or getattr(prior, "space", None) is not None:
         return prior
     return OperatorConsistentPrior(prior, operator, input_channel, output_channel)
 

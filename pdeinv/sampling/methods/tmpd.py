@@ -30,7 +30,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from pdeinv.priors.consistent import OperatorConsistentPrior
+from pdeinv.priors.consistent import consistent_form
 from pdeinv.sampling.methods.guided import GuidedConfig, GuidedPreset, channel_std, run_guided
 from pdeinv.sampling.methods.registry import register
 from pdeinv.sampling.problem import InverseProblem, MethodOptions, Reconstruction
@@ -90,11 +90,10 @@ def solved_prior(problem: InverseProblem, prior):
     operator and a linear PDE's problem (whose prior ``pdeinv bench`` and ``pdeinv demo`` already give
     in that form, unless ``--raw-prior`` asks for the joint one) keep the prior as it is.
     """
-    kept = isinstance(prior, OperatorConsistentPrior) or getattr(prior, "space", None) is not None
     inverse = problem.observed == "output" and problem.target == "input"
-    if kept or problem.operator is None or not inverse or problem.linear:
+    if problem.operator is None or not inverse or problem.linear:
         return prior
-    return OperatorConsistentPrior(prior, problem.operator, problem.input_channel, problem.output_channel)
+    return consistent_form(prior, problem.operator, problem.input_channel, problem.output_channel)
 
 
 @register("tmpd-solve", TMPDConfig)
