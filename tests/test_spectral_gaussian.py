@@ -114,7 +114,7 @@ def test_gaussian_jvp_is_the_jacobian_of_the_denoiser_also_in_operator_consisten
 
 
 def test_gaussian_above_level_uses_the_gaussian_part_at_and_above_its_level_only():
-    from pdeinv.priors.edm import GaussianAboveLevel, GaussianPart, gaussian_above
+    from pdeinv.priors.edm import GaussianAboveLevel, GaussianPart, gaussian_above, gaussian_part
 
     size = 16
     g = torch.Generator().manual_seed(8)
@@ -122,6 +122,9 @@ def test_gaussian_above_level_uses_the_gaussian_part_at_and_above_its_level_only
     assert isinstance(gaussian_above(prior, 0.5), GaussianAboveLevel)
     wrapped = gaussian_above(consistent, 0.5)
     assert type(wrapped) is type(consistent) and isinstance(wrapped.prior, GaussianAboveLevel)
+    assert isinstance(gaussian_part(prior), GaussianPart)
+    part = gaussian_part(consistent)
+    assert type(part) is type(consistent) and isinstance(part.prior, GaussianPart)
     with torch.no_grad():
         for parameter in prior.backbone.parameters():
             parameter.normal_(0.0, 0.1, generator=g)

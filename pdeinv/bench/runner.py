@@ -57,7 +57,7 @@ from pdeinv.files import atomic_write
 from pdeinv.pdes import get_pde, pde_names
 from pdeinv.priors import load
 from pdeinv.priors.consistent import OperatorConsistentPrior, consistent_if_linear
-from pdeinv.priors.edm import GaussianAboveLevel, GaussianPart, gaussian_above
+from pdeinv.priors.edm import GaussianAboveLevel, gaussian_above, gaussian_part
 from pdeinv.priors.gaussian import EIGEN_MAX_UNKNOWNS, JointGaussianPrior
 from pdeinv.sampling.methods import BASELINES, PARTICLES, configure, method_config, parse_method, solve, split_repa
 from pdeinv.sampling.problem import MethodOptions
@@ -215,7 +215,7 @@ def task_prior(config: BenchConfig, problem):
         return exact_prior(problem).to(config.device)
     prior = load(_prior_name(config, problem.pde), device=config.device)
     if config.gaussian_part:
-        prior = _gaussian_part(prior)
+        prior = gaussian_part(prior)
     if config.gaussian_above is not None:
         prior = gaussian_above(prior, config.gaussian_above)
     if config.raw_prior:
@@ -226,13 +226,6 @@ def task_prior(config: BenchConfig, problem):
             )
         return prior
     return consistent_if_linear(prior, problem.operator, problem.input_channel, problem.output_channel)
-
-
-def _gaussian_part(prior):
-    """``prior``'s fitted Gaussian base as a prior, in the same operator-consistent form if it has one."""
-    if isinstance(prior, OperatorConsistentPrior):
-        return prior.with_prior(GaussianPart(prior.prior))
-    return GaussianPart(prior)
 
 
 def _evaluation_counts(prior, nfe: int) -> dict:

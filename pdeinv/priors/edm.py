@@ -322,7 +322,19 @@ def gaussian_above(prior, level: float):
     level : float
         The switching noise level :math:`\sigma_s > 0` (normalised units).
     """
+    return _inside_wrapper(prior, lambda network: GaussianAboveLevel(network, level))
+
+
+def gaussian_part(prior):
+    """``prior``'s fitted Gaussian base alone (:class:`GaussianPart`), keeping an operator-consistent
+    wrapper (``prior.with_prior``) if it has one."""
+    return _inside_wrapper(prior, GaussianPart)
+
+
+def _inside_wrapper(prior, replace: Callable):
+    """``replace(prior)``, or for a wrapper with ``prior.prior`` and ``with_prior`` the same wrapper around
+    ``replace(prior.prior)``."""
     inner = getattr(prior, "prior", None)
     if inner is not None and hasattr(prior, "with_prior"):
-        return prior.with_prior(GaussianAboveLevel(inner, level))
-    return GaussianAboveLevel(prior, level)
+        return prior.with_prior(replace(inner))
+    return replace(prior)
