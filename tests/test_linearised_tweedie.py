@@ -23,6 +23,8 @@ from pdeinv.sampling import InverseProblem, MethodOptions, solve
 from pdeinv.sampling.methods.tmpd import solved_prior
 from pdeinv.sampling.terms import GuidanceState, ObservationTerm, linearised_measurement_covariance
 
+from test_darcy import _level_set_problem
+
 CHANNELS = ("permeability", "pressure")
 
 
@@ -137,22 +139,11 @@ def test_linearised_covariance_does_not_apply_to_a_linear_pde_or_a_raw_prior():
     assert linearised_measurement_covariance(linear, sensor, ("pressure",), 1.0, 1e-2, estimate, 1.0) is None
 
 
-def _darcy_problem(size: int, observed: str, n_points: int):
-    operator = Darcy(size)
-    permeability = darcy_permeability(darcy_level_set_grf(size).sample(3, torch.Generator().manual_seed(8)))
-    pressure = operator.A(permeability)
-    sensor = PointObservation(size, indices=random_points(n_points, size, seed=2))
-    measured = permeability if observed == "input" else pressure
-    target = "output" if observed == "input" else "input"
-    problem = InverseProblem(operator, sensor, sensor.A(measured), observed, target, *CHANNELS, "darcy")
-    return problem, permeability
-
-
 def test_tmpd_solve_reads_an_observed_output_through_the_solve():
     size = 16
     raw = _darcy_prior(size).prior
-    inverse, permeability = _darcy_problem(size, "output", n_points=60)
-    forward, _ = _darcy_problem(size, "input", n_points=60)
+    inverse, permeability, _ = _level_set_problem(size, "output", n_points=60)
+    forward, _, _ = _level_set_problem(size, "input", n_points=60)
     assert isinstance(solved_prior(inverse, raw), OperatorConsistentPrior)
     assert solved_prior(forward, raw) is raw
     helmholtz = InverseProblem(
