@@ -21,7 +21,12 @@ from pdeinv.priors.edm import EDMConfig, EDMDenoiser, GaussianPart
 from pdeinv.priors.spectral_gaussian import SpectralGaussianDenoiser
 from pdeinv.sampling import InverseProblem, MethodOptions, solve
 from pdeinv.sampling.methods.tmpd import solved_prior
-from pdeinv.sampling.terms import GuidanceState, ObservationTerm, linearised_measurement_covariance
+from pdeinv.sampling.terms import (
+    GuidanceState,
+    ObservationTerm,
+    _sensor_adjoint,
+    linearised_measurement_covariance,
+)
 
 from test_darcy import _level_set_problem
 
@@ -128,6 +133,8 @@ def test_linearised_covariance_equals_the_dense_gauss_newton_covariance():
     factor = term._tweedie_factor(state, n_points)
     expected = linearised_measurement_covariance(prior, term.operator, ("pressure",), scale, noise, estimate, 0.6)
     torch.testing.assert_close(factor @ factor.transpose(1, 2), expected, rtol=1e-9, atol=1e-14)
+    first = _sensor_adjoint(prior, term.operator, ("pressure",), scale, estimate)
+    assert _sensor_adjoint(prior, term.operator, ("pressure",), scale, estimate) is first  # built once
 
 
 def test_linearised_covariance_does_not_apply_to_a_linear_pde_or_a_raw_prior():

@@ -488,7 +488,7 @@ def linearised_measurement_covariance(
     applies = isinstance(prior, OperatorConsistentPrior) and not prior.linear and isinstance(operator, LinearPhysics)
     if not applies:
         return None
-    adjoint = measurement_adjoint(_normalised_measurement(prior, operator, channels, scale), estimate)
+    adjoint = _sensor_adjoint(prior, operator, channels, scale, estimate)
     batch = estimate.shape[0]
     probes = prior.linearised_probe(adjoint[:, None].expand(-1, batch, -1, -1, -1), estimate.detach())
     eye = torch.eye(adjoint.shape[0], dtype=torch.float64, device=adjoint.device)
@@ -499,6 +499,24 @@ def linearised_measurement_covariance(
             return None
         covariances.append(noise_std**2 * eye + sigma**2 * 0.5 * (spread + spread.T))
     return torch.stack(covariances)
+
+
+_ADJOINTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _sensor_adjoint(prior, operator, channels: Sequence[str], scale: float, like: torch.Tensor) -> torch.Tensor:
+    """:func:`measurement_adjoint` of the linear sensor ``operator`` on the normalised ``channels``, ``(M, C, S, S)``.
+
+    It does not move with the estimate, so it is computed once per operator (weakly cached) and per
+    channels, scale, normalisation, grid size and device, not at every evaluation of the guidance.
+    """
+    key = (tuple(prior.channels), tuple(channels), float(scale), tuple(prior.std.tolist()), tuple(like.shape[1:]),
+           str(like.device))
+    per_operator = _ADJOINTS.setdefault(operator, {})
+    if key not in per_operator:
+        per_operator.clear()
+        per_operator[key] = measurement_adjoint(_normalised_measurement(prior, operator, channels, scale), like)
+    return per_operator[key]
 
 
 def _gaussian_spread(prior, probes: torch.Tensor, sigma: float, channel: int) -> torch.Tensor | None:
