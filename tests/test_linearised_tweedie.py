@@ -17,8 +17,8 @@ from pdeinv.operators import Darcy, Helmholtz, PointObservation, random_points
 from pdeinv.pdes.spec import solve_estimate_adjoint
 from pdeinv.priors.backbones import build_backbone
 from pdeinv.priors.consistent import OperatorConsistentPrior
-from pdeinv.priors.edm import EDMConfig, EDMDenoiser, GaussianPart
-from pdeinv.priors.spectral_gaussian import SpectralGaussianDenoiser
+from pdeinv.priors.edm import EDMConfig, EDMDenoiser, GaussianAboveLevel, GaussianPart
+from pdeinv.priors.spectral_gaussian import SpectralGaussianDenoiser, prior_spectrum
 from pdeinv.sampling import InverseProblem, MethodOptions, solve
 from pdeinv.sampling.methods.tmpd import solved_prior
 from pdeinv.sampling.terms import (
@@ -65,14 +65,18 @@ def test_solve_estimate_adjoint_vanishes_where_the_permeability_is_clipped():
     torch.testing.assert_close(pulled[~clipped], operator.jacobian_adjoint(a.clamp(3.0, 12.0), w)[~clipped])
 
 
-def _joint_part(operator_size: int, fields: torch.Tensor, mean, std) -> GaussianPart:
-    """The Gaussian part of a small network prior whose base is fitted to normalised ``fields``."""
+def _joint_network(operator_size: int, fields: torch.Tensor, mean, std) -> EDMDenoiser:
+    """A small network prior whose Gaussian base is fitted to normalised ``fields``."""
     base = SpectralGaussianDenoiser.fit(fields.float(), "fft")
     backbone = build_backbone("fno", channels=2, width=4, n_layers=1, n_modes=2)
-    network = EDMDenoiser(
+    return EDMDenoiser(
         backbone, EDMConfig(), channels=CHANNELS, mean=mean, std=std, resolution=operator_size, base=base
     )
-    return GaussianPart(network)
+
+
+def _joint_part(operator_size: int, fields: torch.Tensor, mean, std) -> GaussianPart:
+    """The Gaussian part of :func:`_joint_network`."""
+    return GaussianPart(_joint_network(operator_size, fields, mean, std))
 
 
 def test_linearised_probe_is_the_exact_probe_for_a_linear_operator():
@@ -89,15 +93,20 @@ def test_linearised_probe_is_the_exact_probe_for_a_linear_operator():
 
 
 @functools.lru_cache(maxsize=None)
-def _darcy_prior(size: int) -> OperatorConsistentPrior:
-    operator = Darcy(size)
+def _darcy_network(size: int) -> EDMDenoiser:
     permeability = darcy_permeability(darcy_level_set_grf(size).sample(300, torch.Generator().manual_seed(5)))
-    pressure = operator.A(permeability.double()).float()
+    pressure = Darcy(size).A(permeability.double()).float()
     fields = torch.cat([permeability, pressure], dim=1)
     mean = [7.5, float(pressure.mean())]
     std = [4.5, float(pressure.std())]
     normalised = (fields - torch.tensor(mean).reshape(1, 2, 1, 1)) / torch.tensor(std).reshape(1, 2, 1, 1)
-    return OperatorConsistentPrior(_joint_part(size, normalised, mean, std), operator, *CHANNELS)
+    return _joint_network(size, normalised, mean, std)
+
+
+@functools.lru_cache(maxsize=None)
+def _darcy_prior(size: int) -> OperatorConsistentPrior:
+    """The Gaussian part of :func:`_darcy_network` in operator-consistent form."""
+    return OperatorConsistentPrior(GaussianPart(_darcy_network(size)), Darcy(size), *CHANNELS)
 
 
 def _dense_solve_jacobian(operator: Darcy, a: torch.Tensor) -> torch.Tensor:
@@ -135,6 +144,19 @@ def test_linearised_covariance_equals_the_dense_gauss_newton_covariance():
     torch.testing.assert_close(factor @ factor.transpose(1, 2), expected, rtol=1e-9, atol=1e-14)
     first = _sensor_adjoint(prior, term.operator, ("pressure",), scale, estimate)
     assert _sensor_adjoint(prior, term.operator, ("pressure",), scale, estimate) is first  # built once
+
+
+def test_linearised_covariance_without_spectral_coordinates_goes_through_the_gaussian_jvp():
+    """A prior that exposes only ``gaussian_jvp`` (no spectrum) gets the same covariance, by the other path."""
+    prior = _darcy_prior(8)
+    switched = prior.with_prior(GaussianAboveLevel(_darcy_network(8), 1.0))
+    assert prior_spectrum(switched.prior, torch.zeros(1, 2, 8, 8, dtype=torch.float64)) is None
+    sensor = PointObservation(8, indices=random_points(6, 8, seed=6))
+    estimate = 0.8 * torch.randn(2, 2, 8, 8, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    for sigma in (0.05, 2.0):
+        expected = linearised_measurement_covariance(prior, sensor, ("pressure",), 2.0, 1e-2, estimate, sigma)
+        got = linearised_measurement_covariance(switched, sensor, ("pressure",), 2.0, 1e-2, estimate, sigma)
+        torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-14)
 
 
 def test_linearised_covariance_does_not_apply_to_a_linear_pde_or_a_raw_prior():
